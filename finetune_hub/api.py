@@ -1,0 +1,105 @@
+"""The Python API; the CLI is a thin layer over these functions."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+from finetune_hub import registry
+from finetune_hub.errors import ConfigError, FthError
+from finetune_hub.job import FineTuneJob
+from finetune_hub.records import CostEstimate, JobStatus, Problem
+from finetune_hub.spec import FineTuneSpec
+from finetune_hub.store import JobStore
+
+
+@dataclass(frozen=True)
+class SubmitPlan:
+    """What a submit would do, worked out before anything is sent."""
+
+    provider: str
+    base_model: str
+    problems: list[Problem]
+    estimate: CostEstimate | None
+
+
+def make_job(provider: str, spec: FineTuneSpec, *, store: JobStore | None = None, client: Any = None) -> FineTuneJob:
+    return registry.load(provider)(spec, client=client, store=store)
+
+
+def open_job(ref: str, *, store: JobStore | None = None, client: Any = None) -> FineTuneJob:
+    """A handle on a job from the store, by local id, remote id or id prefix."""
+    store = store or JobStore()
+    record = store.get(ref)
+    spec = FineTuneSpec.model_validate(record.spec)
+    return registry.load(record.provider)(spec, client=client, store=store, record=record)
+
+
+def plan(spec: FineTuneSpec, provider: str, *, job: FineTuneJob | None = None) -> SubmitPlan:
+    """Check the spec and data for `provider` and estimate the cost, offline."""
+    from finetune_hub import data
+
+    job = job or make_job(provider, spec)
+    problems = list(job.check())
+    for path in (spec.data.train, spec.data.validation):
+        if path is not None:
+            problems += [Problem("error", msg) for msg in data.validate_for(path, provider)]
+    estimate = None
+    if not any(p.severity == "error" for p in problems):
+        try:
+            estimate = job.estimate(data.stats(spec.data.train, model=job.base_model()))
+        except FthError as exc:
+            problems.append(Problem("warning", f"no cost estimate: {exc.message}", exc.hint))
+    return SubmitPlan(provider, job.base_model(), problems, estimate)
+
+
+def submit(
+    spec: FineTuneSpec,
+    provider: str,
+    *,
+    store: JobStore | None = None,
+    client: Any = None,
+    over_budget_ok: bool = False,
+) -> FineTuneJob:
+    """Check, estimate, record, upload and create the job; safe to call again after a crash."""
+    from finetune_hub import data
+
+    store = store or JobStore()
+    job = make_job(provider, spec, store=store, client=client)
+    checked = plan(spec, provider, job=job)
+    if errors := [p for p in checked.problems if p.severity == "error"]:
+        lines = [p.message + (f" ({p.hint})" if p.hint else "") for p in errors]
+        raise ConfigError(
+            f"{provider}: {len(errors)} problem(s) before submitting:\n  " + "\n  ".join(lines),
+            hint="nothing was uploaded; fix these and submit again",
+        )
+    cost = checked.estimate
+    if cost and spec.budget.max_usd is not None and cost.total_usd > spec.budget.max_usd and not over_budget_ok:
+        raise ConfigError(
+            f"estimated cost ${cost.total_usd:,.2f} on {provider} is over the budget of ${spec.budget.max_usd:,.2f}",
+            hint="raise budget.max_usd in the spec, or pass --yes to submit anyway",
+        )
+    spec_hash = spec.content_hash()
+    data_hash = data.content_hash(spec.data.train, spec.data.validation)
+    record = store.find_unsent(provider, spec_hash, data_hash) or store.create_job(
+        provider=provider,
+        name=spec.name,
+        spec=spec.model_dump(mode="json"),
+        spec_hash=spec_hash,
+        data_hash=data_hash,
+        account=job.account_id(),
+        estimated_usd=cost.total_usd if cost else None,
+    )
+    job.record = record
+    try:
+        prepared = job.prepare()
+        remote_id = job.retrying(lambda: job.submit(prepared, record.idempotency_key))
+    except FthError as exc:
+        store.update(record.id, error=str(exc))
+        raise
+    store.update(record.id, remote_id=remote_id, status=JobStatus.QUEUED)
+    job.record = store.get(record.id)
+    with contextlib.suppress(FthError):  # the job exists; `fth status` will catch up
+        job.sync()
+    return job

@@ -1,0 +1,55 @@
+"""`fth`: the command line. Builds the parser from the command modules and imports a handler only
+when its command runs, so `fth --help` loads no SDK, no pydantic, no rich."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Each module has `register(subparsers)`; handlers are "module:function" strings resolved on use.
+COMMAND_MODULES = ("finetune_hub.cli.jobs",)
+
+EXIT_OK, EXIT_JOB_FAILED, EXIT_BAD_INPUT, EXIT_PLATFORM = 0, 1, 2, 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from finetune_hub import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="fth",
+        description="One dataset and one spec, sent to any fine-tuning platform, compared on cost and results.",
+        epilog="Exit codes: 0 ok, 1 job failed, 2 bad input, 3 platform or auth error.",
+    )
+    parser.add_argument("--version", action="version", version=f"finetune-hub {__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return EXIT_OK
+    module, _, func = handler.partition(":")
+    from finetune_hub.errors import FthError
+
+    try:
+        return int(getattr(importlib.import_module(module), func)(args) or EXIT_OK)
+    except FthError as exc:
+        from finetune_hub.cli.output import print_error
+
+        print_error(exc, as_json=getattr(args, "json", False))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")

@@ -1,0 +1,246 @@
+"""Job commands: providers, submit, status, list, logs, wait, cancel."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from finetune_hub.cli import EXIT_BAD_INPUT, EXIT_JOB_FAILED, EXIT_OK, add_json_flag
+
+if TYPE_CHECKING:
+    from finetune_hub.job import FineTuneJob
+    from finetune_hub.store import JobRecord
+
+_H = "finetune_hub.cli.jobs:"
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("providers", help="list the platforms and what each supports")
+    add_json_flag(p)
+    p.set_defaults(handler=_H + "cmd_providers")
+
+    p = sub.add_parser("submit", help="check, upload and start a fine-tuning job")
+    p.add_argument("spec", help="the spec file (YAML or TOML)")
+    p.add_argument("--provider", "-p", required=True, help="platform to run on (see `fth providers`)")
+    p.add_argument("--dry-run", action="store_true", help="check and estimate only; send nothing")
+    p.add_argument("--yes", "-y", action="store_true", help="submit even when the estimate is over budget")
+    p.add_argument("--wait", action="store_true", help="wait for the job to finish, with progress")
+    add_json_flag(p)
+    p.set_defaults(handler=_H + "cmd_submit")
+
+    p = sub.add_parser("status", help="refresh and show a job (or every unfinished job)")
+    p.add_argument("job", nargs="?", help="local id, remote id or id prefix")
+    add_json_flag(p)
+    p.set_defaults(handler=_H + "cmd_status")
+
+    p = sub.add_parser("list", help="list the jobs in the local store (no network)")
+    p.add_argument("--provider", help="only this platform")
+    p.add_argument("--status", help="only this status")
+    p.add_argument("--limit", type=int, default=50)
+    add_json_flag(p)
+    p.set_defaults(handler=_H + "cmd_list")
+
+    p = sub.add_parser("logs", help="print a job's events or logs")
+    p.add_argument("job")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
+    p.set_defaults(handler=_H + "cmd_logs")
+
+    p = sub.add_parser("wait", help="wait for jobs to finish; exit 1 if any failed")
+    p.add_argument("jobs", nargs="+")
+    p.add_argument("--timeout", type=float, help="give up after this many seconds")
+    p.add_argument("--interval", type=float, default=2.0, help="first polling interval in seconds")
+    add_json_flag(p)
+    p.set_defaults(handler=_H + "cmd_wait")
+
+    p = sub.add_parser("cancel", help="cancel a job")
+    p.add_argument("job")
+    add_json_flag(p)
+    p.set_defaults(handler=_H + "cmd_cancel")
+
+
+def cmd_providers(args: argparse.Namespace) -> int:
+    from finetune_hub import registry
+    from finetune_hub.errors import MissingDependency
+    from finetune_hub.records import Capability
+
+    rows: list[dict[str, Any]] = []
+    for name, entry in sorted(registry.known().items()):
+        try:
+            cls = registry.load(name)
+        except MissingDependency as exc:
+            rows.append({"name": name, "installed": False, "install": exc.hint, "summary": entry.summary})
+            continue
+        caps = {c.value: cls.capabilities.get(c, "not declared") for c in Capability}
+        rows.append(
+            {
+                "name": name,
+                "installed": True,
+                "summary": entry.summary,
+                "supported": [c for c, why in caps.items() if why is None],
+                "unsupported": {c: why for c, why in caps.items() if why is not None},
+            }
+        )
+    if args.json:
+        from finetune_hub.cli.output import print_json
+
+        print_json(rows)
+        return EXIT_OK
+    from rich.table import Table
+
+    from finetune_hub.cli.output import console
+
+    table = Table("provider", "supports", "does not support", title="fine-tuning providers")
+    for row in rows:
+        if not row["installed"]:
+            table.add_row(row["name"], f"[yellow]not installed[/]: {row['install']}", "")
+            continue
+        table.add_row(
+            row["name"], ", ".join(row["supported"]), "\n".join(f"{c}: {why}" for c, why in row["unsupported"].items())
+        )
+    console().print(table)
+    return EXIT_OK
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from finetune_hub import api
+    from finetune_hub.cli.output import console, money, print_json
+    from finetune_hub.spec import FineTuneSpec
+
+    spec = FineTuneSpec.load(args.spec)
+    if args.dry_run:
+        planned = api.plan(spec, args.provider)
+        if args.json:
+            print_json(planned)
+        else:
+            out = console()
+            for p in planned.problems:
+                out.print(f"[{'red' if p.severity == 'error' else 'yellow'}]{p.severity}[/]: {p.message}")
+            if planned.estimate:
+                e = planned.estimate
+                out.print(
+                    f"{args.provider} {planned.base_model}: estimated {money(e.total_usd)} "
+                    f"({e.quantity:,.0f} {e.unit} × {money(e.unit_price_usd)}, prices as of {e.as_of})"
+                )
+            out.print("dry run: nothing was uploaded or created")
+        return EXIT_BAD_INPUT if any(p.severity == "error" for p in planned.problems) else EXIT_OK
+    job = api.submit(spec, args.provider, over_budget_ok=args.yes)
+    if not args.json:
+        console().print(f"submitted [bold]{job.local_id}[/] to {args.provider} (remote id {job.remote_id})")
+    if args.wait:
+        return _wait_and_report([job], args, timeout=None)
+    if args.json:
+        print_json(job.to_record())
+    return EXIT_OK
+
+
+def _records_table(records: list[JobRecord]) -> None:
+    from rich.table import Table
+
+    from finetune_hub.cli.output import console, money
+
+    table = Table("id", "provider", "name", "status", "model", "estimated", "actual", "created")
+    for r in records:
+        color = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}.get(r.status.value, "cyan")
+        table.add_row(
+            r.id,
+            r.provider,
+            r.name,
+            f"[{color}]{r.status.value}[/]",
+            r.model or "—",
+            money(r.estimated_usd),
+            money(r.actual_usd),
+            r.created_at[:19].replace("T", " "),
+        )
+    console().print(table)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from finetune_hub.store import JobStore
+
+    records = JobStore().list_jobs(provider=args.provider, status=args.status, limit=args.limit)
+    if args.json:
+        from finetune_hub.cli.output import print_json
+
+        print_json(records)
+    else:
+        _records_table(records)
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from finetune_hub import api
+    from finetune_hub.store import JobStore
+
+    store = JobStore()
+    refs = [args.job] if args.job else [r.id for r in store.list_jobs(limit=1000) if not r.status.terminal]
+    jobs = [api.open_job(ref, store=store) for ref in refs]
+    for job in jobs:
+        job.sync()
+    records = [job.record for job in jobs if job.record is not None]
+    if args.json:
+        from finetune_hub.cli.output import print_json
+
+        print_json([job.to_record() for job in jobs] if not args.job else jobs[0].to_record())
+    else:
+        _records_table(records)
+        for r in records:
+            if r.error:
+                from finetune_hub.cli.output import console
+
+                console().print(f"[red]{r.id}[/]: {r.error}")
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from finetune_hub import api
+
+    job = api.open_job(args.job)
+    for line in job.logs(follow=args.follow):
+        print(line, flush=True)
+    return EXIT_OK
+
+
+def _wait_and_report(jobs: list[FineTuneJob], args: argparse.Namespace, timeout: float | None) -> int:
+    from finetune_hub.job import Backoff
+    from finetune_hub.records import JobStatus
+
+    interval = getattr(args, "interval", 2.0)
+    states = [job.wait(timeout=timeout, progress=not args.json, backoff=Backoff(initial=interval)) for job in jobs]
+    if args.json:
+        from finetune_hub.cli.output import print_json
+
+        print_json([job.to_record() for job in jobs])
+    else:
+        from finetune_hub.cli.output import console
+
+        for job, state in zip(jobs, states, strict=True):
+            line = f"{job.local_id}: {state.status.value}"
+            if job.record and job.record.model:
+                line += f" → {job.record.model}"
+            if state.error:
+                line += f" ({state.error})"
+            console().print(line)
+    return EXIT_JOB_FAILED if any(s.status is not JobStatus.SUCCEEDED for s in states) else EXIT_OK
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    from finetune_hub import api
+
+    return _wait_and_report([api.open_job(ref) for ref in args.jobs], args, timeout=args.timeout)
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from finetune_hub import api
+
+    job = api.open_job(args.job)
+    state = job.retrying(job.cancel)
+    job.sync()
+    if args.json:
+        from finetune_hub.cli.output import print_json
+
+        print_json(job.to_record())
+    else:
+        from finetune_hub.cli.output import console
+
+        console().print(f"{job.local_id}: cancel requested; now {state.status.value}")
+    return EXIT_OK

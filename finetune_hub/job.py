@@ -1,0 +1,341 @@
+"""FineTuneJob: the one interface every platform adapter implements.
+
+What differs per platform lives in the subclass (the abstract methods and the class data); what is the
+same everywhere lives here once: status mapping, upload de-duplication, retries, persistence to the job
+store, `wait` with backoff and a progress display, and plain records for reports.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from finetune_hub.errors import ConfigError, FthError, ProviderError, UnsupportedFeature
+from finetune_hub.records import (
+    Capability,
+    Checkpoint,
+    CostEstimate,
+    JobEvent,
+    JobResult,
+    JobStatus,
+    Problem,
+    to_plain,
+)
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from finetune_hub.data import DatasetStats
+    from finetune_hub.spec import FineTuneSpec
+    from finetune_hub.store import JobRecord, JobStore
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class JobState:
+    """One observation of a remote job."""
+
+    status: JobStatus
+    native: str
+    error: str | None = None
+    progress: float | None = None  # 0..1 where the platform reports it
+    detail: str | None = None  # e.g. a secondary status
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """The spec's data, converted for the platform and uploaded: role ("train", "validation") → remote ref."""
+
+    files: dict[str, str]
+    report: list[str] = field(default_factory=list)  # what the conversion changed or dropped
+
+
+@dataclass
+class Backoff:
+    """Polling intervals: start small, grow by `factor`, never above `maximum` seconds."""
+
+    initial: float = 2.0
+    factor: float = 1.5
+    maximum: float = 60.0
+    _next: float = 0.0
+
+    def reset(self) -> None:
+        self._next = self.initial
+
+    def next(self) -> float:
+        current = self._next or self.initial
+        self._next = min(current * self.factor, self.maximum)
+        return current
+
+
+class FineTuneJob(ABC):
+    """A fine-tuning job on one platform. Subclass it once per platform."""
+
+    provider: ClassVar[str]
+    #: every Capability → None when supported, or the reason it is not
+    capabilities: ClassVar[Mapping[Capability, str | None]]
+    #: native status string → JobStatus; strings not in the table map to UNKNOWN
+    status_map: ClassVar[Mapping[str, JobStatus]]
+    #: the platform's settings block in the spec (`providers: {<name>: {...}}`), validated by this model
+    settings_model: ClassVar[type[BaseModel] | None] = None
+
+    def __init__(
+        self,
+        spec: FineTuneSpec,
+        *,
+        client: Any = None,
+        store: JobStore | None = None,
+        record: JobRecord | None = None,
+    ) -> None:
+        self.spec = spec
+        self.settings: Any = self._parse_settings(spec)
+        self.store = store
+        self.record = record
+        self._client = client
+
+    # -- what each platform implements ---------------------------------------------------------------
+
+    @abstractmethod
+    def connect(self) -> Any:
+        """Build the platform's SDK client from the settings and the environment (used when none was injected)."""
+
+    @abstractmethod
+    def check(self) -> list[Problem]:
+        """Problems with the spec for this platform, found without any network call."""
+
+    @abstractmethod
+    def estimate(self, stats: DatasetStats) -> CostEstimate:
+        """What the job would cost, from the dataset's token counts and the price catalog."""
+
+    @abstractmethod
+    def prepare(self) -> PreparedData:
+        """Convert the spec's data for the platform and upload it; never uploads the same content twice."""
+
+    @abstractmethod
+    def submit(self, prepared: PreparedData, idempotency_key: str) -> str:
+        """Create the remote job and return its id. Idempotent: the key travels with the job (metadata,
+        labels or tags), and a call with a key already used returns that job instead of creating another."""
+
+    @abstractmethod
+    def refresh(self) -> JobState:
+        """The job's current state, fetched from the platform."""
+
+    @abstractmethod
+    def events(self, since: datetime | None = None) -> list[JobEvent]:
+        """Events in time order, optionally only those after `since`."""
+
+    @abstractmethod
+    def checkpoints(self) -> list[Checkpoint]:
+        """Checkpoints the platform kept, oldest first."""
+
+    @abstractmethod
+    def cancel(self) -> JobState:
+        """Ask the platform to stop the job; returns the state right after asking."""
+
+    @abstractmethod
+    def result(self) -> JobResult:
+        """Model id or artifact, trained tokens or billable time, and metrics of a finished job."""
+
+    # -- optional, declared through `capabilities` ----------------------------------------------------
+
+    def pause(self) -> JobState:
+        raise self.unsupported(Capability.PAUSE)
+
+    def resume(self) -> JobState:
+        raise self.unsupported(Capability.PAUSE)
+
+    def predict(self, model: str, messages: list[dict[str, Any]]) -> str:
+        """One chat completion from a fine-tuned (or base) model, for comparisons."""
+        raise self.unsupported(Capability.PREDICT)
+
+    def logs(self, follow: bool = False) -> Iterator[str]:
+        """Log lines; platforms without logs fall back to the event messages."""
+        for event in self.events():
+            yield f"{event.time.isoformat()} {event.level.upper():5} {event.message}"
+
+    def account_id(self) -> str:
+        """A non-secret name for the account/endpoint, so uploads are de-duplicated per account."""
+        return "default"
+
+    # -- shared behaviour ----------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self.connect()
+        return self._client
+
+    @property
+    def remote_id(self) -> str:
+        if self.record is None or self.record.remote_id is None:
+            raise ConfigError(f"this {self.provider} job has not been submitted yet")
+        return self.record.remote_id
+
+    @property
+    def local_id(self) -> str | None:
+        return self.record.id if self.record else None
+
+    @classmethod
+    def map_status(cls, native: str | None) -> JobStatus:
+        return cls.status_map.get(native or "", JobStatus.UNKNOWN)
+
+    @classmethod
+    def supports(cls, capability: Capability) -> bool:
+        return cls.capabilities.get(capability, "not declared") is None
+
+    @classmethod
+    def unsupported(cls, capability: Capability) -> UnsupportedFeature:
+        reason = cls.capabilities.get(capability) or "not declared by the adapter"
+        return UnsupportedFeature(f"{cls.provider} does not support {capability.value}: {reason}")
+
+    def _parse_settings(self, spec: FineTuneSpec) -> Any:
+        block = spec.settings_for(self.provider)
+        if self.settings_model is None:
+            return block
+        from pydantic import ValidationError
+
+        from finetune_hub.spec import explain_validation_error
+
+        try:
+            return self.settings_model.model_validate(block)
+        except ValidationError as exc:
+            source = f"spec providers.{self.provider}"
+            raise ConfigError(explain_validation_error(exc, source, self.settings_model)) from None
+
+    def base_model(self) -> str:
+        return self.spec.base_model_for(self.provider)
+
+    def upload_once(self, path: Path, content_hash: str, upload: Callable[[Path], str]) -> str:
+        """Upload `path` unless the store knows this content is already on this account."""
+        account = self.account_id()
+        if self.store is not None and (known := self.store.find_upload(content_hash, self.provider, account)):
+            return known
+        remote = self.retrying(lambda: upload(path))
+        if self.store is not None:
+            self.store.record_upload(content_hash, self.provider, account, remote)
+        return remote
+
+    def retrying(self, call: Callable[[], T], *, attempts: int = 6, sleep: Callable[[float], None] = time.sleep) -> T:
+        """Run `call`, retrying retryable platform errors with backoff (honouring Retry-After)."""
+        backoff = Backoff(initial=1.0, factor=2.0, maximum=30.0)
+        for attempt in range(1, attempts + 1):
+            try:
+                return call()
+            except ProviderError as exc:
+                if not exc.retryable or attempt == attempts:
+                    raise
+                sleep(exc.retry_after if exc.retry_after is not None else backoff.next())
+        raise AssertionError("unreachable")
+
+    def sync(self) -> JobState:
+        """Refresh the state and new events from the platform and persist them (and the result when done)."""
+        state = self.retrying(self.refresh)
+        if self.store is None or self.record is None:
+            return state
+        known = self.store.events(self.record.id)
+        since = known[-1][1].time if known else None
+        if self.supports(Capability.EVENTS):
+            self.store.add_events(self.record.id, self.retrying(lambda: self.events(since)))
+        fields: dict[str, Any] = {"status": state.status, "native_status": state.native}
+        if state.error:
+            fields["error"] = state.error
+        if state.status is JobStatus.SUCCEEDED and self.record.result is None:
+            result = self.retrying(self.result)
+            fields.update(result=result, model=result.model, actual_usd=self.actual_cost(result))
+        self.store.update(self.record.id, **fields)
+        self.record = self.store.get(self.record.id)
+        return state
+
+    def actual_cost(self, result: JobResult) -> float | None:
+        """What the finished job cost, from what the platform reported; None where it cannot be known."""
+        return None
+
+    def wait(
+        self,
+        *,
+        timeout: float | None = None,
+        backoff: Backoff | None = None,
+        progress: bool = False,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> JobState:
+        """Poll until the job reaches a terminal state (or `timeout` seconds pass)."""
+        backoff = backoff or Backoff()
+        backoff.reset()
+        deadline = None if timeout is None else clock() + timeout
+        display = _WaitDisplay(self) if progress else None
+        last: JobState | None = None
+        try:
+            while True:
+                state = self.sync()
+                if display:
+                    display.update(state)
+                if state.status.terminal:
+                    return state
+                if last is not None and (state.status, state.progress) != (last.status, last.progress):
+                    backoff.reset()
+                last = state
+                if deadline is not None and clock() >= deadline:
+                    raise FthError(f"timed out after {timeout:.0f}s waiting for {self.local_id or self.provider}")
+                sleep(backoff.next())
+        finally:
+            if display:
+                display.close()
+
+    def to_record(self) -> dict[str, Any]:
+        """A plain, JSON-ready summary for reports and `--json` output. Never holds secrets."""
+        rec = self.record
+        plain: dict[str, Any] = to_plain(
+            {
+                "id": rec.id if rec else None,
+                "provider": self.provider,
+                "remote_id": rec.remote_id if rec else None,
+                "name": self.spec.name,
+                "base_model": self.base_model(),
+                "status": rec.status if rec else JobStatus.CREATED,
+                "model": rec.model if rec else None,
+                "estimated_usd": rec.estimated_usd if rec else None,
+                "actual_usd": rec.actual_usd if rec else None,
+                "result": rec.result if rec else None,
+                "error": rec.error if rec else None,
+            }
+        )
+        return plain
+
+
+class _WaitDisplay:
+    """A rich progress line for `wait`: status, progress where known, and the latest event."""
+
+    def __init__(self, job: FineTuneJob) -> None:
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._job = job
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.fields[name]}"),
+            BarColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[last]}"),
+            transient=False,
+        )
+        self._task = self._progress.add_task("wait", total=None, name=job.local_id or job.provider, status="", last="")
+        self._progress.start()
+
+    def update(self, state: JobState) -> None:
+        last = ""
+        if self._job.store is not None and self._job.record is not None:
+            events = self._job.store.events(self._job.record.id)
+            last = events[-1][1].message[:60] if events else ""
+        total = 1.0 if state.progress is not None or state.status.terminal else None
+        done = 1.0 if state.status is JobStatus.SUCCEEDED else state.progress
+        self._progress.update(self._task, total=total, completed=done or 0, status=state.status.value, last=last)
+
+    def close(self) -> None:
+        self._progress.stop()

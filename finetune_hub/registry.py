@@ -1,0 +1,77 @@
+"""Provider name → adapter class, imported only when asked for.
+
+Built-in adapters are listed by import string; third-party ones register under the entry-point group
+`finetune_hub.providers` (`name = "package.module:Class"`), read only when a name is not built in.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from finetune_hub.errors import ConfigError, MissingDependency
+
+if TYPE_CHECKING:
+    from finetune_hub.job import FineTuneJob
+
+ENTRY_POINT_GROUP = "finetune_hub.providers"
+
+
+@dataclass(frozen=True)
+class ProviderInfo:
+    name: str
+    target: str  # "module:Class"
+    extra: str | None  # the pip extra that brings the SDK
+    summary: str
+
+
+_BUILTIN: tuple[ProviderInfo, ...] = (
+    # Adapters register here as they land (one line each).
+)
+BUILTIN: dict[str, ProviderInfo] = {p.name: p for p in _BUILTIN}
+
+
+def _entry_points() -> dict[str, ProviderInfo]:
+    from importlib.metadata import entry_points
+
+    return {
+        ep.name: ProviderInfo(ep.name, ep.value, None, f"third-party adapter from {ep.value}")
+        for ep in entry_points(group=ENTRY_POINT_GROUP)
+    }
+
+
+def known() -> dict[str, ProviderInfo]:
+    """Every provider name that can be loaded: built in first, then entry points."""
+    return {**_entry_points(), **BUILTIN}
+
+
+def info(name: str) -> ProviderInfo:
+    found = BUILTIN.get(name) or _entry_points().get(name)
+    if found is None:
+        import difflib
+
+        names = sorted(known())
+        close = difflib.get_close_matches(name, names, n=1)
+        raise ConfigError(
+            f"unknown provider '{name}'" + (f"; did you mean '{close[0]}'?" if close else ""),
+            hint="known providers: " + ", ".join(names),
+        )
+    return found
+
+
+def load(name: str) -> type[FineTuneJob]:
+    """The adapter class for `name`; a missing SDK says which `pip install` fixes it."""
+    entry = info(name)
+    module_name, _, attr = entry.target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
+            raise
+        extra = entry.extra or name
+        raise MissingDependency(
+            f"the {name} adapter needs the package '{exc.name}', which is not installed",
+            hint=f"pip install 'finetune-hub[{extra}]'",
+        ) from None
+    return getattr(module, attr)  # type: ignore[no-any-return]

@@ -1,0 +1,175 @@
+"""FineTuneSpec: one description of a fine-tuning run, valid for every platform.
+
+Credentials never live here: adapters read them from the environment or the platform's own config.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from finetune_hub.errors import ConfigError
+
+_SECRET_KEYS = ("api_key", "apikey", "token", "secret", "password", "access_key", "credentials")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSpec(_Strict):
+    train: Path
+    validation: Path | None = None
+    validation_split: float | None = Field(default=None, gt=0, lt=1)
+    format: str = "auto"
+
+    @model_validator(mode="after")
+    def _one_validation_source(self) -> DataSpec:
+        if self.validation is not None and self.validation_split is not None:
+            raise ValueError("give either data.validation or data.validation_split, not both")
+        return self
+
+
+class Hyperparameters(_Strict):
+    epochs: int | None = Field(default=None, ge=1, le=100)
+    learning_rate: float | None = Field(default=None, gt=0, lt=1)
+    learning_rate_multiplier: float | None = Field(default=None, gt=0, le=100)
+    batch_size: int | None = Field(default=None, ge=1, le=4096)
+    max_seq_length: int | None = Field(default=None, ge=16)
+    beta: float | None = Field(default=None, gt=0, le=2, description="DPO temperature")
+    warmup_ratio: float | None = Field(default=None, ge=0, lt=1)
+
+
+class LoraSpec(_Strict):
+    rank: int = Field(default=16, ge=1, le=1024)
+    alpha: int | None = Field(default=None, ge=1, description="defaults to 2 × rank")
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    quantize: Literal["none", "4bit", "8bit"] = "none"
+
+
+class Budget(_Strict):
+    max_usd: float | None = Field(default=None, gt=0)
+    auto_cancel: bool = False
+
+
+class FineTuneSpec(_Strict):
+    name: str = Field(min_length=1, max_length=128)
+    base_model: str | dict[str, str]
+    data: DataSpec
+    method: Literal["sft", "dpo"] = "sft"
+    hyperparameters: Hyperparameters = Hyperparameters()
+    lora: LoraSpec | None = None
+    seed: int | None = Field(default=None, ge=0, le=2_147_483_647)
+    suffix: str | None = Field(default=None, min_length=1, max_length=64)
+    budget: Budget = Budget()
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("providers")
+    @classmethod
+    def _no_credentials(cls, blocks: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for provider, block in blocks.items():
+            for key in block:
+                if any(s in key.lower().replace("-", "_") for s in _SECRET_KEYS):
+                    raise ValueError(
+                        f"'{key}' in providers.{provider} looks like a credential; credentials never go in "
+                        "the spec: set them in the environment or the platform's standard config"
+                    )
+        return blocks
+
+    def base_model_for(self, provider: str) -> str:
+        if isinstance(self.base_model, str):
+            return self.base_model
+        model = self.base_model.get(provider) or self.base_model.get("default")
+        if model is None:
+            known = ", ".join(sorted(self.base_model)) or "none"
+            raise ConfigError(
+                f"base_model: no model for provider '{provider}' (given for: {known})",
+                hint=f"add `base_model: {{{provider}: <model id>}}` to the spec, or a `default:` entry",
+            )
+        return model
+
+    def settings_for(self, provider: str) -> dict[str, Any]:
+        return dict(self.providers.get(provider, {}))
+
+    def content_hash(self) -> str:
+        """Stable hash of what was asked, independent of key order and of where the spec was loaded from."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    # -- loading -------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "<spec>", base_dir: Path | None = None) -> FineTuneSpec:
+        try:
+            spec = cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(
+                explain_validation_error(exc, source, FineTuneSpec), hint="see the spec reference in README.md"
+            ) from None
+        return spec._anchored(base_dir) if base_dir else spec
+
+    @classmethod
+    def load(cls, path: str | Path) -> FineTuneSpec:
+        """Load a YAML (.yaml/.yml) or TOML (.toml) spec; data paths are relative to the spec file."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the spec ({exc.strerror})") from None
+        try:
+            data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+        except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the spec must be a mapping of keys to values, got {type(data).__name__}")
+        return cls.from_dict(data, source=str(path), base_dir=path.parent)
+
+    def _anchored(self, base_dir: Path) -> FineTuneSpec:
+        def anchor(p: Path | None) -> Path | None:
+            return p if p is None or p.is_absolute() else (base_dir / p).resolve()
+
+        data = self.data.model_copy(
+            update={"train": anchor(self.data.train), "validation": anchor(self.data.validation)}
+        )
+        return self.model_copy(update={"data": data})
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The valid keys at `loc` (the parent of an unknown key), walking nested models."""
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        candidates = [a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type)]
+        nested = next((a for a in candidates if issubclass(a, BaseModel)), None)
+        if nested is None:
+            return []
+        model = nested
+    return list(model.model_fields)
+
+
+def explain_validation_error(exc: ValidationError, source: str, model: type[BaseModel]) -> str:
+    """One line per problem: where (the key path), what is wrong, and the closest valid key for typos."""
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(loc[-1]), _allowed_keys(model, loc[:-1]), n=1)
+            tip = f"; did you mean '{close[0]}'?" if close else ""
+            lines.append(f"{source}: {path}: unknown key{tip}")
+        elif err["type"] == "missing":
+            lines.append(f"{source}: {path}: required key is missing")
+        else:
+            got = err.get("input")
+            shown = f" (got {got!r})" if got is not None and not isinstance(got, dict | list) else ""
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{source}: {path}: {msg}{shown}")
+    return "\n".join(lines)

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(autouse=True)
+def fth_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own job store and state directory."""
+    home = tmp_path / "fth-home"
+    monkeypatch.setenv("FTH_HOME", str(home))
+    return home
+
+
+def chat_example(i: int) -> dict:
+    return {
+        "messages": [
+            {"role": "system", "content": "You answer with the capital city only."},
+            {"role": "user", "content": f"Capital of country number {i}?"},
+            {"role": "assistant", "content": f"City {i}"},
+        ]
+    }
+
+
+def write_chat_jsonl(path: Path, n: int = 12, start: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        for i in range(start, start + n):
+            fh.write(json.dumps(chat_example(i)) + "\n")
+    return path
