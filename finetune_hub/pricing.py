@@ -1,4 +1,9 @@
-"""The dated, sourced price and lifecycle catalog (package data, plus the user's override file)."""
+"""The dated, sourced price and lifecycle catalog (package data, plus the user's override file).
+
+Besides prices and lifecycle dates it holds what time-billed platforms need to predict a runtime: GPU
+throughput rows (datasheet peak × an assumed utilisation), which GPUs each instance type carries, and
+per-platform defaults (what the price is keyed by, start-up overhead). `cost.py` does the arithmetic.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,16 @@ import yaml
 
 from finetune_hub.errors import ConfigError, ProviderRetired
 
+#: a price row older than this many days is flagged as stale by `fth prices`
+STALE_AFTER_DAYS = 180
+
+
+def _age(as_of: str, today: dt.date) -> int | None:
+    try:
+        return (today - dt.date.fromisoformat(as_of)).days
+    except ValueError:
+        return None
+
 
 @dataclass(frozen=True)
 class PriceRow:
@@ -24,6 +39,14 @@ class PriceRow:
     verified: bool
     note: str | None = None
     kind: str = "training"  # "training" | "hosting"
+    origin: str = "shipped"  # "shipped" | "user" (from $FTH_HOME/catalog.yaml)
+
+    def age_days(self, today: dt.date) -> int | None:
+        return _age(self.as_of, today)
+
+    def stale(self, today: dt.date, after_days: int = STALE_AFTER_DAYS) -> bool:
+        age = self.age_days(today)
+        return age is None or age > after_days
 
 
 @dataclass(frozen=True)
@@ -37,6 +60,38 @@ class LifecycleRow:
     alternatives: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class GpuRow:
+    """Training throughput of one GPU: tokens/s = mfu × peak_tflops·1e12 / (4 × parameters) for LoRA."""
+
+    gpu: str
+    peak_tflops: float  # dense bf16 (fp16 where the GPU has no bf16), from the datasheet
+    mfu: float  # model FLOPs utilisation our trainer is assumed to reach
+    source: str
+    verified: bool
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class InstanceRow:
+    provider: str
+    instance: str
+    gpu: str
+    gpus: int
+
+
+@dataclass(frozen=True)
+class PlatformRow:
+    """How a platform is priced: by the base model, an instance type, or the GPU it runs on."""
+
+    provider: str
+    priced_by: str  # "model" | "instance" | "gpu"
+    default: str | None = None  # default instance type or GPU when the spec names none
+    overhead_minutes: float = 0.0  # billed start-up time (instance launch, image and model download)
+    multi_gpu_efficiency: float = 1.0  # scaling factor per extra GPU (data parallel)
+    note: str | None = None
+
+
 def _matches(pattern: str, model: str) -> int:
     """Match length (higher is more specific), or -1."""
     if pattern.endswith("*"):
@@ -44,10 +99,26 @@ def _matches(pattern: str, model: str) -> int:
     return len(pattern) + 1 if model == pattern else -1
 
 
+def _read_user(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the catalog must be a mapping (training:, hosting:, lifecycle:, ...)")
+    return data
+
+
 @dataclass(frozen=True)
 class Catalog:
     prices: list[PriceRow]
     lifecycle: list[LifecycleRow]
+    gpus: list[GpuRow] = field(default_factory=list)
+    instances: list[InstanceRow] = field(default_factory=list)
+    platforms: list[PlatformRow] = field(default_factory=list)
+    user_file: Path | None = None
 
     @classmethod
     def load(cls, override: Path | None = None) -> Catalog:
@@ -56,23 +127,29 @@ class Catalog:
 
         shipped = yaml.safe_load(resources.files("finetune_hub.catalog").joinpath("catalog.yaml").read_text())
         override = override or fth_home() / "catalog.yaml"
-        user: dict[str, Any] = {}
-        if override.exists():
-            try:
-                user = yaml.safe_load(override.read_text()) or {}
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{override}: not valid YAML: {exc}") from None
+        user = _read_user(override)
+        sources = ((user, "user"), (shipped, "shipped"))
         try:
             prices = [
-                PriceRow(**{**row, "as_of": str(row["as_of"])}, kind=kind)
-                for data in (user, shipped)
+                PriceRow(**{**row, "as_of": str(row["as_of"])}, kind=kind, origin=origin)
+                for data, origin in sources
                 for kind in ("training", "hosting")
-                for row in data.get(kind, [])
+                for row in data.get(kind) or []
             ]
-            lifecycle = [LifecycleRow(**row) for data in (user, shipped) for row in data.get("lifecycle", [])]
-        except TypeError as exc:
-            raise ConfigError(f"catalog row has a wrong key: {exc}", hint=f"compare {override} with README") from None
-        return cls(prices, lifecycle)
+            lifecycle = [LifecycleRow(**row) for data, _ in sources for row in data.get("lifecycle") or []]
+            gpus = [GpuRow(**row) for data, _ in sources for row in data.get("gpus") or []]
+            instances = [InstanceRow(**row) for data, _ in sources for row in data.get("instances") or []]
+            platforms = [
+                PlatformRow(provider=name, **row)
+                for data, _ in sources
+                for name, row in (data.get("platforms") or {}).items()
+            ]
+        except (TypeError, KeyError) as exc:
+            raise ConfigError(
+                f"catalog row has a wrong or missing key: {exc}",
+                hint=f"compare {override} with the shipped catalog (docs/cost.md)",
+            ) from None
+        return cls(prices, lifecycle, gpus, instances, platforms, override if user else None)
 
     def price(self, provider: str, model: str, kind: str = "training") -> PriceRow | None:
         """The most specific row for `model` (user rows win ties, since they come first)."""
@@ -89,6 +166,22 @@ class Catalog:
             (r for r in self.lifecycle if r.provider == provider and _matches(r.model, model) >= 0),
             key=lambda r: r.date,
         )
+
+    def gpu(self, name: str) -> GpuRow | None:
+        """The throughput row for a GPU, by case-insensitive name (user rows first)."""
+        return next((g for g in self.gpus if g.gpu.lower() == name.lower()), None)
+
+    def instance(self, provider: str, instance: str) -> InstanceRow | None:
+        return next((i for i in self.instances if i.provider == provider and i.instance == instance), None)
+
+    def platform(self, provider: str) -> PlatformRow:
+        """How `provider` is priced; platforms the catalog does not describe are priced by base model."""
+        found = next((p for p in self.platforms if p.provider == provider), None)
+        return found or PlatformRow(provider=provider, priced_by="model")
+
+    def providers(self) -> list[str]:
+        """Every platform with at least one training price row, in catalog order."""
+        return list(dict.fromkeys(r.provider for r in self.prices if r.kind == "training"))
 
 
 def retirement_problems(

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from finetune_hub.errors import ConfigError
+from finetune_hub.spec import FineTuneSpec
+
+VALID = """
+name: support-bot
+base_model:
+  openai: gpt-4.1-mini-2025-04-14
+  local: ./tiny-model
+data:
+  train: data/train.jsonl
+  validation_split: 0.1
+method: sft
+hyperparameters: {epochs: 3, learning_rate_multiplier: 1.5, batch_size: 8}
+lora: {rank: 8, alpha: 16}
+seed: 7
+suffix: support
+budget: {max_usd: 20}
+providers:
+  azure_openai: {training_type: GlobalStandard}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def error_of(tmp_path: Path, text: str, name: str = "spec.yaml") -> str:
+    with pytest.raises(ConfigError) as exc:
+        FineTuneSpec.load(write(tmp_path, text, name))
+    return exc.value.message
+
+
+def test_loads_yaml_with_paths_relative_to_the_spec(tmp_path: Path) -> None:
+    spec = FineTuneSpec.load(write(tmp_path, VALID))
+    assert spec.data.train == (tmp_path / "data" / "train.jsonl").resolve()
+    assert spec.base_model_for("openai") == "gpt-4.1-mini-2025-04-14"
+    assert spec.hyperparameters.epochs == 3 and spec.lora is not None and spec.lora.rank == 8
+    assert spec.settings_for("azure_openai") == {"training_type": "GlobalStandard"}
+    assert spec.settings_for("vertex") == {}
+
+
+def test_toml_and_python_give_the_same_spec(tmp_path: Path) -> None:
+    toml = """
+name = "support-bot"
+base_model = "gpt-4.1-mini-2025-04-14"
+[data]
+train = "train.jsonl"
+[hyperparameters]
+epochs = 2
+"""
+    from_toml = FineTuneSpec.load(write(tmp_path, toml, "spec.toml"))
+    from_python = FineTuneSpec.from_dict(
+        {"name": "support-bot", "base_model": "gpt-4.1-mini-2025-04-14",
+         "data": {"train": str(tmp_path / "train.jsonl")}, "hyperparameters": {"epochs": 2}}
+    )
+    assert from_toml == from_python
+    assert from_toml.content_hash() == from_python.content_hash()
+    assert from_toml.base_model_for("vertex") == "gpt-4.1-mini-2025-04-14"  # one string applies to all
+
+
+def test_unknown_key_names_the_path_and_suggests(tmp_path: Path) -> None:
+    message = error_of(tmp_path, VALID.replace("epochs: 3", "epoch: 3"))
+    assert "hyperparameters.epoch: unknown key; did you mean 'epochs'?" in message
+    assert str(tmp_path / "spec.yaml") in message
+    assert "did you mean 'hyperparameters'" in error_of(tmp_path, VALID.replace("hyperparameters:", "hyperparamters:"))
+
+
+def test_wrong_type_names_the_path_and_the_value(tmp_path: Path) -> None:
+    message = error_of(tmp_path, VALID.replace("epochs: 3", "epochs: three"))
+    assert "hyperparameters.epochs" in message and "'three'" in message
+
+
+def test_out_of_range_and_conflicting_values(tmp_path: Path) -> None:
+    assert "lora.rank" in error_of(tmp_path, VALID.replace("rank: 8", "rank: 0"))
+    both = VALID.replace("validation_split: 0.1", "validation_split: 0.1\n  validation: v.jsonl")
+    assert "either data.validation or data.validation_split" in error_of(tmp_path, both)
+    assert "method" in error_of(tmp_path, VALID.replace("method: sft", "method: rlhf"))
+
+
+def test_missing_required_keys(tmp_path: Path) -> None:
+    assert "base_model: required key is missing" in error_of(tmp_path, "name: x\ndata: {train: a.jsonl}\n")
+
+
+def test_missing_base_model_for_the_chosen_platform(tmp_path: Path) -> None:
+    spec = FineTuneSpec.load(write(tmp_path, VALID))
+    with pytest.raises(ConfigError) as exc:
+        spec.base_model_for("vertex")
+    assert "base_model" in exc.value.message and "vertex" in exc.value.message
+    assert exc.value.hint and "base_model" in exc.value.hint
+
+
+def test_bad_yaml_and_non_mapping(tmp_path: Path) -> None:
+    assert "not valid YAML" in error_of(tmp_path, "name: [unclosed\n")
+    assert "must be a mapping" in error_of(tmp_path, "- just\n- a list\n")
+    with pytest.raises(ConfigError, match="cannot read"):
+        FineTuneSpec.load(tmp_path / "absent.yaml")
+
+
+def test_credentials_are_refused_in_the_spec(tmp_path: Path) -> None:
+    text = VALID.replace("training_type: GlobalStandard", "api_key: sk-live-abcdefghijklmnop")
+    message = error_of(tmp_path, text)
+    assert "credential" in message and "sk-live-abcdefghijklmnop" not in message
