@@ -42,9 +42,8 @@ def plan(spec: FineTuneSpec, provider: str, *, job: FineTuneJob | None = None) -
 
     job = job or make_job(provider, spec)
     problems = list(job.check())
-    for path in (spec.data.train, spec.data.validation):
-        if path is not None:
-            problems += [Problem("error", msg) for msg in data.validate_for(path, provider)]
+    findings = data.validate_for(spec.data.train, provider, validation=spec.data.validation, suffix=spec.suffix)
+    problems += [Problem(f.severity, f"{f.location()}: [{f.rule}] {f.message}", f.fix) for f in findings]
     estimate = None
     if not any(p.severity == "error" for p in problems):
         try:

@@ -11,7 +11,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -155,9 +155,17 @@ class FineTuneJob(ABC):
         raise self.unsupported(Capability.PREDICT)
 
     def logs(self, follow: bool = False) -> Iterator[str]:
-        """Log lines; platforms without logs fall back to the event messages."""
-        for event in self.events():
-            yield f"{event.time.isoformat()} {event.level.upper():5} {event.message}"
+        """Log lines; platforms without logs fall back to the event messages (polled until the job ends)."""
+        seen: set[tuple[datetime, str]] = set()
+        backoff = Backoff()
+        while True:
+            for event in self.retrying(self.events):
+                if (event.time, event.message) not in seen:
+                    seen.add((event.time, event.message))
+                    yield f"{event.time.isoformat()} {event.level.upper():5} {event.message}"
+            if not follow or self.sync().status.terminal:
+                return
+            self.retry_sleep(backoff.next())
 
     def account_id(self) -> str:
         """A non-secret name for the account/endpoint, so uploads are de-duplicated per account."""
@@ -221,16 +229,22 @@ class FineTuneJob(ABC):
             self.store.record_upload(content_hash, self.provider, account, remote)
         return remote
 
-    def retrying(self, call: Callable[[], T], *, attempts: int = 6, sleep: Callable[[float], None] = time.sleep) -> T:
+    @staticmethod
+    def retry_sleep(seconds: float) -> None:
+        """How `retrying` waits between attempts; tests swap in a no-op on the class or an instance."""
+        time.sleep(seconds)
+
+    def retrying(self, call: Callable[[], T], *, attempts: int = 6, sleep: Callable[[float], None] | None = None) -> T:
         """Run `call`, retrying retryable platform errors with backoff (honouring Retry-After)."""
         backoff = Backoff(initial=1.0, factor=2.0, maximum=30.0)
+        wait = sleep or self.retry_sleep
         for attempt in range(1, attempts + 1):
             try:
                 return call()
             except ProviderError as exc:
                 if not exc.retryable or attempt == attempts:
                     raise
-                sleep(exc.retry_after if exc.retry_after is not None else backoff.next())
+                wait(exc.retry_after if exc.retry_after is not None else backoff.next())
         raise AssertionError("unreachable")
 
     def sync(self) -> JobState:
@@ -238,8 +252,13 @@ class FineTuneJob(ABC):
         state = self.retrying(self.refresh)
         if self.store is None or self.record is None:
             return state
+        if self.spec.budget.auto_cancel:  # cancel once the running cost passes budget.max_usd
+            from finetune_hub.cost import enforce_budget
+
+            state = enforce_budget(self, state)
         known = self.store.events(self.record.id)
-        since = known[-1][1].time if known else None
+        # Platforms stamp events coarsely (whole seconds): ask from a second earlier, the store drops repeats.
+        since = known[-1][1].time - timedelta(seconds=1) if known else None
         if self.supports(Capability.EVENTS):
             self.store.add_events(self.record.id, self.retrying(lambda: self.events(since)))
         fields: dict[str, Any] = {"status": state.status, "native_status": state.native}
@@ -278,7 +297,7 @@ class FineTuneJob(ABC):
                     display.update(state)
                 if state.status.terminal:
                     return state
-                if last is not None and (state.status, state.progress) != (last.status, last.progress):
+                if last is not None and state.status is not last.status:
                     backoff.reset()
                 last = state
                 if deadline is not None and clock() >= deadline:

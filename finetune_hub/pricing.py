@@ -21,6 +21,17 @@ from finetune_hub.errors import ConfigError, ProviderRetired
 STALE_AFTER_DAYS = 180
 
 
+def today() -> dt.date:
+    """The date prices and retirement rules are judged against; $FTH_TODAY (YYYY-MM-DD) pins it."""
+    import os
+
+    pinned = os.environ.get("FTH_TODAY")
+    try:
+        return dt.date.fromisoformat(pinned) if pinned else dt.date.today()
+    except ValueError:
+        raise ConfigError(f"FTH_TODAY={pinned!r} is not a date", hint="use YYYY-MM-DD") from None
+
+
 def _age(as_of: str, today: dt.date) -> int | None:
     try:
         return (today - dt.date.fromisoformat(as_of)).days
@@ -81,6 +92,15 @@ class InstanceRow:
 
 
 @dataclass(frozen=True)
+class ModelRow:
+    """The parameter count of a base model whose id does not name its size (e.g. "gpt2")."""
+
+    model: str  # id, or prefix ending in "*"
+    parameters: float
+    source: str | None = None
+
+
+@dataclass(frozen=True)
 class PlatformRow:
     """How a platform is priced: by the base model, an instance type, or the GPU it runs on."""
 
@@ -89,6 +109,9 @@ class PlatformRow:
     default: str | None = None  # default instance type or GPU when the spec names none
     overhead_minutes: float = 0.0  # billed start-up time (instance launch, image and model download)
     multi_gpu_efficiency: float = 1.0  # scaling factor per extra GPU (data parallel)
+    #: the settings' `mode` values priced per token by base model instead, e.g. SageMaker "serverless",
+    #: looked up as "<mode>:<base model>"
+    token_modes: list[str] = field(default_factory=list)
     note: str | None = None
 
 
@@ -99,11 +122,16 @@ def _matches(pattern: str, model: str) -> int:
     return len(pattern) + 1 if model == pattern else -1
 
 
+def _load_yaml(text: str) -> Any:
+    """Safe YAML through libyaml where available: the catalog is read on every estimate."""
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 def _read_user(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = _load_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -118,6 +146,7 @@ class Catalog:
     gpus: list[GpuRow] = field(default_factory=list)
     instances: list[InstanceRow] = field(default_factory=list)
     platforms: list[PlatformRow] = field(default_factory=list)
+    models: list[ModelRow] = field(default_factory=list)
     user_file: Path | None = None
 
     @classmethod
@@ -125,7 +154,7 @@ class Catalog:
         """The shipped catalog, with the user's rows ($FTH_HOME/catalog.yaml) taking precedence."""
         from finetune_hub.store import fth_home
 
-        shipped = yaml.safe_load(resources.files("finetune_hub.catalog").joinpath("catalog.yaml").read_text())
+        shipped = _load_yaml(resources.files("finetune_hub.catalog").joinpath("catalog.yaml").read_text())
         override = override or fth_home() / "catalog.yaml"
         user = _read_user(override)
         sources = ((user, "user"), (shipped, "shipped"))
@@ -144,12 +173,13 @@ class Catalog:
                 for data, _ in sources
                 for name, row in (data.get("platforms") or {}).items()
             ]
+            models = [ModelRow(**row) for data, _ in sources for row in data.get("models") or []]
         except (TypeError, KeyError) as exc:
             raise ConfigError(
                 f"catalog row has a wrong or missing key: {exc}",
                 hint=f"compare {override} with the shipped catalog (docs/cost.md)",
             ) from None
-        return cls(prices, lifecycle, gpus, instances, platforms, override if user else None)
+        return cls(prices, lifecycle, gpus, instances, platforms, models, override if user else None)
 
     def price(self, provider: str, model: str, kind: str = "training") -> PriceRow | None:
         """The most specific row for `model` (user rows win ties, since they come first)."""
@@ -178,6 +208,12 @@ class Catalog:
         """How `provider` is priced; platforms the catalog does not describe are priced by base model."""
         found = next((p for p in self.platforms if p.provider == provider), None)
         return found or PlatformRow(provider=provider, priced_by="model")
+
+    def parameters(self, model: str) -> ModelRow | None:
+        """The most specific `models:` row for `model` (user rows win ties)."""
+        ranked = [(_matches(r.model, model), r) for r in self.models]
+        best = max((pair for pair in ranked if pair[0] >= 0), key=lambda pair: pair[0], default=None)
+        return best[1] if best else None
 
     def providers(self) -> list[str]:
         """Every platform with at least one training price row, in catalog order."""

@@ -103,6 +103,11 @@ class CostEstimate:
     source: str
     verified: bool
     assumptions: list[str] = field(default_factory=list)
+    # what the quantity was worked out from (None where it does not apply); filled by finetune_hub.cost
+    epochs: int | None = None
+    billed_tokens: int | None = None  # tokens the platform bills (epochs included), or processes when time-billed
+    runtime_hours: float | None = None  # predicted runtime on time-billed platforms
+    hosting_usd_per_hour: float | None = None  # what keeping the fine-tuned model deployed costs, where it does
 
 
 def to_plain(obj: Any) -> Any:

@@ -10,7 +10,7 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from finetune_hub.errors import ConfigError, MissingDependency
+from finetune_hub.errors import ConfigError, MissingDependency, ProviderRetired
 
 if TYPE_CHECKING:
     from finetune_hub.job import FineTuneJob
@@ -28,8 +28,24 @@ class ProviderInfo:
 
 _BUILTIN: tuple[ProviderInfo, ...] = (
     # Adapters register here as they land (one line each).
+    ProviderInfo("vertex", "providers.vertex:VertexJob", "vertex", "Google Vertex AI Gemini tuning (google-genai)"),
+    ProviderInfo("openai", "providers.openai:OpenAIJob", "openai", "OpenAI fine-tuning API"),
+    ProviderInfo("azure_openai", "providers.azure_openai:AzureOpenAIJob", "azure", "Azure OpenAI (Foundry) v1 API"),
+    ProviderInfo("sagemaker", "providers.sagemaker:SageMakerJob", "aws", "Amazon SageMaker training jobs"),
+    ProviderInfo("local", "providers.local:LocalJob", "local", "LoRA/QLoRA on this machine (transformers + PEFT)"),
 )
 BUILTIN: dict[str, ProviderInfo] = {p.name: p for p in _BUILTIN}
+
+
+# Platforms whose fine-tuning API is gone: asking for them explains where to go instead.
+RETIRED: dict[str, str] = {
+    "gradient": "gradient.ai shut down its self-serve fine-tuning platform in 2024 "
+    "(https://github.com/run-llama/llama_index/pull/15022)",
+    "cohere": "Cohere deprecated fine-tuning on 2025-09-15 (https://docs.cohere.com/docs/chat-fine-tuning)",
+    "mistral": "Mistral lists its fine-tuning API as deprecated with no replacement "
+    "(https://docs.mistral.ai/resources/deprecated)",
+    "databricks": "Databricks Foundation Model Fine-tuning was scheduled for removal on 2026-08-14",
+}
 
 
 def _entry_points() -> dict[str, ProviderInfo]:
@@ -48,6 +64,12 @@ def known() -> dict[str, ProviderInfo]:
 
 def info(name: str) -> ProviderInfo:
     found = BUILTIN.get(name) or _entry_points().get(name)
+    if found is None and name in RETIRED:
+        raise ProviderRetired(
+            f"provider '{name}' is retired: {RETIRED[name]}",
+            hint="run the same spec elsewhere: `fth estimate SPEC --all`, then "
+            f"`fth submit --provider {{{'|'.join(sorted(BUILTIN)) or 'local'}}} SPEC`",
+        )
     if found is None:
         import difflib
 

@@ -111,6 +111,13 @@ class JobRecord:
         return cls(**data)
 
 
+def _event_key(event: JobEvent) -> str:
+    """A stable id for events the platform gives none, so re-fetching them adds nothing."""
+    import hashlib
+
+    return "h-" + hashlib.sha256(f"{event.time.isoformat()}|{event.kind}|{event.message}".encode()).hexdigest()[:24]
+
+
 class JobStore:
     def __init__(self, path: Path | str | None = None) -> None:
         self.path = Path(path) if path else fth_home() / "jobs.db"
@@ -286,7 +293,15 @@ class JobStore:
     def add_events(self, job_id: str, events: Iterable[JobEvent]) -> int:
         """Append events, skipping ones already stored (same event id); returns how many were new."""
         rows = [
-            (job_id, e.id, e.time.isoformat(), e.level, e.kind, redact(e.message), json.dumps(to_plain(e.data)))
+            (
+                job_id,
+                e.id or _event_key(e),
+                e.time.isoformat(),
+                e.level,
+                e.kind,
+                redact(e.message),
+                json.dumps(to_plain(e.data)),
+            )
             for e in events
         ]
         with self._connect(write=True) as conn:

@@ -1,4 +1,4 @@
-"""Job commands: providers, submit, status, list, logs, wait, cancel."""
+"""Job commands: providers, submit, status, list, logs, wait, cancel, pause, resume."""
 
 from __future__ import annotations
 
@@ -52,10 +52,11 @@ def register(sub: Any) -> None:
     add_json_flag(p)
     p.set_defaults(handler=_H + "cmd_wait")
 
-    p = sub.add_parser("cancel", help="cancel a job")
-    p.add_argument("job")
-    add_json_flag(p)
-    p.set_defaults(handler=_H + "cmd_cancel")
+    for verb in ("cancel", "pause", "resume"):
+        p = sub.add_parser(verb, help=f"{verb} a job")
+        p.add_argument("job")
+        add_json_flag(p)
+        p.set_defaults(handler=_H + "cmd_control", verb=verb)
 
 
 def cmd_providers(args: argparse.Namespace) -> int:
@@ -148,10 +149,19 @@ def _records_table(records: list[JobRecord]) -> None:
             f"[{color}]{r.status.value}[/]",
             r.model or "—",
             money(r.estimated_usd),
-            money(r.actual_usd),
+            _actual(r),
             r.created_at[:19].replace("T", " "),
         )
     console().print(table)
+
+
+def _actual(record: JobRecord) -> str:
+    """The actual cost, with its difference from the estimate: "$1.20 (+$0.20, +20%)"."""
+    from finetune_hub.cli.output import money
+    from finetune_hub.cost import difference
+
+    delta = difference(record.estimated_usd, record.actual_usd)
+    return money(record.actual_usd) + (f" ({delta})" if delta else "")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -229,11 +239,12 @@ def cmd_wait(args: argparse.Namespace) -> int:
     return _wait_and_report([api.open_job(ref) for ref in args.jobs], args, timeout=args.timeout)
 
 
-def cmd_cancel(args: argparse.Namespace) -> int:
+def cmd_control(args: argparse.Namespace) -> int:
+    """cancel, pause or resume: ask the platform, then record what it says."""
     from finetune_hub import api
 
     job = api.open_job(args.job)
-    state = job.retrying(job.cancel)
+    state = job.retrying(getattr(job, args.verb))
     job.sync()
     if args.json:
         from finetune_hub.cli.output import print_json
@@ -242,5 +253,5 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     else:
         from finetune_hub.cli.output import console
 
-        console().print(f"{job.local_id}: cancel requested; now {state.status.value}")
+        console().print(f"{job.local_id}: {args.verb} requested; now {state.status.value}")
     return EXIT_OK

@@ -10,18 +10,37 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("openai", "boto3", "botocore", "google.genai", "google.cloud", "azure", "torch", "transformers", "peft",
-         "sagemaker", "tiktoken", "pyarrow", "pydantic")
+HEAVY = (
+    "openai",
+    "boto3",
+    "botocore",
+    "google.genai",
+    "google.cloud",
+    "azure",
+    "torch",
+    "transformers",
+    "peft",
+    "sagemaker",
+    "tiktoken",
+    "pyarrow",
+    "pydantic",
+)
 
 
 def fth(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "finetune_hub", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "finetune_hub", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
 
 
 def imported_modules(*args: str) -> set[str]:
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "finetune_hub", *args],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "finetune_hub", *args], capture_output=True, text=True, timeout=120
+    )
     return {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
 
 

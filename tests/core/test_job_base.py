@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -18,8 +18,14 @@ from finetune_hub.store import JobStore
 
 class ScriptedJob(FineTuneJob):
     provider = "scripted"
-    capabilities = {c: None for c in Capability} | {Capability.PAUSE: "the script cannot pause"}
-    status_map = {"queued": JobStatus.QUEUED, "running": JobStatus.RUNNING, "done": JobStatus.SUCCEEDED}
+    capabilities: ClassVar[dict[Capability, str | None]] = {c: None for c in Capability} | {
+        Capability.PAUSE: "the script cannot pause"
+    }
+    status_map: ClassVar[dict[str, JobStatus]] = {
+        "queued": JobStatus.QUEUED,
+        "running": JobStatus.RUNNING,
+        "done": JobStatus.SUCCEEDED,
+    }
 
     def connect(self) -> Any:
         return {"states": ["queued", "running", "running", "done"], "errors": []}
@@ -60,8 +66,9 @@ def make(tmp_path: Path) -> tuple[ScriptedJob, JobStore]:
     spec = FineTuneSpec.from_dict({"name": "t", "base_model": "m", "data": {"train": "x.jsonl"}})
     store = JobStore(tmp_path / "jobs.db")
     job = ScriptedJob(spec, store=store)
-    record = store.create_job(provider="scripted", name="t", spec=spec.model_dump(mode="json"), spec_hash="s",
-                              data_hash="d")
+    record = store.create_job(
+        provider="scripted", name="t", spec=spec.model_dump(mode="json"), spec_hash="s", data_hash="d"
+    )
     store.update(record.id, remote_id="remote-1", status=JobStatus.QUEUED)
     job.record = store.get(record.id)
     return job, store
@@ -76,7 +83,12 @@ def test_wait_persists_status_events_and_result(tmp_path: Path) -> None:
     assert record.model == "tuned-1" and record.result and record.result["trained_tokens"] == 1000
     assert [e.message for _, e in store.events(record.id)] == ["step 0", "step 1", "step 2"]
     assert [(s.value, n) for s, n, _ in store.history(record.id)] == [
-        ("created", None), ("queued", None), ("queued", "queued"), ("running", "running"), ("succeeded", "done")]
+        ("created", None),
+        ("queued", None),
+        ("queued", "queued"),
+        ("running", "running"),
+        ("succeeded", "done"),
+    ]
     assert sleeps == [1, 1, 2]  # reset when the status changed, then grew
 
 

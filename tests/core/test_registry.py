@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from finetune_hub import registry
-from finetune_hub.errors import ConfigError, MissingDependency
+from finetune_hub.errors import ConfigError, MissingDependency, ProviderRetired
 
 
 def test_unknown_provider_lists_the_known_ones() -> None:
@@ -46,3 +46,10 @@ def test_third_party_adapters_come_from_entry_points(tmp_path: Path, monkeypatch
     assert "acme" in registry.known()
     assert registry.load("acme").__name__ == "AcmeJob"
     sys.modules.pop("acme_adapter", None)
+
+
+def test_retired_platforms_say_where_to_go() -> None:
+    with pytest.raises(ProviderRetired) as exc:
+        registry.load("gradient")
+    assert "retired" in exc.value.message and "2024" in exc.value.message
+    assert exc.value.hint and "fth submit --provider" in exc.value.hint

@@ -58,8 +58,12 @@ epochs = 2
 """
     from_toml = FineTuneSpec.load(write(tmp_path, toml, "spec.toml"))
     from_python = FineTuneSpec.from_dict(
-        {"name": "support-bot", "base_model": "gpt-4.1-mini-2025-04-14",
-         "data": {"train": str(tmp_path / "train.jsonl")}, "hyperparameters": {"epochs": 2}}
+        {
+            "name": "support-bot",
+            "base_model": "gpt-4.1-mini-2025-04-14",
+            "data": {"train": str(tmp_path / "train.jsonl")},
+            "hyperparameters": {"epochs": 2},
+        }
     )
     assert from_toml == from_python
     assert from_toml.content_hash() == from_python.content_hash()

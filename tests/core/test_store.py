@@ -34,13 +34,23 @@ def test_job_roundtrip_history_and_lookup(tmp_path: Path) -> None:
     store.update(job.id, remote_id="ftjob-1", status=JobStatus.QUEUED, native_status="validating_files")
     store.update(job.id, status=JobStatus.QUEUED, native_status="queued")
     store.update(job.id, status=JobStatus.QUEUED, native_status="queued")  # no change: no history row
-    store.update(job.id, status=JobStatus.SUCCEEDED, native_status="succeeded", model="ft:x", actual_usd=1.2,
-                 result={"model": "ft:x", "metrics": {"train_loss": 0.5}})
+    store.update(
+        job.id,
+        status=JobStatus.SUCCEEDED,
+        native_status="succeeded",
+        model="ft:x",
+        actual_usd=1.2,
+        result={"model": "ft:x", "metrics": {"train_loss": 0.5}},
+    )
     got = store.get("ftjob-1")
     assert got.id == job.id and got.model == "ft:x" and got.result == {"model": "ft:x", "metrics": {"train_loss": 0.5}}
     assert store.get(job.id[:7]).id == job.id
     assert [(s.value, n) for s, n, _ in store.history(job.id)] == [
-        ("created", None), ("queued", "validating_files"), ("queued", "queued"), ("succeeded", "succeeded")]
+        ("created", None),
+        ("queued", "validating_files"),
+        ("queued", "queued"),
+        ("succeeded", "succeeded"),
+    ]
     with pytest.raises(ConfigError, match="no job"):
         store.get("nope")
     with pytest.raises(ValueError):
@@ -106,8 +116,10 @@ for i in range(100):
 def test_eight_processes_each_making_100_updates(tmp_path: Path) -> None:
     path = tmp_path / "jobs.db"
     job = new_job(JobStore(path))
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(path), job.id, str(w)], stderr=subprocess.PIPE)
-             for w in range(8)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WORKER, str(path), job.id, str(w)], stderr=subprocess.PIPE)
+        for w in range(8)
+    ]
     errors = [p.communicate()[1].decode() for p in procs]
     assert [p.returncode for p in procs] == [0] * 8, errors
     expected = {f"w{w}-{i}" for w in range(8) for i in range(100)}

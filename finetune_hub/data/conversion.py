@@ -1,0 +1,112 @@
+"""`convert`: validate, count and write a dataset the way a platform reads it, in one streaming pass.
+
+The output appears only when the whole input is valid (written to a temporary file, then renamed), and the
+report names every field changed or dropped, with counts and the first lines where it happened.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from finetune_hub.data.exporters import CHANGES, FILE_PREFIX, TARGETS
+from finetune_hub.data.findings import Finding
+from finetune_hub.data.formats import parse_mapping
+from finetune_hub.data.validation import analyze
+from finetune_hub.errors import DataError
+
+
+@dataclass
+class ConversionReport:
+    source: Path
+    target: str
+    out: Path
+    examples: int = 0
+    changes: list[str] = field(default_factory=list)  # every field changed or dropped, with counts and lines
+    change_counts: dict[str, int] = field(default_factory=dict)  # change key (exporters.CHANGES) → examples
+    detected: str = ""  # what the source was read as
+    warnings: list[Finding] = field(default_factory=list)
+    tokens: int = 0
+    counter: str = ""
+
+
+class ConversionError(DataError):
+    """The source has errors; nothing was written. `findings` lists them."""
+
+    def __init__(self, message: str, findings: list[Finding]) -> None:
+        super().__init__(message, hint="fix these (see `fth validate`) and convert again; nothing was written")
+        self.findings = findings
+
+
+def _describe(key: str, count: int, lines: list[int]) -> str:
+    if lines:
+        return f"{CHANGES[key]} — {count:,} example(s); first at line {', '.join(map(str, lines))}"
+    return f"{CHANGES[key]} — {count:,}" if count > 1 else CHANGES[key]
+
+
+def convert(
+    source: Path,
+    *,
+    to: str,
+    out: Path,
+    fmt: str = "auto",
+    columns: str | dict[str, str] | None = None,
+    model: str | None = None,
+    workers: int | None = None,
+) -> ConversionReport:
+    """Write `source` as platform `to` reads it (see exporters.TARGETS); raises ConversionError on bad data."""
+    if to not in TARGETS:
+        raise DataError(f"unknown conversion target {to!r}", hint=f"use one of: {', '.join(TARGETS)}")
+    source, out = Path(source), Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".fth-convert-", dir=out.parent) as tmp:
+        file_report, result = analyze(
+            source,
+            targets=(to,),
+            model=model,
+            fmt=fmt,
+            mapping=parse_mapping(columns),
+            export_to=to,
+            out_dir=Path(tmp),
+            workers=workers,
+        )
+        found = result.findings.sorted()
+        if result.findings.errors:
+            errors = [f for f in found if f.severity == "error"]
+            lines = "\n  ".join(str(f) for f in errors[:10])
+            more = f"\n  ... {result.findings.errors - 10:,} more" if result.findings.errors > 10 else ""
+            raise ConversionError(f"{source}: {result.findings.errors:,} error(s):\n  {lines}{more}", errors)
+        staged = Path(tmp) / "converted"
+        with open(staged, "wb") as sink:
+            sink.write(FILE_PREFIX.get(to, b""))
+            for part in result.parts:
+                with open(part, "rb") as chunk:
+                    shutil.copyfileobj(chunk, sink, 4 << 20)
+                part.unlink()
+        os.replace(staged, out)
+
+    report = ConversionReport(
+        source=source,
+        target=to,
+        out=out,
+        examples=result.written,
+        detected=file_report.detection.describe() if file_report.detection else "",
+        warnings=[f for f in found if f.severity == "warning"],
+        tokens=sum(result.token_counts),
+        counter=result.counter,
+    )
+    counts = dict(result.changes)
+    if to in FILE_PREFIX:
+        counts["azure.bom_added"] = 1
+    if result.has_bom and to not in FILE_PREFIX:
+        counts["source.bom_removed"] = 1
+    if blank := result.findings.counts.get("jsonl.blank_line", 0):
+        counts["source.blank_lines_removed"] = blank
+    if file_report.detection and file_report.detection.format not in ("openai_chat", "openai_dpo"):
+        counts["source.imported"] = result.written
+    report.change_counts = counts
+    report.changes = [_describe(key, n, result.change_lines.get(key, [])) for key, n in counts.items()]
+    return report

@@ -1,0 +1,66 @@
+"""`DatasetStats`: what a streaming pass over a dataset learned (counts, token distribution, roles)."""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class DatasetStats:
+    examples: int
+    tokens: int  # summed over examples, as the counter sees them
+    max_tokens: int
+    exact: bool  # False when tokens were approximated
+    counter: str  # which tokenizer (or approximation) counted, and how to get exact counts when approximate
+    #: tokens of each example in file order (4 bytes each, so a million examples cost 4 MB); billing caps need it
+    token_counts: array[int] = field(default_factory=lambda: array("I"))
+    assistant_tokens: int = 0  # tokens in trained (assistant) turns
+    messages: int = 0
+    role_counts: dict[str, int] = field(default_factory=dict)
+    bytes: int = 0
+    format: str = "openai_chat"
+    model: str | None = None
+
+    def quantiles(self, *qs: float) -> list[int]:
+        """Token quantiles over examples (nearest rank); empty dataset gives zeros."""
+        if not self.token_counts:
+            return [0 for _ in qs]
+        ordered = sorted(self.token_counts)
+        last = len(ordered) - 1
+        return [ordered[min(last, max(0, round(q * last)))] for q in qs]
+
+
+def stats(
+    path: Path,
+    *,
+    model: str | None = None,
+    fmt: str = "auto",
+    columns: str | dict[str, str] | None = None,
+    workers: int | None = None,
+) -> DatasetStats:
+    """Counts, token distribution and roles of a dataset in one streaming pass (tokens as `model` sees them)."""
+    from finetune_hub.data.formats import parse_mapping
+    from finetune_hub.data.validation import analyze
+    from finetune_hub.errors import DataError
+
+    report, result = analyze(Path(path), model=model, fmt=fmt, mapping=parse_mapping(columns), workers=workers)
+    if report.detection is None or not report.detection.format:
+        blocking = result.findings.sorted()
+        raise DataError(str(blocking[0]) if blocking else f"{path}: unreadable", hint="run `fth validate` on it")
+    counts = result.token_counts
+    return DatasetStats(
+        examples=result.examples,
+        tokens=sum(counts),
+        max_tokens=max(counts, default=0),
+        exact=result.exact,
+        counter=result.counter,
+        token_counts=counts,
+        assistant_tokens=result.trained_tokens,
+        messages=result.messages,
+        role_counts=dict(result.roles),
+        bytes=report.bytes,
+        format=report.detection.format,
+        model=model,
+    )

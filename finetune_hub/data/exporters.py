@@ -1,0 +1,83 @@
+"""Exporters: canonical records to what each platform reads, with every change named.
+
+OpenAI, Azure OpenAI, SageMaker (our own trainer) and local read the canonical OpenAI chat JSONL as is; Azure
+wants the file to start with a UTF-8 BOM. Vertex and Gradient get their own record shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import MappingProxyType
+from typing import Any
+
+from finetune_hub.data import gradient_format, vertex_format
+from finetune_hub.data.findings import RecordError
+
+Record = dict[str, Any]
+Exporter = Callable[[Record], tuple[Record, list[str]]]
+
+TARGETS = ("openai", "azure_openai", "vertex", "sagemaker", "gradient", "local")
+#: the kinds of canonical record each target can train on
+ACCEPTS: MappingProxyType[str, frozenset[str]] = MappingProxyType(
+    {
+        "openai": frozenset({"chat", "preference"}),
+        "azure_openai": frozenset({"chat", "preference"}),
+        "vertex": frozenset({"chat"}),
+        "gradient": frozenset({"chat"}),
+        "sagemaker": frozenset({"chat", "preference", "text"}),
+        "local": frozenset({"chat", "preference", "text"}),
+    }
+)
+#: file-level prefix each target needs
+FILE_PREFIX: MappingProxyType[str, bytes] = MappingProxyType({"azure_openai": b"\xef\xbb\xbf"})
+
+#: change key → what the conversion report says about it
+CHANGES: MappingProxyType[str, str] = MappingProxyType(
+    {
+        "vertex.role_renamed": "role 'assistant' renamed to 'model'",
+        "vertex.system_instruction": "leading system messages moved to 'systemInstruction'",
+        "vertex.system_moved": "system message after the first turn sent as a user turn (meaning may change)",
+        "vertex.weight_dropped": "'weight' dropped (Vertex trains every model turn, including weight-0 ones)",
+        "vertex.name_dropped": "message 'name' dropped (Vertex has no participant names)",
+        "vertex.tool_call_ids": "tool call ids dropped (Vertex pairs functionResponse with functionCall by name)",
+        "vertex.schema_types": "tool parameter schema types upper-cased (string → STRING)",
+        "vertex.parallel_tool_calls_dropped": "'parallel_tool_calls' dropped (no Vertex equivalent)",
+        "vertex.image_dropped": "image part dropped: not a gs:// URI",
+        "vertex.part_dropped": "content part of an unknown type dropped",
+        "gradient.tools_dropped": "tool calls, tool turns and 'tools' dropped (Gradient has no tool calling)",
+        "gradient.name_dropped": "message 'name' dropped",
+        "gradient.parts_flattened": "content parts flattened to their text (images dropped)",
+        "azure.bom_added": "UTF-8 byte-order mark added at the start of the file (Azure requires it)",
+        "source.bom_removed": "UTF-8 byte-order mark of the source removed",
+        "source.blank_lines_removed": "blank lines removed",
+        "source.imported": "records rewritten from the source format into OpenAI chat JSONL",
+    }
+)
+
+
+def _vertex(record: Record) -> tuple[Record, list[str]]:
+    out, changes = vertex_format.to_vertex(record)
+    if any(t.get("role") == "model" for t in out["contents"]):
+        changes.append("vertex.role_renamed")
+    if "systemInstruction" in out:
+        changes.append("vertex.system_instruction")
+    return out, changes
+
+
+def _identity(record: Record) -> tuple[Record, list[str]]:
+    return record, []
+
+
+def exporter_for(target: str) -> Exporter:
+    if target not in TARGETS:
+        raise RecordError("platform.unsupported_format", f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
+    if target == "vertex":
+        return _vertex
+    if target == "gradient":
+        return gradient_format.to_gradient
+    return _identity
+
+
+def is_passthrough(target: str) -> bool:
+    """True when the target reads canonical records unchanged (so source lines can be copied byte for byte)."""
+    return target not in ("vertex", "gradient")

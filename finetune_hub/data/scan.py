@@ -1,0 +1,281 @@
+"""The one streaming pass behind validate, stats and convert: read → import → check → count → export.
+
+JSONL files over a few MB are split into line-aligned byte ranges scanned by worker processes; each worker
+writes its converted part, and the parts are merged in order (line numbers shifted by the lines before them).
+Memory per example is 16 bytes (token count, fingerprint, line), so a multi-GB file stays in a few hundred MB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import os
+from array import array
+from collections import Counter
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from finetune_hub.data import packs, rules
+from finetune_hub.data.exporters import exporter_for, is_passthrough
+from finetune_hub.data.findings import ERROR, Findings, RecordError, finding
+from finetune_hub.data.formats import FORMATS, classify, mapped
+from finetune_hub.data.importers import importer_for, kind_of
+from finetune_hub.data.sources import BOM, decode_json_line, jsonl_lines, split_ranges, table_rows
+from finetune_hub.data.tokens import TokenCounter, counter_for
+
+PARALLEL_MIN_BYTES = 16 << 20  # below this, starting workers costs more than it saves
+_CHANGE_LINES = 5  # lines remembered per kind of change, for the report
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    path: Path
+    container: str
+    fmt: str
+    display: str = ""  # the file name findings show
+    mapping: dict[str, str] = field(default_factory=dict)
+    targets: tuple[str, ...] = ()  # platform rule packs applied to each record
+    export_to: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    count_tokens: bool = True
+
+
+@dataclass
+class ScanResult:
+    findings: Findings = field(default_factory=Findings)
+    lines: int = 0  # raw lines (or rows) seen, blank ones included
+    records: int = 0  # non-blank lines / rows
+    examples: int = 0  # records that are examples (whatever their problems)
+    messages: int = 0
+    trained_tokens: int = 0
+    has_bom: bool = False
+    written: int = 0
+    counter: str = ""
+    exact: bool = False
+    roles: Counter[str] = field(default_factory=Counter)
+    kinds: Counter[str] = field(default_factory=Counter)
+    changes: Counter[str] = field(default_factory=Counter)
+    change_lines: dict[str, list[int]] = field(default_factory=dict)
+    token_counts: array[int] = field(default_factory=lambda: array("I"))
+    fingerprints: array[int] = field(default_factory=lambda: array("Q"))
+    example_lines: array[int] = field(default_factory=lambda: array("I"))
+    parts: list[Path] = field(default_factory=list)  # converted output, in order
+
+    def merge(self, other: ScanResult) -> None:
+        offset = self.lines
+        self.findings.extend(other.findings, line_offset=offset)
+        for name in ("records", "examples", "messages", "trained_tokens", "written", "lines"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.has_bom = self.has_bom or other.has_bom
+        self.counter, self.exact = other.counter or self.counter, other.exact
+        self.roles.update(other.roles)
+        self.kinds.update(other.kinds)
+        self.changes.update(other.changes)
+        for key, lines in other.change_lines.items():
+            mine = self.change_lines.setdefault(key, [])
+            mine += [n + offset for n in lines[: _CHANGE_LINES - len(mine)]]
+        self.token_counts += other.token_counts
+        self.fingerprints += other.fingerprints
+        self.example_lines += array("I", (n + offset for n in other.example_lines))
+        self.parts += other.parts
+
+
+@functools.lru_cache(maxsize=8)
+def _counter(model: str | None, provider: str | None) -> TokenCounter:
+    """One counter per process and model (loading a tokenizer takes a fraction of a second)."""
+    return counter_for(model, provider)
+
+
+def fingerprint(record: dict[str, Any], kind: str) -> int:
+    """64-bit fingerprint of what an example says (roles, contents, tool calls), independent of key order,
+    spacing and source format, so duplicates and train/validation overlap are found across formats."""
+    if kind == "chat":
+        key = "\x1e".join(
+            f"{m.get('role')}\x1f{m.get('content')}\x1f{m.get('tool_calls') or ''}" if isinstance(m, dict) else repr(m)
+            for m in record.get("messages") or ()
+        )
+    elif kind == "text":
+        key = str(record.get("text"))
+    else:
+        key = json.dumps(record, sort_keys=True, default=str)
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+class Scanner:
+    """Feeds records through the checks, the counter and the exporter; collects a `ScanResult`."""
+
+    def __init__(self, plan: ScanPlan, out: BinaryIO | None) -> None:
+        self.plan = plan
+        self.result = ScanResult()
+        self.counter = _counter(plan.model, plan.provider) if plan.count_tokens else None
+        if self.counter is not None:
+            self.result.counter, self.result.exact = self.counter.name, self.counter.exact
+        self.importer = importer_for(plan.fmt)
+        self.exporter = exporter_for(plan.export_to) if plan.export_to else None
+        canonical_source = plan.fmt in ("openai_chat", "openai_dpo") and not plan.mapping
+        self.copy_lines = bool(plan.export_to and is_passthrough(plan.export_to) and canonical_source)
+        self.out = out
+
+    def flag(self, line: int, rule: str, message: str | None = None) -> None:
+        self.result.findings.add(finding(rule, self.plan.display, line, message))
+
+    def add(self, line: int, record: Any, raw: bytes | None = None) -> None:
+        result, plan = self.result, self.plan
+        result.records += 1
+        if isinstance(record, RecordError):
+            self.flag(line, record.rule, record.message)
+            return
+        if not isinstance(record, dict):
+            self.flag(line, "data_type", f"the example is a {type(record).__name__}, not an object")
+            return
+        if plan.mapping and raw is not None:
+            record = mapped(record, plan.mapping)
+        seen = classify(record)
+        if seen != plan.fmt and {seen, plan.fmt} != {"sharegpt", "hf_chat"}:  # one family: the importer explains
+            if seen is not None:
+                self.flag(line, "format.mixed", f"looks like {FORMATS[seen]}; the file is {FORMATS[plan.fmt]}")
+                return
+            if plan.fmt != "openai_chat":  # a chat file's stray line gets the cookbook's missing_messages_list
+                self.flag(line, "format.unknown", f"keys {sorted(record)[:6]} match no format")
+                return
+        try:
+            canonical = self.importer(record)
+        except RecordError as exc:
+            self.flag(line, exc.rule, exc.message)
+            return
+        kind = kind_of(canonical)
+        problems = rules.check(canonical, kind)
+        for target in plan.targets:
+            problems += packs.record_checks(target, canonical, kind)
+        has_error = False
+        for rule, message in problems:
+            item = finding(rule, plan.display, line, message)
+            result.findings.add(item)
+            has_error = has_error or item.severity == ERROR
+        result.examples += 1
+        result.kinds[kind] += 1
+        self._count(canonical, kind)
+        result.fingerprints.append(fingerprint(canonical, kind))
+        result.example_lines.append(line)
+        if self.out is not None and not has_error:
+            self._export(line, canonical, raw)
+
+    def _count(self, canonical: dict[str, Any], kind: str) -> None:
+        result = self.result
+        messages = canonical.get("messages") or ()
+        result.messages += len(messages)
+        roles = result.roles
+        for m in messages:
+            role = m.get("role") if type(m) is dict else None
+            if type(role) is str:
+                roles[role] += 1
+        tokens = trained = 0
+        if self.counter is not None:
+            with contextlib.suppress(TypeError, AttributeError, ValueError):  # malformed parts: already reported
+                tokens, trained = self.counter.example(canonical, kind)
+        result.token_counts.append(min(tokens, 0xFFFFFFFF))
+        result.trained_tokens += trained
+
+    def _export(self, line: int, canonical: dict[str, Any], raw: bytes | None) -> None:
+        assert self.out is not None and self.exporter is not None
+        if self.copy_lines and raw is not None:
+            self.out.write(raw if raw.endswith(b"\n") else raw + b"\n")
+        else:
+            converted, changes = self.exporter(canonical)
+            self.out.write(json.dumps(converted, ensure_ascii=False).encode("utf-8", "surrogatepass") + b"\n")
+            for key in dict.fromkeys(changes):
+                self.result.changes[key] += 1
+                lines = self.result.change_lines.setdefault(key, [])
+                if len(lines) < _CHANGE_LINES:
+                    lines.append(line)
+        self.result.written += 1
+
+
+def _open_part(out_dir: Path | None, index: int) -> tuple[Path | None, BinaryIO | None]:
+    if out_dir is None:
+        return None, None
+    path = out_dir / f"part-{index:05d}"
+    return path, open(path, "wb")
+
+
+def scan_range(plan: ScanPlan, start: int, end: int, out_dir: Path | None, index: int) -> ScanResult:
+    """Scan the JSONL lines in [start, end): one worker's share."""
+    part, out = _open_part(out_dir, index)
+    scanner = Scanner(plan, out)
+    result = scanner.result
+    try:
+        with open(plan.path, "rb") as fh:
+            for number, raw in jsonl_lines(fh, start, end):
+                result.lines = number
+                if number == 1 and start == 0:
+                    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+                        scanner.flag(1, "encoding.utf16")
+                        result.records += 1
+                        break
+                    if raw.startswith(BOM):
+                        raw, result.has_bom = raw[3:], True
+                        if "azure_openai" not in plan.targets:
+                            scanner.flag(1, "encoding.bom")
+                if not raw.strip():
+                    scanner.flag(number, "jsonl.blank_line")
+                    continue
+                try:
+                    record = decode_json_line(raw)
+                except RecordError as exc:
+                    scanner.add(number, exc)
+                    continue
+                scanner.add(number, record, raw)
+    finally:
+        if out is not None:
+            out.close()
+    if part is not None:
+        result.parts.append(part)
+    return result
+
+
+def scan_rows(plan: ScanPlan, rows: Iterable[tuple[int, Any]], out_dir: Path | None) -> ScanResult:
+    part, out = _open_part(out_dir, 0)
+    scanner = Scanner(plan, out)
+    try:
+        for number, record in rows:
+            scanner.result.lines = number
+            scanner.add(number, record)
+    finally:
+        if out is not None:
+            out.close()
+    if part is not None:
+        scanner.result.parts.append(part)
+    return scanner.result
+
+
+def default_workers(size: int) -> int:
+    """One process per CPU for big files on machines with ≥ 4 CPUs. On 2-CPU machines (often two hyperthreads
+    of one core) a second process measured slower than one, so they scan in-process unless told otherwise."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if size < PARALLEL_MIN_BYTES or cpus < 4:
+        return 1
+    return max(1, min(cpus, 16, size // (PARALLEL_MIN_BYTES // 2)))
+
+
+def scan(plan: ScanPlan, out_dir: Path | None = None, workers: int | None = None) -> ScanResult:
+    """Scan a whole file or dataset directory; JSONL in parallel byte ranges when that pays."""
+    if plan.container != "jsonl":
+        return scan_rows(plan, table_rows(plan.path, plan.container, plan.mapping), out_dir)
+    size = plan.path.stat().st_size
+    workers = workers or default_workers(size)
+    if workers <= 1:
+        return scan_range(plan, 0, size, out_dir, 0)
+    ranges = split_ranges(plan.path, workers * 4)  # more ranges than workers evens out uneven lines
+    total = ScanResult()
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(scan_range, plan, a, b, out_dir, k) for k, (a, b) in enumerate(ranges)]
+        for future in futures:
+            total.merge(future.result())
+    return total

@@ -1,0 +1,210 @@
+"""Readers for every container, all streaming: JSONL byte ranges, JSON arrays (incremental decoder), CSV/TSV,
+Parquet (row-group batches), Hugging Face `datasets` directories (memory-mapped) and plain text.
+
+Each yields (line, record) where line is the 1-based line (row for tables) and record is the parsed value,
+or a `RecordError` when that record cannot be read. Only JSONL is split into byte ranges for parallel scans.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import itertools
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from finetune_hub.data.findings import RecordError
+from finetune_hub.data.formats import mapped
+
+BOM = b"\xef\xbb\xbf"
+Item = tuple[int, Any]
+_READ = 1 << 20
+_MAX_JSON_ELEMENT = 256 << 20  # a JSON-array element larger than this is reported, not buffered further
+
+
+def split_ranges(path: Path, parts: int) -> list[tuple[int, int]]:
+    """Byte ranges of about equal size, each starting at a line start."""
+    size = path.stat().st_size
+    bounds = [0]
+    with open(path, "rb") as fh:
+        for k in range(1, parts):
+            fh.seek(max(bounds[-1], size * k // parts))
+            fh.readline()  # finish the line we landed in
+            pos = fh.tell()
+            if pos >= size:
+                break
+            if pos > bounds[-1]:
+                bounds.append(pos)
+    bounds.append(size)
+    return list(itertools.pairwise(bounds))
+
+
+def jsonl_lines(fh: BinaryIO, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+    """Raw lines of [start, end), numbered from 1 within the range. A line is read whole (one example)."""
+    fh.seek(start)
+    pos = start
+    for number, raw in enumerate(fh, start=1):
+        yield number, raw
+        pos += len(raw)
+        if pos >= end:
+            return
+
+
+def decode_json_line(raw: bytes) -> Any:
+    """Parse one JSONL line; invalid UTF-8 and invalid JSON become `RecordError`s that say where."""
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError as exc:
+        raise RecordError("encoding.invalid_utf8", f"byte {exc.start + 1} of the line is not UTF-8") from None
+    except json.JSONDecodeError as exc:
+        if exc.pos >= len(raw.rstrip()):
+            raise RecordError("json.invalid", "the JSON ends early (a truncated line?)") from None
+        raise RecordError("json.invalid", f"not valid JSON: {exc.msg} at column {exc.pos + 1}") from None
+    except RecursionError:
+        raise RecordError("json.invalid", "JSON nested too deeply") from None
+
+
+def json_array(path: Path) -> Iterator[Item]:
+    """Elements of a top-level JSON array, decoded incrementally (the file is never read whole)."""
+    decoder = json.JSONDecoder()
+    utf8 = codecs.getincrementaldecoder("utf-8")()
+    buf, pos, line, eof = "", 0, 1, False
+    with open(path, "rb") as fh:
+
+        def more() -> bool:
+            nonlocal buf, pos, eof
+            chunk = fh.read(_READ)
+            eof = not chunk
+            try:
+                text = utf8.decode(chunk, final=eof)
+            except UnicodeDecodeError:
+                raise RecordError("encoding.invalid_utf8", f"invalid UTF-8 after line {line}") from None
+            buf, pos = buf[pos:] + text, 0
+            return not eof
+
+        def skip(chars: str) -> None:
+            nonlocal pos, line
+            while True:
+                while pos < len(buf) and buf[pos] in chars:
+                    line += buf[pos] == "\n"
+                    pos += 1
+                if pos < len(buf) or not more():
+                    return
+
+        try:
+            more()
+            buf = buf.removeprefix("\ufeff")
+            skip(" \t\r\n")
+            if buf[pos : pos + 1] != "[":
+                yield line, RecordError("json.invalid", "a .json dataset must be one JSON array of examples")
+                return
+            pos += 1
+            while True:
+                skip(" \t\r\n,")
+                if buf[pos : pos + 1] == "]" or (eof and pos >= len(buf)):
+                    return
+                while True:
+                    try:
+                        value, end = decoder.raw_decode(buf, pos)
+                        break
+                    except json.JSONDecodeError as exc:
+                        if eof or len(buf) - pos > _MAX_JSON_ELEMENT:
+                            yield line + buf.count("\n", pos, exc.pos), RecordError("json.invalid", exc.msg)
+                            return
+                        more()
+                yield line, value
+                line += buf.count("\n", pos, end)
+                pos = end
+        except RecordError as exc:
+            yield line, exc
+
+
+def _without_nulls(value: Any) -> Any:
+    """Arrow structs give every row every field; a missing key comes back as None. Drop those."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def csv_rows(path: Path, mapping: dict[str, str], delimiter: str = ",") -> Iterator[Item]:
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh, delimiter=delimiter)
+        start = 2
+        try:
+            columns = reader.fieldnames or []
+            if missing := [c for c in mapping.values() if c not in columns]:
+                yield 1, RecordError("format.column_missing", f"column(s) {missing} not in the header {columns}")
+                return
+            for row in reader:
+                yield start, mapped(row, mapping)
+                start = reader.line_num + 1
+        except UnicodeDecodeError:
+            yield start, RecordError("encoding.invalid_utf8", "invalid UTF-8 in this row")
+        except csv.Error as exc:
+            yield start, RecordError("json.invalid", f"CSV error: {exc}")
+
+
+def parquet_rows(path: Path, mapping: dict[str, str]) -> Iterator[Item]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as exc:
+        yield 1, RecordError("file.unreadable", f"not a readable Parquet file ({exc})")
+        return
+    if missing := [c for c in mapping.values() if c not in table.schema_arrow.names]:
+        yield 1, RecordError("format.column_missing", f"column(s) {missing} not in {table.schema_arrow.names}")
+        return
+    row = 0
+    for batch in table.iter_batches(batch_size=1024):
+        for item in batch.to_pylist():
+            row += 1
+            yield row, mapped(_without_nulls(item), mapping)
+
+
+def hf_dataset_rows(path: Path, mapping: dict[str, str], split: str = "train") -> Iterator[Item]:
+    from datasets import DatasetDict, load_from_disk
+
+    try:
+        data = load_from_disk(str(path))
+    except (OSError, ValueError) as exc:  # FileNotFoundError for a folder that is not a saved dataset
+        yield 1, RecordError("file.unreadable", f"not a Hugging Face `datasets` folder ({exc})")
+        return
+    if isinstance(data, DatasetDict):
+        data = data[split] if split in data else data[next(iter(data))]
+    if missing := [c for c in mapping.values() if c not in data.column_names]:
+        yield 1, RecordError("format.column_missing", f"column(s) {missing} not in {data.column_names}")
+        return
+    for row, item in enumerate(data, start=1):
+        yield row, mapped(_without_nulls(item), mapping)
+
+
+def text_lines(path: Path) -> Iterator[Item]:
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if number == 1:
+                raw = raw.removeprefix(BOM)
+            try:
+                text = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                yield number, RecordError("encoding.invalid_utf8", f"byte {exc.start + 1} of the line is not UTF-8")
+                continue
+            if text.strip():
+                yield number, {"text": text}
+
+
+def table_rows(path: Path, container: str, mapping: dict[str, str]) -> Iterator[Item]:
+    if container in ("csv", "tsv"):
+        return csv_rows(path, mapping, "\t" if container == "tsv" else ",")
+    if container == "parquet":
+        return parquet_rows(path, mapping)
+    if container == "hf_dataset":
+        return hf_dataset_rows(path, mapping)
+    if container == "txt":
+        return text_lines(path)
+    return json_array(path)

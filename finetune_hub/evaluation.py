@@ -1,0 +1,115 @@
+"""Held-out prompts and the metrics `fth compare --eval` scores answers with.
+
+A held-out file is chat JSONL (the canonical format): each example's last assistant message is the
+reference answer and the messages before it are the prompt. Metrics take (prediction, reference) and
+return a score in [0, 1]; ROUGE-L comes from Google's `rouge-score` package.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from finetune_hub.errors import ConfigError, DataError, MissingDependency
+
+Scorer = Callable[[str, str], float]
+
+#: name → what it measures (the CLI's --metric choices)
+METRICS = {
+    "exact": "1 when the answer equals the reference (surrounding whitespace ignored), else 0",
+    "exact-ci": "like exact, ignoring case and runs of whitespace",
+    "rouge-l": "ROUGE-L F1 (longest common subsequence of words, Porter-stemmed), rouge-score package",
+    "json-valid": "1 when the answer parses as JSON, else 0",
+    "json-match": "1 when the answer parses as JSON equal to the reference parsed as JSON, else 0",
+}
+
+
+@dataclass(frozen=True)
+class Prompt:
+    line: int
+    messages: list[dict[str, Any]]  # what the model is asked (everything before the last assistant turn)
+    reference: str
+
+
+def load_prompts(path: Path, limit: int | None = None) -> list[Prompt]:
+    """Prompts and reference answers from a chat JSONL file; errors name the file and line."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such file", hint="--eval takes a chat JSONL file of held-out examples")
+    prompts = []
+    with open(path, encoding="utf-8") as fh:
+        for number, text in enumerate(fh, start=1):
+            if not text.strip():
+                continue
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            messages = record.get("messages") if isinstance(record, dict) else None
+            if not isinstance(messages, list) or not messages:
+                raise DataError(f"{path}:{number}: no 'messages' list", hint="held-out examples are chat JSONL")
+            last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=None)
+            if last is None or not isinstance(messages[last].get("content"), str):
+                raise DataError(
+                    f"{path}:{number}: no assistant message to use as the reference answer",
+                    hint="end each held-out example with the expected assistant reply",
+                )
+            prompts.append(Prompt(number, messages[:last], messages[last]["content"]))
+            if limit is not None and len(prompts) >= limit:
+                break
+    if not prompts:
+        raise DataError(f"{path}: no held-out examples")
+    return prompts
+
+
+def _json_or_none(text: str) -> tuple[bool, Any]:
+    try:
+        return True, json.loads(text)
+    except (json.JSONDecodeError, TypeError):
+        return False, None
+
+
+def _exact(prediction: str, reference: str) -> float:
+    return float(prediction.strip() == reference.strip())
+
+
+def _exact_ci(prediction: str, reference: str) -> float:
+    return float(" ".join(prediction.split()).casefold() == " ".join(reference.split()).casefold())
+
+
+def _json_valid(prediction: str, reference: str) -> float:
+    return float(_json_or_none(prediction)[0])
+
+
+def _json_match(prediction: str, reference: str) -> float:
+    ok, got = _json_or_none(prediction)
+    ref_ok, want = _json_or_none(reference)
+    return float(ok and ref_ok and got == want)
+
+
+def _rouge_l() -> Scorer:
+    try:
+        from rouge_score import rouge_scorer
+    except ImportError:
+        raise MissingDependency(
+            "the rouge-l metric needs the package 'rouge-score'", hint="pip install 'finetune-hub[eval]'"
+        ) from None
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return lambda prediction, reference: float(scorer.score(reference, prediction)["rougeL"].fmeasure)
+
+
+def scorer(name: str) -> Scorer:
+    """The scoring function for a metric name from `METRICS`."""
+    simple: dict[str, Scorer] = {
+        "exact": _exact,
+        "exact-ci": _exact_ci,
+        "json-valid": _json_valid,
+        "json-match": _json_match,
+    }
+    if name == "rouge-l":
+        return _rouge_l()
+    if name not in simple:
+        raise ConfigError(f"unknown metric '{name}'", hint="metrics: " + ", ".join(METRICS))
+    return simple[name]

@@ -1,0 +1,101 @@
+"""The columns every report format shows, in one place, as display strings."""
+
+from __future__ import annotations
+
+from finetune_hub.compare import Comparison, Evaluation, JobSummary
+
+SUMMARY_COLUMNS = (
+    "job",
+    "platform",
+    "base model",
+    "status",
+    "wall time",
+    "estimated",
+    "actual",
+    "vs estimate",
+    "train loss",
+    "valid loss",
+    "fine-tuned model",
+)
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def money(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"${value:,.4f}" if 0 < abs(value) < 0.01 else f"${value:,.2f}"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    minutes = seconds / 60
+    return f"{minutes:.0f}m" if minutes < 120 else f"{minutes / 60:.1f}h"
+
+
+def number(value: float | None, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}g}"
+
+
+def sparkline(values: list[float], width: int = 24) -> str:
+    """A unicode sparkline of `values`, resampled to at most `width` characters."""
+    if not values:
+        return ""
+    if len(values) > width:
+        values = [values[round(i * (len(values) - 1) / (width - 1))] for i in range(width)]
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    return "".join(SPARK[round((v - lo) / span * (len(SPARK) - 1))] for v in values)
+
+
+def vs_estimate(job: JobSummary) -> str:
+    from finetune_hub.cost import difference
+
+    return difference(job.estimated_usd, job.actual_usd) or "—"
+
+
+def summary_row(job: JobSummary) -> list[str]:
+    return [
+        job.id,
+        job.provider,
+        job.base_model,
+        job.status,
+        duration(job.wall_seconds),
+        money(job.estimated_usd),
+        money(job.actual_usd),
+        vs_estimate(job),
+        number(job.final.get("train_loss")),
+        number(job.final.get("valid_loss")),
+        job.model or "—",
+    ]
+
+
+def eval_columns(comparison: Comparison) -> list[str]:
+    return ["model", "platform", *comparison.metrics, "answered", "failed", "cost"]
+
+
+def eval_row(comparison: Comparison, ev: Evaluation) -> list[str]:
+    cost = "—" if ev.is_base else money(comparison.cost_of(ev.job_id))
+    scores = [number(ev.scores.get(m), 3) for m in comparison.metrics]
+    return [ev.label, ev.provider, *scores, str(ev.answered), str(ev.failed), cost]
+
+
+def best(comparison: Comparison) -> str | None:
+    """A one-line verdict: the best-scoring fine-tuned model on the first metric, and the cheapest of those
+    within 0.01 of it."""
+    if not comparison.metrics:
+        return None
+    metric = comparison.metrics[0]
+    tuned = [e for e in comparison.evaluations if not e.is_base and metric in e.scores]
+    if not tuned:
+        return None
+    top = max(e.scores[metric] for e in tuned)
+    close = [e for e in tuned if e.scores[metric] >= top - 0.01]
+    cheapest = min(close, key=lambda e: comparison.cost_of(e.job_id) or 0.0)
+    return (
+        f"best {metric}: {top:.3f}; cheapest within 0.01 of it: {cheapest.label} on {cheapest.provider} "
+        f"({money(comparison.cost_of(cheapest.job_id))}, {metric} {cheapest.scores[metric]:.3f})"
+    )

@@ -1,0 +1,107 @@
+"""Per-example attention inside packed rows ("varlen"), registered with transformers' AttentionInterface.
+
+On CUDA it calls PyTorch's FlashAttention varlen kernel (`torch.nn.attention.varlen.varlen_attn`, torch ≥ 2.10),
+which only computes each example's own causal block. Elsewhere it runs SDPA per segment: slower, but the
+same maths, so the packed code path can be tested on a CPU. transformers builds no mask for an attention
+name it does not know, and passes the collator's `cu_seq_lens_*`/`max_length_*` through to this function.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+NAME = "fth_varlen"
+
+
+def _find_kernel() -> tuple[Any, frozenset[str]] | None:
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    return varlen_attn, frozenset(inspect.signature(varlen_attn).parameters)
+
+
+_KERNEL = _find_kernel()  # resolved once: compiled code must not trace `inspect`
+
+
+def kernel_available() -> bool:
+    return torch.cuda.is_available() and _KERNEL is not None
+
+
+def varlen_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """q/k/v: (1, heads, T, head_dim) for one flattened row; returns (1, T, heads, head_dim)."""
+    if query.shape[0] != 1 or attention_mask is not None:
+        raise RuntimeError(f"{NAME} attention takes one packed row and no padding mask (use packing = true)")
+    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (T, heads, head_dim)
+    cu = kwargs.get("cu_seq_lens_q")
+    if cu is None:  # a single unpacked sequence
+        cu = torch.tensor([0, q.shape[0]], dtype=torch.int32, device=q.device)
+    max_len = int(kwargs.get("max_length_q") or q.shape[0])
+    kernel = _KERNEL
+    if q.is_cuda and kernel is not None and q.shape[-1] % 8 == 0 and q.shape[-1] <= 256:  # the kernel's head sizes
+        out = _cuda_varlen(kernel, q, k, v, cu, max_len, scaling)
+    else:
+        out = _segment_sdpa(q, k, v, cu, scaling)
+    return out.unsqueeze(0), None
+
+
+def _cuda_varlen(
+    kernel: tuple[Any, frozenset[str]],
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu: torch.Tensor,
+    max_len: int,
+    scaling: float | None,
+) -> torch.Tensor:
+    varlen_attn, params = kernel
+    extra: dict[str, Any] = {}
+    if q.shape[1] != k.shape[1]:  # grouped-query attention
+        if "enable_gqa" in params:
+            extra["enable_gqa"] = True
+        else:
+            repeat = q.shape[1] // k.shape[1]
+            k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
+    # The signature moved between releases: causal is `window_size=(-1, 0)` (newer) or `is_causal=True` (2.10).
+    extra.update({"window_size": (-1, 0)} if "window_size" in params else {"is_causal": True})
+    if "scale" in params and scaling is not None:
+        extra["scale"] = scaling
+    cu = cu.to(q.device, torch.int32)
+    return varlen_attn(q.contiguous(), k.contiguous(), v.contiguous(), cu, cu, max_len, max_len, **extra)
+
+
+def _segment_sdpa(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, scaling: float | None
+) -> torch.Tensor:
+    """Reference path: causal SDPA on each segment separately."""
+    bounds = cu.tolist()
+    outs = []
+    gqa = q.shape[1] != k.shape[1]
+    for a, b in itertools.pairwise(bounds):
+        if b > a:
+            sq, sk, sv = (t[a:b].transpose(0, 1).unsqueeze(0) for t in (q, k, v))  # (1, heads, len, head_dim)
+            o = F.scaled_dot_product_attention(sq, sk, sv, is_causal=True, scale=scaling, enable_gqa=gqa)
+            outs.append(o[0].transpose(0, 1))
+    return torch.cat(outs, dim=0)
+
+
+def register() -> str:
+    """Make `attn_implementation=NAME` available to transformers models; returns the name."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(NAME, varlen_attention)
+    return NAME

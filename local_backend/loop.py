@@ -1,0 +1,317 @@
+"""The training loop: micro-batches → loss → LoRA update, with exact resume and progress events.
+
+Separate from `train.py` (which loads data and models from a config) so that tests and the benchmark can
+run the very same loop on examples and models they built in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from local_backend import checkpoint
+from local_backend.config import ConfigError, TrainConfig
+from local_backend.data import Example, collate, plan_batches
+from local_backend.distributed import Distributed
+from local_backend.lora_fused import fuse_lora_layers
+from local_backend.loss import chunk_loss_and_grad, linear_cross_entropy
+from local_backend.model import Precision, backbone_and_head, decoder_layers
+from local_backend.runfiles import CANCELLED, PAUSED, RUNNING, SUCCEEDED, RunFiles
+
+_FORWARD_KEYS = ("attention_mask", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
+
+
+class TokenLoss(torch.nn.Module):
+    """Σ cross-entropy over one micro-batch's supervised next tokens (the caller normalises)."""
+
+    def __init__(self, peft_model: Any, chunk: int) -> None:
+        super().__init__()
+        self.peft_model = peft_model
+        self.backbone, self.head, self.softcap = backbone_and_head(peft_model)
+        self.chunk = chunk
+        self.chunk_fn: Any = chunk_loss_and_grad
+
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        kwargs = {k: batch[k] for k in _FORWARD_KEYS if k in batch}
+        hidden = self.backbone(input_ids=batch["input_ids"], use_cache=False, **kwargs)[0]
+        selected = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch["target_index"])
+        return linear_cross_entropy(
+            selected, self.head, batch["targets"], chunk=self.chunk, softcap=self.softcap, chunk_fn=self.chunk_fn
+        )
+
+
+def plan_steps(lengths: Sequence[int], cfg: TrainConfig, world: int) -> list[tuple[int, list[list[int]]]]:
+    """Every optimizer step of the run as (epoch, micro-batches across all ranks); a pure function of the
+    config and the data, which is what makes the data position of a checkpoint a single step number."""
+    per_step = cfg.grad_accumulation * world
+    steps = []
+    for epoch in range(cfg.epochs):
+        batches = plan_batches(
+            lengths, batch_size=cfg.batch_size, tokens_per_batch=cfg.tokens_per_batch, seed=cfg.seed + epoch
+        )
+        steps += [(epoch, batches[i : i + per_step]) for i in range(0, len(batches), per_step)]
+    return steps[: cfg.max_steps] if cfg.max_steps else steps
+
+
+def _scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total: int) -> Any:
+    from transformers import get_scheduler
+
+    name = "constant_with_warmup" if cfg.lr_scheduler == "constant" else cfg.lr_scheduler
+    return get_scheduler(
+        name, optimizer, num_warmup_steps=math.ceil(cfg.warmup_ratio * total), num_training_steps=total
+    )
+
+
+class StopRequests:
+    """SIGTERM/SIGINT become a "cancel" request honoured at the next step boundary (after a checkpoint),
+    instead of killing the process mid-step. Installed for the whole run, model loading included."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = "cancel"
+
+    def install(self) -> StopRequests:
+        with contextlib.suppress(ValueError):  # not the main thread: signals stay as they are
+            self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+        return self
+
+    def restore(self) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
+
+
+@dataclass
+class Trainer:
+    cfg: TrainConfig
+    peft_model: Any
+    tokenizer: Any  # for the pad id and checkpoints; None when the examples came pre-tokenized (benchmark)
+    train_examples: list[Example]
+    val_examples: list[Example]
+    run: RunFiles
+    device: torch.device
+    precision: Precision
+    dist: Distributed = field(default_factory=Distributed)
+    reporters: Any = None
+    stop: StopRequests = field(default_factory=StopRequests)
+    fused_lora_layers: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.loss_fn = TokenLoss(self.peft_model, self.cfg.loss_chunk_size)
+        self.params = [p for p in self.peft_model.parameters() if p.requires_grad]
+        self.steps = plan_steps([len(e) for e in self.train_examples], self.cfg, self.dist.world)
+        self.fingerprint = hashlib.sha256(json.dumps(self.steps).encode()).hexdigest()[:16]
+        self.compiled = self.cfg.compile is True or (self.cfg.compile == "auto" and self.device.type == "cuda")
+        cuda = self.device.type == "cuda"
+        if self.cfg.fused_lora is True or (self.cfg.fused_lora == "auto" and cuda and self.cfg.quantize == "none"):
+            self.fused_lora_layers = fuse_lora_layers(self.peft_model)
+        if self.compiled:
+            import torch._dynamo
+
+            torch._dynamo.config.suppress_errors = self.cfg.compile == "auto"  # fall back to eager, never fail
+            for layer in decoder_layers(self.loss_fn.backbone):
+                layer.compile()
+            self.loss_fn.chunk_fn = torch.compile(chunk_loss_and_grad, dynamic=True)
+
+    @property
+    def pad_id(self) -> int:
+        pad = getattr(self.tokenizer, "pad_token_id", None)
+        return int(pad) if pad is not None else 0
+
+    # -- batches -----------------------------------------------------------------------------------------
+
+    def _batch(self, indices: list[int], examples: list[Example]) -> dict[str, Any]:
+        cfg = self.cfg
+        if self.compiled:  # fixed row length and a constant max segment length: compiled code is reused
+            batch = collate([examples[i] for i in indices], packed=cfg.packing, pad_id=self.pad_id,
+                            pad_to=cfg.tokens_per_batch, max_segment=cfg.max_seq_length)  # fmt: skip
+            if "max_length_q" in batch:
+                batch["max_length_q"] = batch["max_length_k"] = cfg.max_seq_length
+        else:
+            batch = collate([examples[i] for i in indices], packed=cfg.packing, pad_id=self.pad_id)
+        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def _autocast(self) -> Any:
+        dtype = self.precision.autocast
+        return torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+    # -- evaluation --------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self) -> float | None:
+        if not self.val_examples:
+            return None
+        self.peft_model.eval()
+        lengths = [len(e) for e in self.val_examples]
+        batches = plan_batches(
+            lengths, batch_size=self.cfg.batch_size, tokens_per_batch=self.cfg.tokens_per_batch, seed=None
+        )
+        total = torch.zeros(2, dtype=torch.float64, device=self.device)
+        for indices in batches[self.dist.rank :: self.dist.world]:
+            batch = self._batch(indices, self.val_examples)
+            with self._autocast():
+                total[0] += self.loss_fn(batch).double()
+            total[1] += len(batch["targets"])
+        self.peft_model.train()
+        self.dist.sum_(total)
+        return float(total[0] / total[1].clamp(min=1))
+
+    # -- the loop ----------------------------------------------------------------------------------------
+
+    def _stop_requested(self) -> str | None:
+        request = self.stop.requested or (self.run.request() if self.dist.main else None)
+        stop = self.dist.any(request is not None, self.device)
+        return (request or "cancel") if stop else None
+
+    def _event(self, message: str, **data: Any) -> None:
+        if self.dist.main:
+            self.run.add_event(message, **data)
+            print(message, flush=True)
+
+    def run_loop(self) -> dict[str, Any]:
+        cfg, total = self.cfg, len(self.steps)
+        if total == 0:
+            raise ConfigError("train config: the data gives no optimizer step")
+        optimizer = torch.optim.AdamW(
+            self.params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=self.device.type == "cuda"
+        )
+        scheduler = _scheduler(cfg, optimizer, total)
+        start, rng, initial_val = 0, None, None
+        latest = self.run.latest_checkpoint() if cfg.resume != "never" else None
+        if cfg.resume == "must" and latest is None:
+            raise ConfigError(f"train config: resume = 'must' but {self.run.checkpoints} holds no checkpoint")
+        if latest is not None:
+            state = checkpoint.load(latest, peft_model=self.peft_model, optimizer=optimizer, scheduler=scheduler)
+            if state.get("fingerprint") != self.fingerprint:
+                raise ConfigError(
+                    f"{latest}: the checkpoint was made with other data, batching or seed, so its data position "
+                    "means nothing here; use a new output_dir or resume = 'never'"
+                )
+            start, rng, self.history = state["step"], state["rng"], state["history"]
+            initial_val = state.get("initial_val_loss")
+            self._event(f"resumed from {latest.name} at step {start}/{total}", kind="status", step=start)
+        elif self.val_examples:
+            initial_val = self.evaluate()
+            self._event(f"step 0/{total} val_loss {initial_val:.4f}", kind="metrics", step=0, val_loss=initial_val)
+
+        if self.dist.main:
+            self.run.update_status(state=RUNNING, phase="training", step=start, total_steps=total)
+        if rng is not None:
+            checkpoint.set_rng_state(rng)
+        return self._steps(start, total, optimizer, scheduler, initial_val)
+
+    def _save(
+        self, step: int, optimizer: Any, scheduler: Any, initial_val: float | None, metrics: dict[str, float]
+    ) -> None:
+        if self.dist.main:
+            path = checkpoint.save(
+                self.run, step=step, peft_model=self.peft_model, tokenizer=self.tokenizer, optimizer=optimizer,
+                scheduler=scheduler, history=self.history, metrics=metrics, keep=self.cfg.save_total_limit,
+                extra={"fingerprint": self.fingerprint, "initial_val_loss": initial_val},
+            )  # fmt: skip
+            self._event(f"checkpoint {path.name}", kind="checkpoint", step=step, path=str(path))
+        self.dist.barrier()
+
+    def _steps(
+        self, start: int, total: int, optimizer: Any, scheduler: Any, initial_val: float | None
+    ) -> dict[str, Any]:
+        cfg, examples = self.cfg, self.train_examples
+        self.peft_model.train()
+        window = self._new_window()
+        window_start = began = time.perf_counter()
+        metrics: dict[str, float] = {}
+        val_loss = None
+        tokens_seen = sum(h.get("tokens", 0) for h in self.history)
+        for step in range(start, total):
+            epoch, micro = self.steps[step]
+            step_sup = sum(examples[i].supervised for mb in micro for i in mb)  # global, known before any forward
+            mine = micro[self.dist.rank * cfg.grad_accumulation : (self.dist.rank + 1) * cfg.grad_accumulation]
+            for indices in mine:
+                batch = self._batch(indices, examples)
+                with self._autocast():
+                    loss_sum = self.loss_fn(batch)
+                (loss_sum / step_sup).backward()
+                window["loss"] += loss_sum.detach().double()
+                window["tok"] += batch["num_tokens"]
+            window["sup"] += step_sup
+            self.dist.sum_grads(self.params)
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm or float("inf"))
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            done = step + 1
+            if done % cfg.logging_steps == 0 or done == total:
+                metrics = self._log(done, total, epoch, window, window_start, began, start, scheduler, grad_norm)
+                tokens_seen += metrics["tokens"]
+                window = self._new_window()
+                window_start = time.perf_counter()
+            if self.val_examples and cfg.eval_steps and done % cfg.eval_steps == 0 and done < total:
+                val_loss = self.evaluate()
+                self._event(
+                    f"step {done}/{total} val_loss {val_loss:.4f}", kind="metrics", step=done, val_loss=val_loss
+                )
+            stop = self._stop_requested()
+            if stop or (cfg.save_steps and done % cfg.save_steps == 0 and done < total):
+                self._save(done, optimizer, scheduler, initial_val, metrics)
+            if stop:
+                state = PAUSED if stop == "pause" else CANCELLED
+                self._event(
+                    f"{state} at step {done}/{total}; resume continues from checkpoint step-{done:06d}", kind="status"
+                )
+                return self._outcome(state, done, total, initial_val, val_loss, tokens_seen, began)
+        if self.val_examples:
+            val_loss = self.evaluate()
+            self._event(f"step {total}/{total} val_loss {val_loss:.4f}", kind="metrics", step=total, val_loss=val_loss)
+        if cfg.save_steps:
+            self._save(total, optimizer, scheduler, initial_val, metrics)
+        return self._outcome(SUCCEEDED, total, total, initial_val, val_loss, tokens_seen, began)
+
+    def _new_window(self) -> dict[str, Any]:
+        """Sums since the last log line: loss (on the device, no sync), supervised and real tokens."""
+        return {"loss": torch.zeros((), dtype=torch.float64, device=self.device), "sup": 0, "tok": 0}
+
+    def _log(self, done: int, total: int, epoch: int, window: dict[str, Any], window_start: float, began: float,
+             start: int, scheduler: Any, grad_norm: torch.Tensor) -> dict[str, Any]:  # fmt: skip
+        loss_sum = self.dist.sum_(window["loss"].clone())
+        tokens = int(self.dist.sum_(torch.tensor(float(window["tok"]), device=self.device)).item())
+        loss = float(loss_sum / max(window["sup"], 1))  # the sync point: timings below are real
+        now = time.perf_counter()
+        elapsed = max(now - window_start, 1e-9)
+        rate = (now - began) / max(done - start, 1)
+        metrics = {
+            "step": done, "total_steps": total, "epoch": epoch, "loss": loss, "lr": scheduler.get_last_lr()[0],
+            "grad_norm": float(grad_norm), "tokens": tokens, "supervised_tokens": window["sup"],
+            "seconds": elapsed, "tokens_per_s": tokens / elapsed, "supervised_tokens_per_s": window["sup"] / elapsed,
+            "eta_s": rate * (total - done),
+        }  # fmt: skip
+        self.history.append(metrics)
+        if self.reporters is not None:
+            self.reporters.log({k: metrics[k] for k in ("loss", "lr", "grad_norm", "tokens_per_s")}, done)
+        self._event(
+            f"step {done}/{total} loss {loss:.4f} lr {metrics['lr']:.2e} {metrics['tokens_per_s']:,.0f} tok/s "
+            f"eta {metrics['eta_s']:.0f}s", kind="metrics", **metrics,
+        )  # fmt: skip
+        return metrics
+
+    def _outcome(self, state: str, done: int, total: int, initial_val: float | None, val_loss: float | None,
+                 tokens_seen: int, began: float) -> dict[str, Any]:  # fmt: skip
+        trained = [h for h in self.history if "loss" in h]
+        return {
+            "status": state, "step": done, "total_steps": total, "initial_val_loss": initial_val,
+            "val_loss": val_loss, "train_loss": trained[-1]["loss"] if trained else None,
+            "trained_tokens": tokens_seen, "train_seconds": time.perf_counter() - began,
+            "history": self.history,
+        }  # fmt: skip

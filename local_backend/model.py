@@ -1,0 +1,128 @@
+"""Loading the base model and tokenizer, choosing attention and precision, and wrapping in LoRA."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from local_backend import attention
+from local_backend.config import ConfigError, TrainConfig
+
+
+@dataclass(frozen=True)
+class Precision:
+    param_dtype: torch.dtype  # the frozen base weights
+    autocast: torch.dtype | None  # autocast dtype for the forward pass, None for none
+
+
+def pick_device(local_rank: int = 0) -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def pick_precision(cfg: TrainConfig, device: torch.device) -> Precision:
+    """bf16 weights + bf16 autocast on a GPU that has bf16 (LoRA weights stay fp32: PEFT's default, so small
+    updates don't underflow); fp32 elsewhere."""
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if cfg.dtype == "bf16" or (cfg.dtype == "auto" and bf16):
+        return Precision(torch.bfloat16, torch.bfloat16)
+    return Precision(torch.float32, None)
+
+
+def pick_attention(cfg: TrainConfig, device: torch.device) -> str:
+    """With "auto": the varlen kernel for packed rows on CUDA, else SDPA (which, given restarting position_ids and no
+    attention mask, builds a block-diagonal mask: correct, dense)."""
+    if cfg.attention == "varlen" or (cfg.attention == "auto" and cfg.packing and device.type == "cuda"):
+        if not cfg.packing:
+            raise ConfigError("train config: attention = 'varlen' needs packing = true")
+        if cfg.attention == "auto" and not attention.kernel_available():
+            return "sdpa"
+        return attention.register()
+    return "sdpa" if cfg.attention == "auto" else cfg.attention
+
+
+def load_tokenizer(cfg: TrainConfig) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    if tokenizer.pad_token_id is None:
+        # Safe: labels are built before padding, and padded positions are never supervised.
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return tokenizer
+
+
+def load_base_model(cfg: TrainConfig, device: torch.device, precision: Precision, attn: str) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {
+        "dtype": precision.param_dtype,
+        "attn_implementation": attn,
+        "trust_remote_code": cfg.trust_remote_code,
+    }
+    if cfg.quantize != "none":
+        kwargs["quantization_config"] = quantization_config(cfg, device)
+    if device.type == "cuda":
+        kwargs["device_map"] = {"": device.index or 0}
+    model = AutoModelForCausalLM.from_pretrained(cfg.model, **kwargs)
+    if device.type != "cuda":
+        model.to(device)
+    return model
+
+
+def quantization_config(cfg: TrainConfig, device: torch.device) -> Any:
+    if device.type != "cuda":
+        raise ConfigError(f"train config: quantize = {cfg.quantize!r} (QLoRA) needs a CUDA GPU; use quantize = 'none'")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"train config: quantize = {cfg.quantize!r} needs bitsandbytes: pip install 'finetune-hub[qlora]'"
+        ) from None
+    from transformers import BitsAndBytesConfig
+
+    if cfg.quantize == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+
+
+def apply_lora(model: Any, cfg: TrainConfig) -> Any:
+    """Wrap in a PEFT LoRA model; the base model's cache is turned off (a cache disables packed masks)."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    model.config.use_cache = False
+    if cfg.quantize != "none":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    elif cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    lora = LoraConfig(
+        r=cfg.lora_rank,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=cfg.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def backbone_and_head(peft_model: Any) -> tuple[torch.nn.Module, torch.nn.Module, float | None]:
+    """The decoder stack (hidden states out), the output layer, and any logit soft-cap, of a PEFT causal LM."""
+    causal_lm = peft_model.get_base_model()
+    backbone = getattr(causal_lm, causal_lm.base_model_prefix)
+    softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
+    if getattr(causal_lm.config, "logit_scale", None) not in (None, 1, 1.0):
+        raise ConfigError("train config: models that scale their logits (logit_scale) are not supported yet")
+    return backbone, causal_lm.get_output_embeddings(), softcap
+
+
+def decoder_layers(backbone: torch.nn.Module) -> list[torch.nn.Module]:
+    layers = getattr(backbone, "layers", None) or getattr(backbone, "h", None)
+    return list(layers) if layers is not None else []

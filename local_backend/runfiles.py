@@ -1,0 +1,121 @@
+"""The files a run writes in its output directory: the only channel between the trainer and whoever
+watches it (`providers/local.py`, a SageMaker container's log shipper, a user with `cat`).
+
+Stdlib only. Layout of a run directory:
+
+    config.json        the TrainConfig
+    status.json        {"state", "pid", "step", "total_steps", "epoch", "error", "started_at", "updated_at"}
+    events.jsonl       one JSON object per line: {"time", "kind", "level", "message", "data"}
+    control.json       written by the launcher: {"request": "cancel" | "pause"}; the trainer polls it
+    sample.txt         the first training example as rendered, supervised spans marked
+    train.log          the process's stdout/stderr (written by the launcher)
+    checkpoints/step-000010/   adapter + trainer_state.pt + meta.json
+    adapter/           the final PEFT adapter (standard format) and tokenizer
+    merged/            optional merged model
+    summary.json       what train() returned
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+# Trainer states, in order of a normal life. "queued" is written by the launcher before the process runs.
+QUEUED, RUNNING, PAUSED, SUCCEEDED, FAILED, CANCELLED = (
+    "queued",
+    "running",
+    "paused",
+    "succeeded",
+    "failed",
+    "cancelled",
+)
+TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
+CHECKPOINT_PREFIX = "step-"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write atomically (temp file + rename) so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class RunFiles:
+    """Paths and readers/writers for one run directory."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self._last_event: datetime | None = None
+
+    config = property(lambda self: self.root / "config.json")
+    status = property(lambda self: self.root / "status.json")
+    events = property(lambda self: self.root / "events.jsonl")
+    control = property(lambda self: self.root / "control.json")
+    sample = property(lambda self: self.root / "sample.txt")
+    log = property(lambda self: self.root / "train.log")
+    checkpoints = property(lambda self: self.root / "checkpoints")
+    adapter = property(lambda self: self.root / "adapter")
+    merged = property(lambda self: self.root / "merged")
+    summary = property(lambda self: self.root / "summary.json")
+
+    def read_status(self) -> dict[str, Any] | None:
+        return read_json(self.status)
+
+    def update_status(self, **fields: Any) -> dict[str, Any]:
+        status = {**(self.read_status() or {}), **fields, "updated_at": now_iso()}
+        write_json(self.status, status)
+        return status
+
+    def add_event(self, message: str, *, kind: str = "message", level: str = "info", **data: Any) -> None:
+        # strictly increasing times, so "events since T" never skips one written in the same microsecond
+        moment = datetime.now(UTC)
+        if self._last_event is not None and moment <= self._last_event:
+            moment = self._last_event + timedelta(microseconds=1)
+        self._last_event = moment
+        line = json.dumps({"time": moment.isoformat(), "kind": kind, "level": level, "message": message, "data": data})
+        with open(self.events, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+    def read_events(self) -> list[dict[str, Any]]:
+        """Events in order; a torn last line (the writer is mid-append) is skipped."""
+        if not self.events.exists():
+            return []
+        out = []
+        for line in self.events.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return out
+
+    def request(self) -> str | None:
+        data = read_json(self.control)
+        return data.get("request") if data else None
+
+    def checkpoint_dirs(self) -> list[Path]:
+        """Complete checkpoints (meta.json is written last), oldest first."""
+        if not self.checkpoints.is_dir():
+            return []
+        found = [
+            p for p in self.checkpoints.iterdir() if p.name.startswith(CHECKPOINT_PREFIX) and (p / "meta.json").exists()
+        ]
+        return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
+
+    def latest_checkpoint(self) -> Path | None:
+        found = self.checkpoint_dirs()
+        return found[-1] if found else None

@@ -1,0 +1,483 @@
+"""`local`: fine-tune on this machine's GPUs (or CPU) with the project's own trainer, as a tracked job.
+
+The "platform" is `LocalRunner`: a directory of runs under FTH_HOME/local. `submit` starts the trainer
+(`python -m local_backend.train`, or torchrun for several GPUs) as a detached process in its own session,
+so `fth submit` returns at once and the job outlives the terminal. Everything after that is read from
+the files the trainer keeps in its run directory (see local_backend/runfiles.py): status, events (loss,
+tokens/s, ETA), checkpoints and the summary. Cancel and pause are requests the trainer honours at the
+next step (it checkpoints first); a run that was killed, paused or cancelled resumes from its newest
+checkpoint with `resume()`. Imports no torch: the trainer runs in its own process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from finetune_hub.data import DatasetStats
+from finetune_hub.errors import (
+    AuthError,
+    ConfigError,
+    DataError,
+    FthError,
+    InvalidRequest,
+    MissingDependency,
+    NotFound,
+    ProviderError,
+    QuotaError,
+)
+from finetune_hub.job import FineTuneJob, JobState, PreparedData
+from finetune_hub.records import Capability, Checkpoint, CostEstimate, JobEvent, JobResult, JobStatus, Problem
+from local_backend import config as train_config
+from local_backend import runfiles
+from local_backend.data import DataError as TrainDataError
+from local_backend.data import read_chat_jsonl
+
+DIED = "died"  # native state: the process is gone without writing a final status
+
+
+class LocalSettings(BaseModel):
+    """`providers: {local: {...}}` in the spec."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gpus: int = Field(default=1, ge=1, le=64, description="processes (GPUs) to train on; >1 launches torchrun")
+    packing: bool = True
+    # tokens per packed micro-batch (fixed-size rows: best throughput); named so the spec's credential guard,
+    # which refuses keys containing "token", lets it through
+    packed_length: int | None = Field(default=None, ge=16)
+    grad_accumulation: int = Field(default=1, ge=1)
+    save_steps: int | None = Field(default=50, ge=1)
+    eval_steps: int | None = Field(default=None, ge=1)
+    max_steps: int | None = Field(default=None, ge=1)
+    report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=list)
+    merge: bool = False
+    runs_dir: str | None = None  # default: $FTH_HOME/local
+    python: str | None = None  # interpreter with the `local` extra; default: this one
+    trainer: dict[str, Any] = Field(default_factory=dict, description="any other local_backend TrainConfig key")
+
+
+class RunNotFound(FileNotFoundError):
+    pass
+
+
+class LaunchFailed(RuntimeError):
+    pass
+
+
+class LocalRunner:
+    """The local "platform": run directories plus the processes training in them."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def _run(self, run_id: str) -> runfiles.RunFiles:
+        run = runfiles.RunFiles(self.root / "runs" / run_id)
+        if not run.config.exists():
+            raise RunNotFound(errno.ENOENT, f"no local run '{run_id}'", str(run.root))
+        return run
+
+    def runs(self) -> list[str]:
+        base = self.root / "runs"
+        return sorted(p.name for p in base.iterdir() if (p / "config.json").exists()) if base.is_dir() else []
+
+    def store_data(self, path: Path, content_hash: str) -> str:
+        """Snapshot a data file by content, so edits during training change nothing ("upload")."""
+        target = self.root / "data" / f"{content_hash}.jsonl"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(f".{os.getpid()}.tmp")
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, target)
+        return str(target)
+
+    def data_files(self) -> int:
+        folder = self.root / "data"
+        return len(list(folder.glob("*.jsonl"))) if folder.is_dir() else 0
+
+    def create(self, key: str, config: dict[str, Any], *, gpus: int = 1, python: str | None = None) -> str:
+        """Create and start a run; the same key always names the same run, so a retry never starts two."""
+        run_id = "run-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+        root = self.root / "runs" / run_id
+        try:
+            root.mkdir(parents=True)
+        except FileExistsError:
+            return run_id
+        run = runfiles.RunFiles(root)
+        run.update_status(state=runfiles.QUEUED, phase="starting", gpus=gpus, python=python or sys.executable)
+        runfiles.write_json(run.config, {**config, "output_dir": str(root.resolve())})
+        self.launch(run_id)
+        return run_id
+
+    def launch(self, run_id: str, resume: str = "auto") -> None:
+        run = self._run(run_id)
+        status = run.read_status() or {}
+        python, gpus = status.get("python") or sys.executable, int(status.get("gpus") or 1)
+        entry = ["-m", "local_backend.train", "--config", str(run.config), "--resume", resume]
+        command = [python, *entry] if gpus == 1 else [python, "-m", "torch.distributed.run", "--standalone",
+                                                       f"--nproc-per-node={gpus}", *entry]  # fmt: skip
+        with contextlib.suppress(FileNotFoundError):
+            run.control.unlink()
+        try:
+            with open(run.log, "ab") as log:
+                process = subprocess.Popen(
+                    command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=run.root,
+                    start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )  # fmt: skip
+        except OSError as exc:
+            run.update_status(state=runfiles.FAILED, error=f"could not start {python}: {exc.strerror}")
+            raise LaunchFailed(f"could not start the trainer with {python}: {exc.strerror}") from None
+        run.update_status(state=runfiles.QUEUED, phase="starting", pid=process.pid, error=None)
+
+    def state(self, run_id: str) -> dict[str, Any]:
+        """status.json, or state "died" when the process is gone without a final status."""
+        run = self._run(run_id)
+        status = run.read_status() or {"state": runfiles.QUEUED}
+        if status.get("state") in (runfiles.QUEUED, runfiles.RUNNING) and not _alive(status.get("pid")):
+            status = run.read_status() or status  # it may have finished between the two reads
+            if status.get("state") in (runfiles.QUEUED, runfiles.RUNNING):
+                lines = run.log.read_text(errors="replace").strip().splitlines()[-5:] if run.log.exists() else []
+                tail = " | ".join(lines)[-800:]
+                error = (
+                    f"the trainer process stopped without a final status at step {status.get('step', 0)} (killed, "
+                    f"out of memory, or crashed); resume() continues from the newest checkpoint. Last log lines: {tail}"
+                )
+                status = {**status, "state": DIED, "error": error}
+        elif status.get("state") == runfiles.RUNNING and (asked := run.request()):
+            status = {**status, "state": "cancelling" if asked == "cancel" else "pausing"}
+        return status
+
+    def events(self, run_id: str) -> list[dict[str, Any]]:
+        return self._run(run_id).read_events()
+
+    def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
+        return [
+            {**json.loads((p / "meta.json").read_text()), "path": str(p)} for p in self._run(run_id).checkpoint_dirs()
+        ]
+
+    def summary(self, run_id: str) -> dict[str, Any] | None:
+        return runfiles.read_json(self._run(run_id).summary)
+
+    def log_lines(self, run_id: str) -> list[str]:
+        run = self._run(run_id)
+        return run.log.read_text(errors="replace").splitlines() if run.log.exists() else []
+
+    def request(self, run_id: str, what: Literal["cancel", "pause"]) -> dict[str, Any]:
+        """Ask the trainer to stop at its next step; a run whose process is gone is marked at once."""
+        run = self._run(run_id)
+        status = self.state(run_id)
+        if status["state"] in runfiles.TERMINAL:
+            return status
+        if status["state"] in (DIED, runfiles.PAUSED):
+            final = runfiles.CANCELLED if what == "cancel" else runfiles.PAUSED
+            return run.update_status(state=final, error=None)
+        runfiles.write_json(run.control, {"request": what})
+        return {**status, "state": "cancelling" if what == "cancel" else "pausing"}
+
+    def kill(self, run_id: str) -> None:
+        """SIGKILL the run's process group (tests; what the OOM killer does)."""
+        pid = (self._run(run_id).read_status() or {}).get("pid")
+        if pid and _alive(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child that exited: reap it
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError, IndexError):
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead
+    return True
+
+
+@contextlib.contextmanager
+def _translate() -> Iterator[None]:
+    """The one place OS-level failures become finetune-hub errors (by exception class and errno)."""
+    try:
+        yield
+    except FthError:
+        raise
+    except PermissionError as exc:
+        raise AuthError(f"local runs: permission denied ({exc.filename or exc.strerror})", status_code=403) from None
+    except FileNotFoundError as exc:
+        raise NotFound(f"local runs: {exc.strerror or exc} ({exc.filename})", status_code=404) from None
+    except LaunchFailed as exc:
+        raise ProviderError(
+            str(exc), hint="set providers.local.python to an interpreter with the local extra"
+        ) from None
+    except (TimeoutError, BlockingIOError, InterruptedError, ConnectionError, json.JSONDecodeError) as exc:
+        raise ProviderError(f"local runs: transient error ({type(exc).__name__}: {exc})", retryable=True) from None
+    except OSError as exc:
+        if exc.errno in (errno.EDQUOT, errno.ENOSPC):
+            raise QuotaError(f"local runs: {exc.strerror} under the runs directory", hint="free disk space") from None
+        retryable = exc.errno in (errno.EIO, errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ETIMEDOUT)
+        raise ProviderError(f"local runs: {exc.strerror or exc}", retryable=retryable) from None
+
+
+def _time(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+class LocalJob(FineTuneJob):
+    provider = "local"
+    settings_model = LocalSettings
+    capabilities: ClassVar[Mapping[Capability, str | None]] = {
+        Capability.SFT: None,
+        Capability.DPO: "the local trainer does supervised fine-tuning only",
+        Capability.LORA_RANK: None,
+        Capability.EPOCHS: None,
+        Capability.LEARNING_RATE: None,
+        Capability.LEARNING_RATE_MULTIPLIER: None,  # scales the local default learning rate, 2e-4
+        Capability.BATCH_SIZE: None,
+        Capability.SEED: None,
+        Capability.VALIDATION: None,
+        Capability.EVENTS: None,
+        Capability.CHECKPOINTS: None,
+        Capability.CANCEL: None,
+        Capability.PAUSE: None,
+        Capability.PREDICT: None,
+        Capability.LOGS: None,
+    }
+    status_map: ClassVar[Mapping[str, JobStatus]] = {
+        runfiles.QUEUED: JobStatus.QUEUED,
+        runfiles.RUNNING: JobStatus.RUNNING,
+        "pausing": JobStatus.RUNNING,
+        runfiles.PAUSED: JobStatus.PAUSED,
+        "cancelling": JobStatus.CANCELLING,
+        runfiles.SUCCEEDED: JobStatus.SUCCEEDED,
+        runfiles.FAILED: JobStatus.FAILED,
+        DIED: JobStatus.FAILED,
+        runfiles.CANCELLED: JobStatus.CANCELLED,
+    }
+    DEFAULT_LEARNING_RATE = 2e-4
+
+    # -- setup ---------------------------------------------------------------------------------------
+
+    def connect(self) -> LocalRunner:
+        missing = [m for m in ("torch", "transformers", "peft") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise MissingDependency(
+                f"the local trainer needs {', '.join(missing)}", hint="pip install 'finetune-hub[local]'"
+            )
+        from finetune_hub.store import fth_home
+
+        return LocalRunner(
+            Path(self.settings.runs_dir).expanduser() if self.settings.runs_dir else fth_home() / "local"
+        )
+
+    def account_id(self) -> str:
+        return "local:" + str(self.settings.runs_dir or "default")
+
+    def train_config(self, files: dict[str, str], output_dir: str = "<run directory>") -> train_config.TrainConfig:
+        """The spec, mapped onto the trainer's config (what `submit` sends)."""
+        spec, hp, s = self.spec, self.spec.hyperparameters, self.settings
+        lora = spec.lora
+        lr = hp.learning_rate or self.DEFAULT_LEARNING_RATE * (hp.learning_rate_multiplier or 1.0)
+        model = self.base_model()
+        if Path(model).expanduser().is_dir():  # a local model: absolute, since the trainer runs elsewhere
+            model = str(Path(model).expanduser().resolve())
+        values: dict[str, Any] = {
+            "model": model, "train_file": files["train"], "validation_file": files.get("validation"),
+            "output_dir": output_dir, "epochs": hp.epochs or 3, "learning_rate": lr, "batch_size": hp.batch_size or 8,
+            "max_seq_length": hp.max_seq_length or 2048, "warmup_ratio": hp.warmup_ratio if hp.warmup_ratio is not None
+            else 0.03, "seed": spec.seed if spec.seed is not None else 42, "packing": s.packing,
+            "tokens_per_batch": s.packed_length, "grad_accumulation": s.grad_accumulation, "save_steps": s.save_steps,
+            "eval_steps": s.eval_steps, "max_steps": s.max_steps, "report_to": list(s.report_to), "merge": s.merge,
+            "run_name": spec.name,
+        }  # fmt: skip
+        if lora is not None:
+            values.update(lora_rank=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                          target_modules=lora.target_modules, quantize=lora.quantize)  # fmt: skip
+        values.update(s.trainer)
+        try:
+            return train_config.TrainConfig.from_dict(values)
+        except (train_config.ConfigError, TypeError) as exc:
+            raise ConfigError(f"spec → local trainer: {exc}", hint="see docs/local.md for the settings") from None
+
+    # -- before submitting -----------------------------------------------------------------------------
+
+    def check(self) -> list[Problem]:
+        problems: list[Problem] = []
+        if self.spec.method != "sft":
+            problems.append(Problem("error", f"method '{self.spec.method}': {self.capabilities[Capability.DPO]}"))
+        try:
+            cfg = self.train_config({"train": "train.jsonl", "validation": "validation.jsonl"})
+        except ConfigError as exc:
+            return [*problems, Problem("error", exc.message, exc.hint)]
+        model = cfg.model
+        if not Path(model).expanduser().exists():
+            hub = f"base model '{model}' is not a local directory: it will be downloaded from the Hugging Face Hub"
+            problems.append(Problem("warning", hub + " (needs network, and a login for gated models)"))
+        if cfg.quantize != "none" and importlib.util.find_spec("bitsandbytes") is None:
+            need = f"lora.quantize '{cfg.quantize}' (QLoRA) needs bitsandbytes and a CUDA GPU"
+            problems.append(Problem("error", need, "pip install 'finetune-hub[qlora]', or set lora.quantize: none"))
+        if self.spec.hyperparameters.learning_rate and self.spec.hyperparameters.learning_rate_multiplier:
+            problems.append(
+                Problem("warning", "both learning_rate and learning_rate_multiplier given: using learning_rate")
+            )
+        return problems
+
+    def estimate(self, stats: DatasetStats) -> CostEstimate:
+        """No bill; the runtime is predicted from the catalog's GPU throughput table (finetune_hub.cost)."""
+        from finetune_hub import cost
+
+        return cost.estimate(self.provider, self.spec, stats)
+
+    def prepare(self) -> PreparedData:
+        from finetune_hub import data
+
+        spec = self.spec.data
+        sources = {"train": spec.train, "validation": spec.validation}
+        report = []
+        if spec.validation_split:
+            sources = self._split(spec.train, spec.validation_split)
+            report.append(f"validation: {spec.validation_split:.0%} of {spec.train} held out (seeded)")
+        for path in sources.values():
+            if path is not None:
+                try:
+                    sum(1 for _ in read_chat_jsonl(path))
+                except TrainDataError as exc:
+                    raise DataError(str(exc), hint="nothing was started; fix the file and submit again") from None
+        files = {}
+        for role, path in sources.items():
+            if path is not None:
+                digest = data.content_hash(path)
+                with _translate():
+                    files[role] = self.upload_once(path, digest, functools.partial(self._store, digest=digest))
+        return PreparedData(files=files, report=report)
+
+    def _store(self, path: Path, *, digest: str) -> str:
+        return str(self.client.store_data(path, digest))
+
+    def _split(self, path: Path, share: float) -> dict[str, Path | None]:
+        import random
+
+        from finetune_hub.store import fth_home
+
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        order = list(range(len(lines)))
+        random.Random(self.spec.seed or 0).shuffle(order)
+        cut = max(1, round(len(lines) * share))
+        folder = fth_home() / "local" / "splits" / hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+        folder.mkdir(parents=True, exist_ok=True)
+        out = {}
+        for role, picked in (("validation", order[:cut]), ("train", order[cut:])):
+            out[role] = folder / f"{role}-{share:g}.jsonl"
+            out[role].write_text("".join(lines[i] + "\n" for i in sorted(picked)), encoding="utf-8")
+        return out  # type: ignore[return-value]
+
+    def submit(self, prepared: PreparedData, idempotency_key: str) -> str:
+        cfg = self.train_config(prepared.files)
+        with _translate():
+            return str(self.client.create(idempotency_key, cfg.to_dict(), gpus=self.settings.gpus,
+                                          python=self.settings.python))  # fmt: skip
+
+    # -- after submitting ------------------------------------------------------------------------------
+
+    def _state(self, status: dict[str, Any]) -> JobState:
+        native = str(status.get("state"))
+        total = status.get("total_steps")
+        progress = min(1.0, status.get("step", 0) / total) if total else None
+        detail = status.get("phase")
+        return JobState(self.map_status(native), native, error=status.get("error"), progress=progress, detail=detail)
+
+    def refresh(self) -> JobState:
+        with _translate():
+            return self._state(self.client.state(self.remote_id))
+
+    def events(self, since: datetime | None = None) -> list[JobEvent]:
+        with _translate():
+            raw = self.client.events(self.remote_id)
+        kinds = {"metrics": "metrics", "status": "status"}
+        out = [
+            JobEvent(time=_time(e["time"]), message=e["message"], level=e.get("level", "info"),
+                     kind=kinds.get(e.get("kind", ""), "message"), data=e.get("data", {}), id=f"{self.remote_id}:{n}")
+            for n, e in enumerate(raw)
+        ]  # fmt: skip
+        return [e for e in out if since is None or e.time > since]
+
+    def checkpoints(self) -> list[Checkpoint]:
+        with _translate():
+            raw = self.client.checkpoints(self.remote_id)
+        return [
+            Checkpoint(id=Path(c["path"]).name, step=c["step"], created_at=_time(c["created_at"]), location=c["path"],
+                       metrics={k: float(v) for k, v in c.get("metrics", {}).items() if isinstance(v, int | float)})
+            for c in raw
+        ]  # fmt: skip
+
+    def cancel(self) -> JobState:
+        with _translate():
+            return self._state(self.client.request(self.remote_id, "cancel"))
+
+    def pause(self) -> JobState:
+        with _translate():
+            return self._state(self.client.request(self.remote_id, "pause"))
+
+    def resume(self) -> JobState:
+        """Start the trainer again from the newest checkpoint (after a pause, cancel, crash or kill)."""
+        with _translate():
+            state = self.client.state(self.remote_id)
+            if state["state"] in (runfiles.QUEUED, runfiles.RUNNING):
+                return self._state(state)
+            if state["state"] == runfiles.SUCCEEDED:
+                raise InvalidRequest(f"local run {self.remote_id} already finished", status_code=409)
+            self.client.launch(self.remote_id, resume="auto")
+            return self._state(self.client.state(self.remote_id))
+
+    def result(self) -> JobResult:
+        with _translate():
+            summary = self.client.summary(self.remote_id)
+        if not summary or summary.get("status") != runfiles.SUCCEEDED:
+            raise InvalidRequest(f"local run {self.remote_id} has no result yet", status_code=409)
+        metrics = {
+            k: float(summary[k]) for k in ("train_loss", "val_loss", "initial_val_loss") if summary.get(k) is not None
+        }
+        history = [
+            {k: float(v) for k, v in h.items() if isinstance(v, int | float)} for h in summary.get("history", [])
+        ]
+        return JobResult(
+            model=summary.get("adapter"), artifact=summary.get("merged") or summary.get("adapter"),
+            trained_tokens=summary.get("trained_tokens"), billable_seconds=summary.get("runtime_s"), metrics=metrics,
+            history=history, deployment_hint="PeftModel.from_pretrained(base_model, adapter) in transformers, or the "
+            "merged directory (providers.local.merge: true) anywhere a Hugging Face model loads",
+            extra={"run_dir": str(Path(summary["adapter"]).parent), "merge_check": summary.get("merge_check")},
+        )  # fmt: skip
+
+    def actual_cost(self, result: JobResult) -> float | None:
+        return 0.0
+
+    def predict(self, model: str, messages: list[dict[str, Any]]) -> str:
+        """Greedy reply from the base model plus, when `model` is an adapter directory, that adapter."""
+        from local_backend.infer import generate
+
+        adapter = model if (Path(model) / "adapter_config.json").exists() else None
+        return generate(self.base_model() if adapter else model, messages, adapter=adapter)
+
+    def logs(self, follow: bool = False) -> Iterator[str]:
+        with _translate():
+            yield from self.client.log_lines(self.remote_id)

@@ -1,0 +1,149 @@
+"""Reading a SageMaker training job back: its DescribeTrainingJob answer as a JobState, events, a
+JobResult, and the serverless token price. Pure functions of the answer (no network)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from finetune_hub.errors import ConfigError
+from finetune_hub.job import JobState
+from finetune_hub.records import CostEstimate, JobEvent, JobResult, JobStatus
+
+if TYPE_CHECKING:
+    from finetune_hub.data import DatasetStats
+    from finetune_hub.pricing import Catalog
+    from finetune_hub.spec import FineTuneSpec
+
+Q, R = JobStatus.QUEUED, JobStatus.RUNNING
+_SECONDARY = {  # SecondaryStatus while TrainingJobStatus is InProgress
+    "Pending": Q,
+    "Starting": Q,
+    "LaunchingMLInstances": Q,
+    "PreparingTrainingStack": Q,
+    "DownloadingTrainingImage": Q,
+    "Interrupted": Q,  # spot capacity reclaimed: waiting to restart
+    "Downloading": R,
+    "Training": R,
+    "Uploading": R,
+    "Restarting": R,
+    "Updating": R,
+    "Stopping": JobStatus.CANCELLING,
+}
+_PRIMARY = {
+    "InProgress": Q,
+    "Completed": JobStatus.SUCCEEDED,
+    "Failed": JobStatus.FAILED,
+    "Stopping": JobStatus.CANCELLING,
+    "Stopped": JobStatus.CANCELLED,
+    "Deleting": JobStatus.UNKNOWN,
+}
+#: native status: "<TrainingJobStatus>/<SecondaryStatus>", or the primary alone. Jobs stopped by
+#: SageMaker's own limits are failures to explain, not cancellations.
+STATUS_MAP: Mapping[str, JobStatus] = MappingProxyType(
+    {
+        **_PRIMARY,
+        **{f"InProgress/{s}": v for s, v in _SECONDARY.items()},
+        "Stopped/MaxRuntimeExceeded": JobStatus.FAILED,
+        "Stopped/MaxWaitTimeExceeded": JobStatus.FAILED,
+    }
+)
+
+
+def state(job: Mapping[str, Any]) -> JobState:
+    primary, secondary = job.get("TrainingJobStatus", ""), job.get("SecondaryStatus")
+    native = f"{primary}/{secondary}" if secondary else primary
+    status = STATUS_MAP.get(native) or STATUS_MAP.get(primary, JobStatus.UNKNOWN)
+    error = None
+    if status is JobStatus.FAILED:
+        error = job.get("FailureReason") or f"SageMaker stopped the job: {secondary or primary}"
+    progress = None
+    if info := job.get("ProgressInfo"):  # reported by serverless jobs
+        per_epoch, epochs = info.get("TotalStepCountPerEpoch"), info.get("MaxEpoch")
+        if per_epoch and epochs:
+            done = (info.get("CurrentEpoch", 1) - 1) * per_epoch + info.get("CurrentStep", 0)
+            progress = max(0.0, min(1.0, done / (per_epoch * epochs)))
+    return JobState(status, native, error=error, progress=progress, detail=secondary)
+
+
+def events(job: Mapping[str, Any]) -> list[JobEvent]:
+    """SecondaryStatusTransitions as events, in time order."""
+    found = []
+    for transition in job.get("SecondaryStatusTransitions", []):
+        status, started = transition["Status"], transition["StartTime"]
+        found.append(
+            JobEvent(
+                time=started,
+                message=f"{status}: {transition.get('StatusMessage') or status}",
+                level="error" if status in ("Failed", "MaxRuntimeExceeded", "MaxWaitTimeExceeded") else "info",
+                kind="status",
+                data={"status": status},
+                id=f"{job['TrainingJobName']}:{status}:{started.timestamp():.3f}",
+            )
+        )
+    return sorted(found, key=lambda e: e.time)
+
+
+def result(job: Mapping[str, Any], mode: str) -> JobResult:
+    artifact = job.get("ModelArtifacts", {}).get("S3ModelArtifacts")
+    package = job.get("OutputModelPackageArn")
+    training, billable = job.get("TrainingTimeInSeconds"), job.get("BillableTimeInSeconds")
+    extra: dict[str, Any] = {"mode": mode, "training_seconds": training}
+    if mode == "trainer":
+        resources = job.get("ResourceConfig", {})
+        extra |= {"instance_type": resources.get("InstanceType"), "instance_count": resources.get("InstanceCount")}
+        if job.get("EnableManagedSpotTraining") and training and billable is not None:
+            extra["spot_savings_pct"] = round(100 * (1 - billable / training), 1)
+    hint = (
+        f"registered in the Model Registry as {package}; deploy it from there"
+        if package
+        else f"the LoRA adapter (PEFT format) is inside {artifact}: download, untar, then "
+        "peft.PeftModel.from_pretrained(base_model, folder)"
+    )
+    return JobResult(
+        model=package or artifact,
+        artifact=artifact,
+        trained_tokens=job.get("BillableTokenCount"),
+        billable_seconds=float(billable) if billable is not None else None,
+        metrics={m["MetricName"]: float(m["Value"]) for m in job.get("FinalMetricDataList", [])},
+        deployment_hint=hint,
+        extra=extra,
+    )
+
+
+# -- serverless cost: billed tokens (BillableTokenCount) at a per-model rate from the catalog -------------
+
+
+def serverless_item(spec: FineTuneSpec) -> str:
+    """The catalog key of a serverless job's price: "serverless:<hub model name>"."""
+    return f"serverless:{spec.base_model_for('sagemaker')}"
+
+
+def serverless_estimate(spec: FineTuneSpec, stats: DatasetStats, catalog: Catalog) -> CostEstimate:
+    from finetune_hub import cost
+
+    item = serverless_item(spec)
+    row = catalog.price("sagemaker", item)
+    if row is None or row.unit != cost.TOKEN_UNIT:
+        raise ConfigError(
+            f"no price for SageMaker serverless customization of '{item.split(':', 1)[1]}' in the catalog",
+            hint=f"add a row `{{provider: sagemaker, model: '{item}', usd: <per 1M tokens>, unit: 1M tokens, "
+            "as_of: <date>, source: <url>, verified: false}` to $FTH_HOME/catalog.yaml",
+        )
+    epochs, rule = cost.epochs_for("sagemaker", spec, stats)
+    tokens = stats.tokens * epochs
+    return CostEstimate(
+        provider="sagemaker",
+        model=item,
+        quantity=tokens / 1e6,
+        unit=row.unit,
+        unit_price_usd=row.usd,
+        total_usd=tokens / 1e6 * row.usd,
+        as_of=row.as_of,
+        source=row.source,
+        verified=row.verified,
+        assumptions=[f"billed tokens = {stats.tokens:,} × {epochs} epochs", *([rule] if rule else [])],
+        epochs=epochs,
+        billed_tokens=tokens,
+    )

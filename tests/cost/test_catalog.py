@@ -1,0 +1,103 @@
+"""The price catalog: shipped rows, the user's override file, ages and flags, `fth prices`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from finetune_hub.cli import main
+from finetune_hub.errors import ConfigError
+from finetune_hub.pricing import Catalog, raise_if_retired, today
+
+
+def test_every_priced_platform_says_how_it_is_priced() -> None:
+    catalog = Catalog.load()
+    for provider in catalog.providers():
+        platform = catalog.platform(provider)
+        assert platform.priced_by in ("model", "instance", "gpu"), provider
+        if platform.priced_by == "instance":
+            for row in (r for r in catalog.prices if r.provider == provider and r.kind == "training"):
+                if not row.model.startswith("serverless:"):
+                    instance = catalog.instance(provider, row.model)
+                    assert instance is not None and catalog.gpu(instance.gpu) is not None, row.model
+        if platform.default and platform.priced_by == "gpu":
+            assert catalog.gpu(platform.default) is not None
+    for row in catalog.prices:
+        assert row.source and dt.date.fromisoformat(row.as_of)
+
+
+def test_user_rows_override_shipped_ones(fth_home: Path) -> None:
+    fth_home.mkdir(parents=True)
+    (fth_home / "catalog.yaml").write_text(
+        "training:\n"
+        "  - {provider: openai, model: gpt-4o-mini-2024-07-18, usd: 1.25, unit: 1M tokens, as_of: 2026-11-01,\n"
+        "     source: my contract, verified: true}\n"
+        "gpus:\n"
+        "  - {gpu: H100, peak_tflops: 989, mfu: 0.4, source: my benchmark, verified: true}\n"
+    )
+    catalog = Catalog.load()
+    row = catalog.price("openai", "gpt-4o-mini-2024-07-18")
+    assert row is not None and (row.usd, row.origin) == (1.25, "user")
+    assert catalog.price("openai", "gpt-4o-mini-2024-07-18-other").origin == "shipped"  # type: ignore[union-attr]
+    assert catalog.gpu("h100").mfu == 0.4  # type: ignore[union-attr]
+    assert catalog.user_file == fth_home / "catalog.yaml"
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [("training: [\n", "not valid YAML"), ("training:\n  - {provider: x, usd: 1}\n", "wrong or missing key")],
+)
+def test_a_broken_override_file_is_a_clear_error(fth_home: Path, text: str, needle: str) -> None:
+    fth_home.mkdir(parents=True)
+    (fth_home / "catalog.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=needle):
+        Catalog.load()
+
+
+def test_ages_and_staleness() -> None:
+    row = Catalog.load().price("openai", "gpt-4o-mini-2024-07-18")
+    assert row is not None and row.as_of == "2025-06-01"
+    assert row.age_days(dt.date(2025, 6, 11)) == 10
+    assert not row.stale(dt.date(2025, 6, 11))
+    assert row.stale(dt.date(2026, 11, 27))
+
+
+def test_today_can_be_pinned(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FTH_TODAY", "2026-01-02")
+    assert today() == dt.date(2026, 1, 2)
+    monkeypatch.setenv("FTH_TODAY", "yesterday")
+    with pytest.raises(ConfigError, match="FTH_TODAY"):
+        today()
+
+
+def test_retired_models_are_refused() -> None:
+    from finetune_hub.errors import ProviderRetired
+
+    with pytest.raises(ProviderRetired, match="gradient"):
+        raise_if_retired(Catalog.load(), "gradient", "any", dt.date(2026, 1, 1))
+
+
+def test_prices_json_flags_unverified_and_stale_rows(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FTH_TODAY", "2026-11-27")
+    assert main(["prices", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    by_key = {(r["provider"], r["model"], r["kind"]): r for r in shown["prices"]}
+    mini = by_key[("openai", "gpt-4o-mini*", "training")]
+    assert (mini["verified"], mini["stale"], mini["age_days"]) == (False, True, 544)
+    rft = by_key[("openai", "o4-mini*", "training")]
+    assert (rft["verified"], rft["stale"], rft["age_days"]) == (True, False, 0)
+    assert any(r["provider"] == "gradient" for r in shown["lifecycle"])
+
+
+def test_prices_table_lists_every_row(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["prices", "--provider", "sagemaker"]) == 0
+    out = capsys.readouterr().out
+    for instance in ("ml.g5.2xlarge", "ml.g5.12xlarge", "ml.p4d.24xlarge"):
+        assert instance in out
+    assert "unverified" in out and "stale" in out and "openai" not in out

@@ -1,0 +1,190 @@
+"""`compare` over store records made through the public JobStore API, the metrics, and the reports."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from finetune_hub import report
+from finetune_hub.compare import Answer, Comparison, Evaluation, compare, curves
+from finetune_hub.errors import ConfigError, DataError
+from finetune_hub.evaluation import load_prompts, scorer
+from finetune_hub.records import JobResult, JobStatus
+from finetune_hub.report.common import sparkline
+from finetune_hub.report.svg import nice_ticks
+from finetune_hub.store import JobStore
+
+
+def finished_job(store: JobStore, provider: str, *, losses: list[float], actual: float | None, est: float) -> str:
+    spec = {"name": f"{provider}-run", "base_model": "base-1B", "data": {"train": "/tmp/t.jsonl"}}
+    record = store.create_job(
+        provider=provider, name=spec["name"], spec=spec, spec_hash="s", data_hash="d", estimated_usd=est
+    )
+    history = [{"step": i + 1, "train_loss": v, "valid_loss": v * 1.1} for i, v in enumerate(losses)]
+    store.update(record.id, remote_id=f"{provider}-remote", status=JobStatus.QUEUED)
+    store.update(record.id, status=JobStatus.RUNNING)
+    result = JobResult(model=f"{provider}-tuned", metrics={"loss": losses[-1]}, history=history)
+    store.update(record.id, status=JobStatus.SUCCEEDED, result=result, model=result.model, actual_usd=actual)
+    return record.id
+
+
+def test_summaries_come_from_the_store(tmp_path: Path) -> None:
+    store = JobStore()
+    a = finished_job(store, "openai", losses=[2.0, 1.0, 0.5], actual=1.2, est=1.0)
+    b = finished_job(store, "local", losses=[1.5, 0.9], actual=0.0, est=0.0)
+    failed = store.create_job(
+        provider="vertex",
+        name="v",
+        spec={"name": "v", "base_model": {"vertex": "g"}, "data": {"train": "/x"}},
+        spec_hash="s",
+        data_hash="d",
+    )
+    store.update(failed.id, status=JobStatus.FAILED, error="quota exhausted")
+    found = compare([a, b, failed.id, a], store=store)
+    assert [j.id for j in found.jobs] == [a, b, failed.id]  # duplicates dropped, order kept
+    first = found.jobs[0]
+    assert (first.provider, first.base_model, first.status, first.model) == (
+        "openai",
+        "base-1B",
+        "succeeded",
+        "openai-tuned",
+    )
+    assert first.final == {"train_loss": 0.5, "valid_loss": pytest.approx(0.55)}
+    assert first.curves["train_loss"] == [(1.0, 2.0), (2.0, 1.0), (3.0, 0.5)]
+    assert first.wall_seconds is not None and first.wall_seconds >= 0
+    assert (first.estimated_usd, first.actual_usd) == (1.0, 1.2)
+    assert found.jobs[2].error == "quota exhausted" and found.jobs[2].final == {}
+
+
+def test_curves_accept_each_platforms_names() -> None:
+    rows = [{"global_step": 10, "loss": 1.0}, {"global_step": 20, "eval_loss": 0.9}, {"train_loss": 0.7}]
+    assert curves(rows) == {"train_loss": [(3.0, 0.7), (10.0, 1.0)], "valid_loss": [(20.0, 0.9)]}
+
+
+@pytest.mark.parametrize(
+    "metric, prediction, reference, expected",
+    [
+        ("exact", " Paris\n", "Paris", 1.0),
+        ("exact", "paris", "Paris", 0.0),
+        ("exact-ci", "the  CAPITAL is paris", "The capital is Paris", 1.0),
+        ("json-valid", '{"a": 1}', "", 1.0),
+        ("json-valid", "{a: 1}", "", 0.0),
+        ("json-match", '{"b": 2, "a": 1}', '{"a": 1, "b": 2}', 1.0),
+        ("json-match", '{"a": 2}', '{"a": 1}', 0.0),
+        ("rouge-l", "the cat sat on the mat", "the cat sat on the mat", 1.0),
+        ("rouge-l", "completely different words", "the cat sat on the mat", 0.0),
+    ],
+)
+def test_metrics(metric: str, prediction: str, reference: str, expected: float) -> None:
+    assert scorer(metric)(prediction, reference) == pytest.approx(expected)
+
+
+def test_rouge_l_rewards_partial_overlap() -> None:
+    score = scorer("rouge-l")("the cat sat", "the cat sat on the mat")
+    assert score == pytest.approx(2 * 1.0 * 0.5 / 1.5)  # precision 1, recall 3/6
+
+
+def test_unknown_metric_and_bad_held_out_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown metric 'bleu'"):
+        scorer("bleu")
+    bad = tmp_path / "held.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    with pytest.raises(DataError, match=r"held.jsonl:1: no assistant message"):
+        load_prompts(bad)
+    bad.write_text("\n{not json\n")
+    with pytest.raises(DataError, match=r"held.jsonl:2: not valid JSON"):
+        load_prompts(bad)
+
+
+def sample_comparison(store: JobStore) -> Comparison:
+    a = finished_job(store, "openai", losses=[2.0, 1.2, 0.6, 0.4], actual=1.2, est=1.0)
+    b = finished_job(store, "local", losses=[1.8, 1.0, 0.7], actual=0.0, est=0.0)
+    base = compare([a, b], store=store)
+    answers = [Answer(1, "Paris", {"exact": 1.0}), Answer(2, "<b>Rome</b>", {"exact": 0.0})]
+    evaluations = [
+        Evaluation(a, a, "openai", "openai-tuned", False, {"exact": 0.5}, 2, 0, answers),
+        Evaluation(b, b, "local", "local-tuned", False, {"exact": 0.5}, 2, 0, answers),
+        Evaluation("base base-1B", a, "openai", "base-1B", True, {}, 0, 2, error="404 model not found"),
+    ]
+    prompts = [
+        {"line": 1, "prompt": "Capital of France?", "reference": "Paris"},
+        {"line": 2, "prompt": "Capital of <Italy>?", "reference": "Rome"},
+    ]
+    return Comparison(base.created_at, base.jobs, ["exact"], "held.jsonl", prompts, evaluations)
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+def test_html_report_is_self_contained_with_charts(tmp_path: Path) -> None:
+    comparison = sample_comparison(JobStore())
+    path = report.write(comparison, tmp_path / "out" / "report.html")
+    html = path.read_text()
+    parser = _Tags()
+    parser.feed(html)
+    tags = [t for t, _ in parser.tags]
+    # nothing is fetched: no scripts, stylesheets, images, frames or CSS urls
+    assert not {"script", "link", "img", "iframe", "object", "embed"} & set(tags)
+    assert "url(" not in html and "@import" not in html
+    assert not [a for t, a in parser.tags if a.get("src")]
+    svgs = re.findall(r"<svg.*?</svg>", html, flags=re.S)
+    assert len(svgs) == 2  # loss curves, cost versus quality
+    for svg in svgs:
+        root = ET.fromstring(svg)  # well-formed XML
+        assert root.tag.endswith("svg")
+    loss = ET.fromstring(svgs[0])
+    lines = loss.findall(".//{http://www.w3.org/2000/svg}polyline")
+    assert len(lines) == 4  # train + valid for two jobs
+    assert sum(1 for line in lines if line.get("stroke-dasharray")) == 2
+    dots = ET.fromstring(svgs[1]).findall(".//{http://www.w3.org/2000/svg}circle")
+    assert len(dots) == 2  # the base model has no cost and no score
+    assert "&lt;b&gt;Rome&lt;/b&gt;" in html and "<b>Rome</b>" not in html  # answers are escaped
+    assert "cheapest within 0.01 of it" in html and "404 model not found" in html
+
+
+def test_markdown_and_json_reports(tmp_path: Path) -> None:
+    comparison = sample_comparison(JobStore())
+    report.write(comparison, tmp_path)  # a folder gets all three
+    md = (tmp_path / "comparison.md").read_text()
+    assert md.startswith("# finetune-hub comparison")
+    table = [line for line in md.splitlines() if line.startswith("| fth-")]
+    assert len(table) == 2 + 4 + 2  # jobs, loss curves (train and valid per job), fine-tuned evaluations
+    assert "+$0.20, +20%" in md and "Capital of" not in md
+    data = json.loads((tmp_path / "comparison.json").read_text())
+    assert [j["provider"] for j in data["jobs"]] == ["openai", "local"]
+    assert data["jobs"][0]["curves"]["train_loss"][0] == [1.0, 2.0]
+    assert data["evaluations"][0]["answers"][1]["prediction"] == "<b>Rome</b>"
+    assert (tmp_path / "comparison.html").exists()
+    with pytest.raises(ConfigError, match="suffix"):
+        report.write(comparison, tmp_path / "report.pdf")
+
+
+def test_chart_helpers() -> None:
+    assert nice_ticks(0.13, 1.97) == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert nice_ticks(5, 5)[0] <= 5 <= nice_ticks(5, 5)[-1]
+    assert sparkline([3, 2, 1]) == "█▅▁"
+    assert len(sparkline(list(range(100)), width=10)) == 10
+
+
+def test_cli_compare_writes_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from finetune_hub.cli import main
+
+    store = JobStore()
+    a = finished_job(store, "openai", losses=[2.0, 1.0], actual=1.2, est=1.0)
+    out = tmp_path / "r.md"
+    assert main(["compare", a, "--report", str(out), "--report", str(tmp_path / "r.json")]) == 0
+    printed = capsys.readouterr().out
+    assert a in printed and "report written" in printed
+    assert a in out.read_text() and json.loads((tmp_path / "r.json").read_text())["jobs"][0]["id"] == a
+    assert main(["compare", "fth-nope"]) == 2

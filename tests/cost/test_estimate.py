@@ -1,0 +1,157 @@
+"""Estimates against hand computations from the catalog rows, and `fth estimate`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from finetune_hub import cost, data
+from finetune_hub.cli import main
+from finetune_hub.errors import ConfigError
+from finetune_hub.pricing import Catalog
+from finetune_hub.records import JobResult
+from finetune_hub.spec import FineTuneSpec
+from tests.cost.conftest import BASE_MODELS
+
+
+def hand_totals(spec: FineTuneSpec) -> dict[str, tuple[float, float | None]]:
+    """(total USD, runtime hours) per platform, worked out here from the catalog rows alone."""
+    catalog, epochs, expected = Catalog.load(), 2, {}
+    for provider in ("openai", "azure_openai", "vertex"):
+        tokens = data.stats(spec.data.train, model=BASE_MODELS[provider]).tokens
+        row = catalog.price(provider, BASE_MODELS[provider])
+        assert row is not None and row.unit == "1M tokens"
+        expected[provider] = (tokens * epochs / 1_000_000 * row.usd, None)
+    # SageMaker: 2 × ml.g5.12xlarge = 8 × A10G; 1B parameters; 4 FLOPs per parameter per token
+    tokens = data.stats(spec.data.train, model=BASE_MODELS["sagemaker"]).tokens * epochs
+    a10g, platform = catalog.gpu("A10G"), catalog.platform("sagemaker")
+    per_gpu = a10g.mfu * a10g.peak_tflops * 1e12 / (4 * 1e9)  # type: ignore[union-attr]
+    speed = per_gpu * (1 + 7 * platform.multi_gpu_efficiency)
+    hours = tokens / speed / 3600 + platform.overhead_minutes / 60
+    expected["sagemaker"] = (hours * 2 * catalog.price("sagemaker", "ml.g5.12xlarge").usd, hours)  # type: ignore[union-attr]
+    # local: one H100 (the default), 0.5B parameters, no bill
+    tokens = data.stats(spec.data.train, model=BASE_MODELS["local"]).tokens * epochs
+    h100, local = catalog.gpu("H100"), catalog.platform("local")
+    speed = h100.mfu * h100.peak_tflops * 1e12 / (4 * 0.5e9)  # type: ignore[union-attr]
+    expected["local"] = (0.0, tokens / speed / 3600 + local.overhead_minutes / 60)
+    return expected
+
+
+def test_each_total_matches_a_hand_computation(spec_file: Path) -> None:
+    spec = FineTuneSpec.load(spec_file)
+    rows = cost.estimate_many(spec, list(BASE_MODELS))
+    assert {r.provider for r in rows} == set(BASE_MODELS) and not [r.error for r in rows if r.error]
+    for row in rows:
+        total, hours = hand_totals(spec)[row.provider]
+        assert row.estimate is not None
+        assert row.estimate.total_usd == pytest.approx(total, rel=1e-9), row.provider
+        assert row.estimate.epochs == 2
+        if hours is None:
+            assert row.estimate.runtime_hours is None
+        else:
+            assert row.estimate.runtime_hours == pytest.approx(hours, rel=1e-9), row.provider
+    totals = [r.estimate.total_usd for r in rows if r.estimate]
+    assert totals == sorted(totals)
+
+
+def test_openai_auto_epochs_follow_the_published_rule(spec_file: Path) -> None:
+    spec = FineTuneSpec.load(spec_file)
+    spec = spec.model_copy(update={"hyperparameters": spec.hyperparameters.model_copy(update={"epochs": None})})
+    stats = data.stats(spec.data.train, model=BASE_MODELS["openai"])
+    found = cost.estimate("openai", spec, stats)
+    assert found.epochs == 3  # 30 examples × 3 = 90 < 100 → 100 // 30 = 3
+    write = spec.data.train.parent / "small.jsonl"
+    from tests.conftest import write_chat_jsonl
+
+    write_chat_jsonl(write, n=12)
+    small = data.stats(write, model=BASE_MODELS["openai"])
+    assert cost.estimate("openai", spec, small).epochs == 8  # 100 // 12
+    assert cost.estimate("vertex", spec, small).epochs == 3
+    assert any("assume" in note for note in cost.estimate("vertex", spec, small).assumptions)
+
+
+def test_serverless_mode_is_priced_per_token_when_the_catalog_knows_the_rate(spec_file: Path, fth_home: Path) -> None:
+    spec = FineTuneSpec.load(spec_file)
+    spec = spec.model_copy(update={"providers": {"sagemaker": {"mode": "serverless"}}})
+    stats = data.stats(spec.data.train, model=BASE_MODELS["sagemaker"])
+    with pytest.raises(ConfigError, match="serverless:meta-llama"):
+        cost.estimate("sagemaker", spec, stats)
+    fth_home.mkdir(parents=True)
+    (fth_home / "catalog.yaml").write_text(
+        "training:\n  - {provider: sagemaker, model: 'serverless:*', usd: 4.0, unit: 1M tokens, as_of: 2026-11-01,"
+        " source: test, verified: false}\n"
+    )
+    found = cost.estimate("sagemaker", spec, stats)
+    assert found.total_usd == pytest.approx(stats.tokens * 2 / 1e6 * 4.0)
+    assert found.runtime_hours is None
+
+
+def test_a_model_of_unknown_size_says_how_to_fix_it(spec_file: Path) -> None:
+    spec = FineTuneSpec.load(spec_file)
+    spec = spec.model_copy(update={"base_model": {**BASE_MODELS, "local": "my-org/mystery"}})
+    stats = data.stats(spec.data.train)
+    with pytest.raises(ConfigError, match="size of 'my-org/mystery'") as err:
+        cost.estimate("local", spec, stats)
+    assert "models:" in (err.value.hint or "")
+
+
+def test_local_model_folders_are_sized_from_their_safetensors_headers(tmp_path: Path) -> None:
+    import struct
+
+    header = json.dumps({"a": {"dtype": "F32", "shape": [4, 8], "data_offsets": [0, 128]}, "__metadata__": {}})
+    blob = header.encode()
+    (tmp_path / "model.safetensors").write_bytes(struct.pack("<Q", len(blob)) + blob + bytes(128))
+    parameters, how = cost.model_parameters(str(tmp_path), Catalog.load())
+    assert parameters == 32 and "safetensors" in how
+    assert cost.model_parameters("mistralai/Mixtral-8x7B-v0.1", Catalog.load())[0] == 56e9
+    assert cost.model_parameters("HuggingFaceTB/SmolLM2-135M", Catalog.load())[0] == 135e6
+    assert cost.model_parameters("gpt2", Catalog.load())[0] == 124439808
+
+
+def test_actual_cost_comes_from_what_the_platform_reported(spec_file: Path) -> None:
+    spec = FineTuneSpec.load(spec_file)
+    assert cost.actual_cost("openai", spec, JobResult(trained_tokens=2_000_000)) == pytest.approx(6.0)
+    assert cost.actual_cost("openai", spec, JobResult()) is None
+    # BillableTimeInSeconds is per instance: × 2 instances × $7.09
+    assert cost.actual_cost("sagemaker", spec, JobResult(billable_seconds=1800)) == pytest.approx(0.5 * 2 * 7.09)
+    assert cost.actual_cost("local", spec, JobResult()) == 0.0
+    assert cost.difference(1.0, 1.25) == "+$0.25, +25%"
+    assert cost.difference(2.0, 1.5) == "-$0.50, -25%"
+    assert cost.difference(None, 1.0) == ""
+
+
+def test_describe_reads_well() -> None:
+    est = cost.CostEstimate("openai", "m", 0.5, "1M tokens", 3.0, 1.5, "2025-06-01", "src", False)
+    assert cost.describe(est) == "$1.50 (0.500M tokens × $3.00/1M tokens, prices as of 2025-06-01)"
+    hourly = replace(est, quantity=2.0, unit="instance-hour", total_usd=6.0)
+    assert "2.00 instance-hours" in cost.describe(hourly)
+
+
+def test_cli_estimate_all_prints_a_row_per_platform(
+    spec_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FTH_TODAY", "2026-11-27")
+    assert main(["estimate", str(spec_file), "--all", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["provider"] for r in rows} >= set(BASE_MODELS)
+    priced = [r for r in rows if r["estimate"]]
+    assert {r["provider"] for r in priced} == set(BASE_MODELS)
+    assert [r["estimate"]["total_usd"] for r in priced] == sorted(r["estimate"]["total_usd"] for r in priced)
+    openai = next(r for r in rows if r["provider"] == "openai")
+    assert any("job creation cutoff" in w for w in openai["warnings"])
+    sagemaker = next(r for r in rows if r["provider"] == "sagemaker")["estimate"]
+    assert sagemaker["runtime_hours"] > 0.1 and sagemaker["as_of"] and sagemaker["assumptions"]
+
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["estimate", str(spec_file), "-p", "sagemaker", "-p", "openai", "--verbose"]) == 0
+    out = capsys.readouterr().out
+    assert "ml.g5.12xlarge" in out and "gpt-4o-mini-2024-07-18" in out and "gemini" not in out
+    assert "tokens/s" in out  # the assumptions behind the runtime
+
+
+def test_cli_estimate_unknown_provider_is_bad_input(spec_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["estimate", str(spec_file), "-p", "opneai"]) == 2
+    assert "did you mean 'openai'" in capsys.readouterr().err

@@ -1,0 +1,88 @@
+"""`fth validate`, `fth convert`, `fth stats`: output, exit codes, and a light import."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from finetune_hub.cli import main
+from tests.data.conftest import chat, write_lines
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    return write_lines(tmp_path / "train.jsonl", [chat(i) for i in range(12)])
+
+
+def test_validate_ok_exits_zero_and_says_what_it_read(dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(dataset), "--for", "openai", "--for", "vertex"]) == 0
+    out = capsys.readouterr().out
+    assert "OpenAI chat JSONL" in out and "ok" in out and "openai, vertex" in out
+    assert "platform.recommended_examples" in out  # Vertex wants more than 12: a warning, not an error
+
+
+def test_validate_json_lists_counts_beyond_the_kept_findings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_lines(tmp_path / "d.jsonl", [{"messages": []}] * 30)
+    assert main(["validate", str(path), "--json"]) == 2
+    report = json.loads(capsys.readouterr().out)
+    assert report["counts"]["missing_messages_list"] == 30 and report["errors"] == 30
+    kept = [f for f in report["findings"] if f["rule"] == "missing_messages_list"]
+    assert [f["line"] for f in kept if f["line"]] == list(range(1, 21))
+    assert any(f["line"] is None and "10 more" in f["message"] for f in kept)
+
+
+def test_convert_writes_and_reports_changes(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "vertex.jsonl"
+    assert main(["convert", str(dataset), "--to", "vertex", "-o", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["examples"] == 12 and report["out"] == str(out)
+    assert "vertex.role_renamed" in report["change_counts"]
+    assert len(out.read_text().splitlines()) == 12
+
+
+def test_convert_bad_data_exits_2_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_lines(tmp_path / "d.jsonl", [chat(1), '{"messages": ['])
+    out = tmp_path / "o.jsonl"
+    assert main(["convert", str(path), "--to", "local", "-o", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert "json.invalid" in captured.out and "nothing was written" in captured.err
+    assert not out.exists()
+    assert main(["convert", str(path), "--to", "local", "-o", str(out), "--json"]) == 2
+    assert json.loads(capsys.readouterr().err)["error"] == "ConversionError"
+
+
+def test_stats_json_with_billed_tokens(dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stats", str(dataset), "--for", "openai", "--model", "gpt-4o-mini", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["examples"] == 12 and report["role_counts"]["assistant"] == 12
+    assert report["tokens_per_example"]["max"] == report["max_tokens"]
+    (billed,) = report["billed"]
+    assert billed["epochs"] == 8 and billed["billed"] == 8 * report["tokens"]
+    assert report["exact"] is False and "approximate" in report["counter"]
+
+
+def test_stats_table(dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stats", str(dataset)]) == 0
+    out = capsys.readouterr().out
+    assert "tokens per example" in out and "p90" in out and "assistant 12" in out
+
+
+def test_missing_file_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(tmp_path / "nope.jsonl")]) == 2
+    assert main(["stats", str(tmp_path / "nope.jsonl")]) == 2
+
+
+def test_cli_imports_no_heavy_module() -> None:
+    code = (
+        "import sys; from finetune_hub.cli import build_parser; build_parser(); import finetune_hub.cli.data; "
+        "heavy = ('tiktoken', 'pyarrow', 'numpy', 'transformers', 'torch', 'datasets'); "
+        "print([m for m in heavy if m in sys.modules])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -1,0 +1,188 @@
+"""Exporters and the conversion report: Vertex, Azure, OpenAI pass-through, Gradient, atomic output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from finetune_hub.data import ConversionError, convert, stats, validate
+from finetune_hub.data.scan import ScanPlan, scan
+from tests.data.conftest import chat, write_lines
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "weather",
+            "description": "Weather for a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}},
+        },
+    }
+]
+TOOL_EXAMPLE = {
+    "messages": [
+        {"role": "system", "content": "You are a weather bot."},
+        {"role": "user", "content": "Paris and Rome?"},
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": '{"city": "Paris"}'}},
+                {"id": "c2", "type": "function", "function": {"name": "weather", "arguments": '{"city": "Rome"}'}},
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+        {"role": "tool", "tool_call_id": "c2", "content": "rain"},
+        {"role": "assistant", "content": "Paris is sunny, Rome rainy.", "weight": 1},
+    ],
+    "tools": TOOLS,
+}
+
+
+def many(record: dict[str, Any], n: int = 10) -> list[dict[str, Any]]:
+    return [record] * n
+
+
+def test_vertex_contents_system_instruction_and_function_calls(tmp_path: Path) -> None:
+    source = write_lines(tmp_path / "tools.jsonl", [TOOL_EXAMPLE])
+    out = tmp_path / "vertex.jsonl"
+    report = convert(source, to="vertex", out=out)
+    (line,) = out.read_text().splitlines()
+    assert json.loads(line) == {
+        "systemInstruction": {"role": "system", "parts": [{"text": "You are a weather bot."}]},
+        "contents": [
+            {"role": "user", "parts": [{"text": "Paris and Rome?"}]},
+            {
+                "role": "model",
+                "parts": [
+                    {"functionCall": {"name": "weather", "args": {"city": "Paris"}}},
+                    {"functionCall": {"name": "weather", "args": {"city": "Rome"}}},
+                ],
+            },
+            {
+                "role": "user",
+                "parts": [
+                    {"functionResponse": {"name": "weather", "response": {"content": "sunny"}}},
+                    {"functionResponse": {"name": "weather", "response": {"content": "rain"}}},
+                ],
+            },
+            {"role": "model", "parts": [{"text": "Paris is sunny, Rome rainy."}]},
+        ],
+        "tools": [
+            {
+                "functionDeclarations": [
+                    {
+                        "name": "weather",
+                        "description": "Weather for a city",
+                        "parameters": {
+                            "type": "OBJECT",
+                            "properties": {"city": {"type": "STRING"}, "days": {"type": "INTEGER"}},
+                        },
+                    }
+                ]
+            }
+        ],
+    }
+    assert set(report.change_counts) == {
+        "vertex.role_renamed",
+        "vertex.system_instruction",
+        "vertex.tool_call_ids",
+        "vertex.schema_types",
+        "vertex.weight_dropped",
+    }
+    assert all("first at line 1" in c for c in report.changes)
+
+
+def test_azure_output_has_a_bom_and_the_same_lines(tmp_path: Path) -> None:
+    source = write_lines(tmp_path / "d.jsonl", [chat(i) for i in range(12)])
+    out = tmp_path / "azure.jsonl"
+    report = convert(source, to="azure_openai", out=out)
+    assert out.read_bytes() == b"\xef\xbb\xbf" + source.read_bytes()
+    assert "azure.bom_added" in report.change_counts
+    assert report.examples == 12
+    assert validate(out, targets=["azure_openai"]).ok  # with the BOM, nothing to say about it
+
+
+def test_openai_pass_through_keeps_bytes_and_drops_blank_lines(tmp_path: Path) -> None:
+    lines = [json.dumps(chat(i), ensure_ascii=False).replace("City", "Cité") for i in range(12)]
+    source = tmp_path / "d.jsonl"
+    source.write_text("\r\n".join(lines[:6]) + "\r\n\r\n" + "\n".join(lines[6:]), encoding="utf-8")  # no final newline
+    out = tmp_path / "o.jsonl"
+    report = convert(source, to="openai", out=out)
+    assert out.read_bytes() == ("\r\n".join(lines[:6]) + "\r\n" + "\n".join(lines[6:]) + "\n").encode()
+    assert report.change_counts == {"source.blank_lines_removed": 1}
+
+
+def test_gradient_segments_train_only_weighted_assistant_turns(tmp_path: Path) -> None:
+    record = {
+        "messages": [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello", "weight": 0},
+            {"role": "user", "content": "Bye"},
+            {"role": "assistant", "content": "Goodbye"},
+        ]
+    }
+    out = tmp_path / "g.jsonl"
+    convert(write_lines(tmp_path / "d.jsonl", [record]), to="gradient", out=out)
+    sample = json.loads(out.read_text())
+    assert [(s["value"], s["trainable"]) for s in sample["inputs"]] == [
+        ("### User:\n", False),
+        ("Hi", False),
+        ("\n\n### Assistant:\n", False),
+        ("Hello", False),
+        ("\n\n### User:\n", False),
+        ("Bye", False),
+        ("\n\n### Assistant:\n", False),
+        ("Goodbye", True),
+    ]
+
+
+def test_bad_data_leaves_an_existing_output_untouched(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    out.write_text("previous\n")
+    source = write_lines(tmp_path / "d.jsonl", [*[chat(i) for i in range(12)], {"messages": []}])
+    with pytest.raises(ConversionError) as caught:
+        convert(source, to="openai", out=out)
+    assert caught.value.findings[0].rule == "missing_messages_list" and caught.value.findings[0].line == 13
+    assert out.read_text() == "previous\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl", "o.jsonl"]
+
+
+def test_vertex_refuses_what_it_cannot_express(tmp_path: Path) -> None:
+    late_system = {
+        "messages": [*chat(1)["messages"], {"role": "system", "content": "Now French."}, *chat(2)["messages"][1:]]
+    }
+    source = write_lines(tmp_path / "d.jsonl", [late_system])
+    with pytest.raises(ConversionError) as caught:
+        convert(source, to="vertex", out=tmp_path / "v.jsonl")
+    assert caught.value.findings[0].rule == "vertex.system_not_first"
+
+
+def test_parallel_scan_matches_one_process(tmp_path: Path) -> None:
+    records: list[Any] = [chat(i) for i in range(3000)]
+    records[1234] = {"messages": [{"role": "user", "content": "no reply"}]}
+    records[2500] = chat(7)  # a duplicate of line 8
+    source = write_lines(tmp_path / "d.jsonl", records)
+    plan = ScanPlan(path=source, container="jsonl", fmt="openai_chat", display=str(source), export_to="vertex")
+    (tmp_path / "one").mkdir()
+    (tmp_path / "four").mkdir()
+    one = scan(plan, out_dir=tmp_path / "one", workers=1)
+    four = scan(plan, out_dir=tmp_path / "four", workers=4)
+    assert len(four.parts) > 1
+    assert [(f.rule, f.line) for f in four.findings.sorted()] == [(f.rule, f.line) for f in one.findings.sorted()]
+    assert ("example_missing_assistant_message", 1235) in [(f.rule, f.line) for f in one.findings.sorted()]
+    assert four.token_counts == one.token_counts and four.example_lines == one.example_lines
+    assert b"".join(p.read_bytes() for p in four.parts) == one.parts[0].read_bytes()
+    assert four.change_lines == one.change_lines and four.findings.counts == one.findings.counts
+
+
+def test_stats_roles_and_distribution(tmp_path: Path) -> None:
+    source = write_lines(tmp_path / "d.jsonl", [chat(i) for i in range(10)] + [TOOL_EXAMPLE])
+    result = stats(source, model="gpt-4o")
+    assert result.examples == 11 and result.messages == 36
+    assert result.role_counts == {"system": 11, "user": 11, "assistant": 12, "tool": 2}
+    assert len(result.token_counts) == 11 and result.max_tokens == max(result.token_counts)
+    assert result.quantiles(0.0, 1.0) == [min(result.token_counts), result.max_tokens]
+    assert not result.exact and "approximate" in result.counter

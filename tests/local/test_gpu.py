@@ -1,0 +1,73 @@
+"""Checks that need a CUDA GPU (skipped elsewhere): the varlen kernel, bf16 + compile training, QLoRA."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from local_backend import attention
+from local_backend.config import TrainConfig
+from local_backend.train import train
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
+
+
+@pytest.mark.parametrize(("heads", "kv_heads"), [(32, 8), (14, 2)])  # Llama-3.2-1B and Qwen2.5-0.5B shapes
+def test_varlen_kernel_matches_per_sequence_sdpa(heads: int, kv_heads: int) -> None:
+    if not attention.kernel_available():
+        pytest.skip("this torch has no torch.nn.attention.varlen")
+    torch.manual_seed(0)
+    lengths = [37, 300, 5, 1024, 129]
+    total, dim = sum(lengths), 64
+    q = torch.randn(1, heads, total, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    k = torch.randn(1, kv_heads, total, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    v = torch.randn(1, kv_heads, total, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device="cuda")
+    out, _ = attention.varlen_attention(None, q, k, v, None, scaling=dim**-0.5, cu_seq_lens_q=cu, max_length_q=1024)
+    out.float().square().sum().backward()
+    got = (out.detach(), q.grad, k.grad, v.grad)
+    q.grad = k.grad = v.grad = None
+    refs = []
+    for a, b in zip(cu.tolist(), cu.tolist()[1:], strict=False):
+        refs.append(
+            F.scaled_dot_product_attention(q[:, :, a:b], k[:, :, a:b], v[:, :, a:b], is_causal=True, enable_gqa=True)
+        )
+    ref = torch.cat(refs, dim=2).transpose(1, 2)
+    ref.float().square().sum().backward()
+    for mine, theirs in zip(got, (ref.detach(), q.grad, k.grad, v.grad), strict=True):
+        torch.testing.assert_close(mine.float(), theirs.float(), atol=3e-2, rtol=3e-2)
+
+
+def _config(model: Path, data: tuple[Path, Path], out: Path, **overrides: object) -> TrainConfig:
+    values = {"model": str(model), "train_file": str(data[0]), "validation_file": str(data[1]),
+              "output_dir": str(out), "epochs": 3, "batch_size": 4, "learning_rate": 1e-2, "lora_rank": 8,
+              "lora_dropout": 0.0, "seed": 7}  # fmt: skip
+    return TrainConfig(**{**values, **overrides})  # type: ignore[arg-type]
+
+
+def test_bf16_varlen_compiled_training_learns(any_model: Path, chat_data, tmp_path: Path) -> None:
+    summary = train(
+        _config(any_model, chat_data, tmp_path / "run", epochs=8, tokens_per_batch=2048, max_seq_length=1024)
+    )
+    assert summary["device"].startswith("cuda")
+    assert summary["attention"] == (attention.NAME if attention.kernel_available() else "sdpa")
+    assert summary["val_loss"] < 0.8 * summary["initial_val_loss"]
+
+
+def test_packed_varlen_and_padded_sdpa_agree_in_bf16(llama_model: Path, chat_data, tmp_path: Path) -> None:
+    packed = train(_config(llama_model, chat_data, tmp_path / "packed", max_steps=3, compile=False))
+    padded = train(_config(llama_model, chat_data, tmp_path / "padded", max_steps=3, packing=False, compile=False))
+    assert [h["loss"] for h in packed["history"]] == pytest.approx([h["loss"] for h in padded["history"]], rel=2e-2)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None, reason="needs bitsandbytes (the qlora extra)")
+def test_qlora_trains(llama_model: Path, chat_data, tmp_path: Path) -> None:
+    summary = train(_config(llama_model, chat_data, tmp_path / "q", quantize="4bit", max_steps=6, merge=True))
+    assert summary["status"] == "succeeded" and summary["merge_check"]["top1_agreement"] > 0.9

@@ -1,0 +1,162 @@
+"""The `local` provider: a detached trainer process tracked like any platform's job."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from finetune_hub import api
+from finetune_hub.errors import ConfigError
+from finetune_hub.records import JobStatus
+from finetune_hub.spec import FineTuneSpec
+from finetune_hub.store import JobStore
+from providers.local import LocalJob
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def spec_dict(model: Path, data: tuple[Path, Path], **local: Any) -> dict[str, Any]:
+    return {
+        "name": "local-test",
+        "base_model": {"local": str(model)},
+        "data": {"train": str(data[0]), "validation": str(data[1])},
+        "hyperparameters": {"epochs": 1, "batch_size": 2, "learning_rate": 1e-2},
+        "lora": {"rank": 4, "dropout": 0.1},
+        "seed": 3,
+        "providers": {"local": {"save_steps": 4, **local}},
+    }
+
+
+def fth(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {"FTH_HOME": str(home), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-c", "from finetune_hub.cli import main; raise SystemExit(main())", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, check=False)
+
+
+def wait_for(job: Any, statuses: set[JobStatus], timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    while (state := job.sync()).status not in statuses:
+        assert time.monotonic() < deadline, f"still {state} after {timeout}s"
+        time.sleep(0.1)
+    return state
+
+
+def test_submit_returns_at_once_and_wait_follows_to_the_end(
+    llama_model: Path, chat_data, tmp_path: Path, fth_home: Path
+) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(spec_dict(llama_model, chat_data)))
+    began = time.monotonic()
+    submitted = fth("submit", str(spec), "--provider", "local", "--json", home=fth_home)
+    assert submitted.returncode == 0, submitted.stderr
+    assert time.monotonic() - began < 30  # the trainer alone takes longer than that to import and load
+    job_id = json.loads(submitted.stdout)["id"]
+    status = json.loads(fth("status", job_id, "--json", home=fth_home).stdout)
+    assert status["status"] in ("queued", "running")
+    waited = fth("wait", job_id, "--interval", "0.2", "--timeout", "180", home=fth_home)
+    assert waited.returncode == 0, waited.stdout + waited.stderr
+    job = api.open_job(job_id, store=JobStore(fth_home / "jobs.db"))
+    assert job.refresh().status is JobStatus.SUCCEEDED
+    result = job.result()
+    assert result.model and (Path(result.model) / "adapter_model.safetensors").exists()
+    assert result.metrics["val_loss"] < result.metrics["initial_val_loss"] and result.trained_tokens
+    metrics = [e.data for e in job.events() if e.kind == "metrics" and "loss" in e.data]
+    assert metrics and {"loss", "tokens_per_s", "eta_s"} <= metrics[-1].keys()
+    assert [c.step for c in job.checkpoints()] == [16, 20, 24] and job.checkpoints()[-1].metrics["loss"] > 0
+    assert any("rendered sample" in line for line in job.logs())
+
+
+def test_pause_kill_and_resume(llama_model: Path, chat_data, tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    spec = FineTuneSpec.model_validate(spec_dict(llama_model, chat_data, save_steps=2))
+    job = api.submit(spec, "local", store=store)
+    wait_for(job, {JobStatus.RUNNING})
+    assert job.pause().status is JobStatus.RUNNING  # "pausing": honoured at the next step
+    assert wait_for(job, {JobStatus.PAUSED, JobStatus.SUCCEEDED}).status is JobStatus.PAUSED
+    paused_at = max(c.step for c in job.checkpoints())
+    job.resume()
+    run = job.client._run(job.remote_id)
+    deadline = time.monotonic() + 120
+    while (run.read_status() or {}).get(
+        "phase"
+    ) != "training" or run.latest_checkpoint().name == f"step-{paused_at:06d}":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    job.client.kill(job.remote_id)  # what the OOM killer does
+    died = wait_for(job, {JobStatus.FAILED, JobStatus.SUCCEEDED})
+    assert died.status is JobStatus.FAILED and died.error and "resume()" in died.error
+    job.resume()
+    assert wait_for(job, {JobStatus.SUCCEEDED, JobStatus.FAILED}).status is JobStatus.SUCCEEDED
+    resumed = [e.message for e in job.events() if e.message.startswith("resumed from")]
+    assert len(resumed) == 2, resumed
+    steps = [h["step"] for h in job.result().history]
+    assert steps == sorted(set(steps)) and steps[-1] == 24  # every step once, in order, across three processes
+
+
+def test_cancel_stops_the_run_cleanly(llama_model: Path, chat_data, tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    job = api.submit(FineTuneSpec.model_validate(spec_dict(llama_model, chat_data)), "local", store=store)
+    assert job.cancel().status is JobStatus.CANCELLING
+    assert wait_for(job, {JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.SUCCEEDED}).status is JobStatus.CANCELLED
+    assert store.get(job.local_id or "").status is JobStatus.CANCELLED
+    assert job.cancel().status is JobStatus.CANCELLED  # idempotent
+
+
+def test_bad_data_starts_nothing(llama_model: Path, chat_data, tmp_path: Path, fth_home: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({**spec_dict(llama_model, chat_data), "data": {"train": str(bad)}}))
+    done = fth("submit", str(spec), "--provider", "local", home=fth_home)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "bad.jsonl" in done.stdout + done.stderr
+    assert not (fth_home / "local" / "runs").exists()
+
+
+def test_spec_maps_onto_the_trainer_config(llama_model: Path, chat_data) -> None:
+    raw = spec_dict(llama_model, chat_data, packed_length=4096, trainer={"loss_chunk_size": 512})
+    raw["hyperparameters"] = {"epochs": 2, "learning_rate_multiplier": 0.5, "batch_size": 3, "max_seq_length": 1024}
+    raw["lora"] = {"rank": 32, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj"], "quantize": "none"}
+    cfg = LocalJob(FineTuneSpec.model_validate(raw)).train_config({"train": "t.jsonl"}, "out")
+    assert (cfg.epochs, cfg.learning_rate, cfg.batch_size, cfg.max_seq_length) == (2, 1e-4, 3, 1024)
+    assert (cfg.lora_rank, cfg.alpha, cfg.lora_dropout, cfg.target_modules) == (32, 16, 0.0, ["q_proj"])
+    assert (cfg.tokens_per_batch, cfg.loss_chunk_size, cfg.seed, cfg.save_steps) == (4096, 512, 3, 4)
+    with pytest.raises(ConfigError, match="did you mean epochs"):
+        LocalJob(FineTuneSpec.model_validate(spec_dict(llama_model, chat_data, trainer={"epoch": 1}))).train_config(
+            {"train": "t"}
+        )
+
+
+def test_check_reports_what_cannot_run(llama_model: Path, chat_data) -> None:
+    dpo = LocalJob(FineTuneSpec.model_validate({**spec_dict(llama_model, chat_data), "method": "dpo"})).check()
+    assert any(p.severity == "error" and "supervised" in p.message for p in dpo)
+    hub = LocalJob(
+        FineTuneSpec.model_validate({**spec_dict(llama_model, chat_data), "base_model": "Qwen/Qwen2.5-0.5B"})
+    )
+    assert [p.severity for p in hub.check()] == ["warning"]
+    bad = spec_dict(llama_model, chat_data, trainer={"lr_scheduler": "triangle"})
+    assert any("lr_scheduler" in p.message for p in LocalJob(FineTuneSpec.model_validate(bad)).check())
+
+
+def test_quickstart_specs_are_valid() -> None:
+    quickstart = ROOT / "examples" / "quickstart"
+    for name in ("spec.yaml", "spec-hub.yaml"):
+        spec = FineTuneSpec.load(quickstart / name)
+        problems = LocalJob(spec).check()
+        assert [p for p in problems if p.severity == "error"] == [], name
+        assert spec.data.train.exists() and spec.data.validation and spec.data.validation.exists()
+
+
+def test_the_provider_imports_no_torch() -> None:
+    code = (
+        "import sys, providers.local; print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,191 @@
+"""The trainer end to end on tiny demo models (CPU): learning, equivalences, exact resume, adapter, merge."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from local_backend.config import ConfigError, TrainConfig
+from local_backend.runfiles import RunFiles
+from local_backend.train import train
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def config(model: Path, data: tuple[Path, Path], out: Path, **overrides: Any) -> TrainConfig:
+    train_file, valid_file = data
+    values: dict[str, Any] = {
+        "model": str(model), "train_file": str(train_file), "validation_file": str(valid_file),
+        "output_dir": str(out), "epochs": 1, "batch_size": 4, "learning_rate": 1e-2, "lora_rank": 8,
+        "lora_dropout": 0.0, "warmup_ratio": 0.0, "seed": 7,
+    }  # fmt: skip
+    return TrainConfig(**{**values, **overrides})
+
+
+def adapter_weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "adapter_model.safetensors"))
+
+
+def assert_same_weights(a: Path, b: Path, atol: float = 1e-6) -> None:
+    """Equal adapters. Runs that sum the same gradients in another order need atol ~1e-4: Adam turns float
+    noise in a near-zero gradient element into a full-size step (lr 1e-2) in either direction."""
+    wa, wb = adapter_weights(a), adapter_weights(b)
+    assert wa.keys() == wb.keys() and wa
+    for key in wa:
+        torch.testing.assert_close(wa[key], wb[key], atol=atol, rtol=1e-5, msg=key)
+
+
+def losses(summary: dict[str, Any]) -> list[float]:
+    return [h["loss"] for h in summary["history"]]
+
+
+def test_loss_decreases_and_the_adapter_reloads(any_model: Path, chat_data, tmp_path: Path) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from local_backend.data import load_examples
+
+    summary = train(config(any_model, chat_data, tmp_path / "run", epochs=2, eval_steps=6))
+    assert summary["status"] == "succeeded"
+    assert summary["val_loss"] < 0.8 * summary["initial_val_loss"]
+    first, last = losses(summary)[:3], losses(summary)[-3:]
+    assert sum(last) < 0.8 * sum(first)
+    events = RunFiles(tmp_path / "run").read_events()
+    metrics = [e["data"] for e in events if e["kind"] == "metrics" and "loss" in e["data"]]
+    assert metrics and all({"tokens_per_s", "eta_s", "lr", "step", "total_steps"} <= m.keys() for m in metrics)
+    # The standard-format adapter reloads, and an independent loss (transformers' own) agrees with ours.
+    adapter = Path(summary["adapter"])
+    assert (adapter / "adapter_config.json").exists() and (adapter / "adapter_model.safetensors").exists()
+    tokenizer = AutoTokenizer.from_pretrained(adapter)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(any_model), adapter).eval()
+    examples, _ = load_examples(chat_data[1], tokenizer, max_seq_length=2048)
+    total = count = 0.0
+    with torch.no_grad():
+        for e in examples:
+            out = model(input_ids=torch.tensor([e.input_ids]), labels=torch.tensor([e.labels]))
+            n = sum(1 for t in e.labels[1:] if t != -100)
+            total, count = total + float(out.loss) * n, count + n
+    assert total / count == pytest.approx(summary["val_loss"], rel=1e-4)
+
+
+def test_packed_and_padded_batches_train_identically(llama_model: Path, chat_data, tmp_path: Path) -> None:
+    packed = train(config(llama_model, chat_data, tmp_path / "packed", max_steps=4, packing=True))
+    padded = train(config(llama_model, chat_data, tmp_path / "padded", max_steps=4, packing=False))
+    assert losses(packed) == pytest.approx(losses(padded), rel=1e-5)
+    assert_same_weights(Path(packed["adapter"]), Path(padded["adapter"]), atol=1e-4)
+
+
+def test_fused_lora_trains_like_peft(llama_model: Path, chat_data, tmp_path: Path) -> None:
+    fused = train(config(llama_model, chat_data, tmp_path / "fused", max_steps=4, fused_lora=True))
+    plain = train(config(llama_model, chat_data, tmp_path / "plain", max_steps=4, fused_lora=False))
+    assert fused["fused_lora_layers"] == 14 and plain["fused_lora_layers"] == 0
+    assert losses(fused) == pytest.approx(losses(plain), rel=1e-5)
+    assert_same_weights(Path(fused["adapter"]), Path(plain["adapter"]), atol=1e-4)
+
+
+def test_gradient_accumulation_normalises_by_supervised_tokens(llama_model: Path, chat_data, tmp_path: Path) -> None:
+    # Same 8 examples per optimizer step, split into micro-batches of very different token counts.
+    whole = train(config(llama_model, chat_data, tmp_path / "whole", max_steps=3, batch_size=8))
+    split = train(config(llama_model, chat_data, tmp_path / "split", max_steps=3, batch_size=2, grad_accumulation=4))
+    assert losses(whole) == pytest.approx(losses(split), rel=1e-5)
+    assert_same_weights(Path(whole["adapter"]), Path(split["adapter"]), atol=1e-4)
+
+
+def test_pause_then_resume_continues_exactly(llama_model: Path, chat_data, tmp_path: Path) -> None:
+    settings = {"max_steps": 6, "lora_dropout": 0.1, "save_steps": 100}  # dropout: the RNG must be restored too
+    straight = train(config(llama_model, chat_data, tmp_path / "straight", **settings))
+    run = RunFiles(tmp_path / "paused")
+    run.root.mkdir(parents=True)
+    run.control.write_text(json.dumps({"request": "pause"}))  # honoured after the first step
+    paused = train(config(llama_model, chat_data, run.root, **settings))
+    assert paused["status"] == "paused" and paused["step"] == 1 and run.latest_checkpoint() is not None
+    run.control.unlink()
+    resumed = train(config(llama_model, chat_data, run.root, **settings))
+    assert resumed["status"] == "succeeded" and losses(resumed) == pytest.approx(losses(straight), rel=1e-6)
+    assert_same_weights(Path(resumed["adapter"]), Path(straight["adapter"]))
+    # A checkpoint made with other batching cannot silently be continued.
+    with pytest.raises(ConfigError, match="other data, batching or seed"):
+        train(config(llama_model, chat_data, run.root, **{**settings, "batch_size": 3}))
+
+
+def test_resume_after_kill_continues_identically(llama_model: Path, chat_data, tmp_path: Path) -> None:
+    settings = {"max_steps": 36, "batch_size": 2, "lora_dropout": 0.1, "save_steps": 3, "eval_steps": 12}
+    straight = train(config(llama_model, chat_data, tmp_path / "straight", **settings))
+    run = RunFiles(tmp_path / "killed")
+    config(llama_model, chat_data, run.root, **settings).save(tmp_path / "killed.json")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "local_backend.train", "--config", str(tmp_path / "killed.json")],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while run.latest_checkpoint() is None and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert (run.read_status() or {})["state"] == "running"  # it had no chance to say anything
+    resumed = train(config(llama_model, chat_data, run.root, **settings))
+    assert resumed["status"] == "succeeded"
+    assert losses(resumed) == pytest.approx(losses(straight), rel=1e-6)
+    assert resumed["val_loss"] == pytest.approx(straight["val_loss"], rel=1e-6)
+    assert_same_weights(Path(resumed["adapter"]), Path(straight["adapter"]))
+
+
+def test_merge_round_trip(qwen_model: Path, chat_data, tmp_path: Path) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    summary = train(config(qwen_model, chat_data, tmp_path / "run", max_steps=5, merge=True))
+    assert summary["merge_check"]["max_abs_diff"] <= summary["merge_check"]["tolerance"]
+    ids = torch.tensor([[3, 17, 42, 99, 7, 64]])
+    with torch.no_grad():
+        peft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(qwen_model), summary["adapter"]).eval()
+        merged = AutoModelForCausalLM.from_pretrained(summary["merged"]).eval()
+        base = AutoModelForCausalLM.from_pretrained(qwen_model).eval()
+        want, got, before = (m(input_ids=ids).logits for m in (peft, merged, base))
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(got, before, atol=1e-3)  # the adapter changed something
+
+
+def test_bad_settings_fail_before_loading(llama_model: Path, chat_data, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="report_to"):
+        config(llama_model, chat_data, tmp_path / "r", report_to=["neptune"])
+    with pytest.raises(ConfigError, match=r"unknown key\(s\): epoch \(did you mean epochs\?\)"):
+        TrainConfig.from_dict({"model": "m", "train_file": "t", "output_dir": "o", "epoch": 3})
+    if all(__import__("importlib").util.find_spec(m) is None for m in ("wandb",)):
+        with pytest.raises(ConfigError, match="pip install wandb"):
+            train(config(llama_model, chat_data, tmp_path / "r", report_to=["wandb"]))
+    assert not (tmp_path / "r").exists()
+
+
+def test_config_round_trips_through_json(llama_model: Path, chat_data, tmp_path: Path) -> None:
+    cfg = config(llama_model, chat_data, tmp_path / "r", target_modules=["q_proj", "v_proj"], report_to=["tensorboard"])
+    assert TrainConfig.load(cfg.save(tmp_path / "c.json")) == cfg
+    assert TrainConfig.from_dict(cfg.to_dict()).alpha == 16
+
+
+def test_two_processes_train_like_one_with_gradient_accumulation(llama_model: Path, chat_data, tmp_path: Path) -> None:
+    """torchrun with 2 CPU processes (gloo): each takes half of every step's micro-batches; the summed
+    gradients equal one process accumulating both."""
+    settings = {"max_steps": 3, "batch_size": 3, "lora_dropout": 0.0}
+    single = train(config(llama_model, chat_data, tmp_path / "one", grad_accumulation=2, **settings))
+    config(llama_model, chat_data, tmp_path / "two", **settings).save(tmp_path / "two.json")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+               "-m", "local_backend.train", "--config", str(tmp_path / "two.json")]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    double = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert losses(double) == pytest.approx(losses(single), rel=1e-5)
+    assert double["val_loss"] == pytest.approx(single["val_loss"], rel=1e-5)
+    assert_same_weights(Path(double["adapter"]), Path(single["adapter"]), atol=1e-4)
