@@ -317,16 +317,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
-    smoke = args.smoke
+    smoke = args.smoke or not torch.cuda.is_available()
+    if smoke and not args.smoke:
+        print("no CUDA GPU: running the smoke configuration instead", flush=True)
+    device = torch.device("cpu") if smoke else torch.device("cuda")
     args.steps = args.steps or (3 if smoke else 10)
     args.warmup_ours = args.warmup_ours if args.warmup_ours is not None else (2 if smoke else 6)
     budgets = [int(t) for t in (args.tokens_per_step or ("2048" if smoke else "16384")).split(",")]
     args.samples = args.samples or (200 if smoke else 3000)
-
-    device = torch.device("cpu") if smoke or not torch.cuda.is_available() else torch.device("cuda")
-    if device.type == "cpu" and not smoke:
-        print("no CUDA GPU: running the smoke configuration instead", flush=True)
-        smoke = True
     shape = TINY if smoke else LLAMA_1B
     import peft
     import transformers

@@ -219,6 +219,27 @@ class FineTuneJob(ABC):
     def base_model(self) -> str:
         return self.spec.base_model_for(self.provider)
 
+    def data_files(self) -> dict[str, Path]:
+        """Role ("train", "validation") → the spec's files; with `data.validation_split`, a seeded split of
+        the training file (made once, cached under FTH_HOME) stands in for both."""
+        spec = self.spec.data
+        if spec.validation_split is None:
+            return {role: path for role, path in (("train", spec.train), ("validation", spec.validation)) if path}
+        from finetune_hub.data import split_validation
+        from finetune_hub.store import fth_home
+
+        train, valid = split_validation(
+            spec.train, spec.validation_split, seed=self.spec.seed or 0, out_dir=fth_home() / "splits", fmt=spec.format
+        )
+        return {"train": train, "validation": valid}
+
+    def lifecycle_problems(self) -> list[Problem]:
+        """Warnings before a platform's or base model's cutoff, errors after it (from the catalog's dated rows)."""
+        from finetune_hub.pricing import Catalog, retirement_problems, today
+
+        found = retirement_problems(Catalog.load(), self.provider, self.base_model(), today())
+        return [Problem(level, message) for level, message in found]
+
     def upload_once(self, path: Path, content_hash: str, upload: Callable[[Path], str]) -> str:
         """Upload `path` unless the store knows this content is already on this account."""
         account = self.account_id()
@@ -272,8 +293,11 @@ class FineTuneJob(ABC):
         return state
 
     def actual_cost(self, result: JobResult) -> float | None:
-        """What the finished job cost, from what the platform reported; None where it cannot be known."""
-        return None
+        """What the finished job cost, from what the platform reported (trained tokens, billable time)
+        and the price catalog; None where it cannot be known."""
+        from finetune_hub import cost
+
+        return cost.actual_cost(self.provider, self.spec, result)
 
     def wait(
         self,

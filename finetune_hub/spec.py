@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from finetune_hub.errors import ConfigError
 
-_SECRET_KEYS = ("api_key", "apikey", "token", "secret", "password", "access_key", "credentials")
+# A settings key is a credential when one of its words is one of these ("tokens_per_batch" is not).
+_SECRET_WORDS = frozenset({"apikey", "key", "token", "secret", "password", "passwd", "credential", "credentials"})
+_NOT_SECRET_KEYS = frozenset({"kms_key", "kms_key_id", "encryption_key_name"})  # names of keys, not keys
+
+
+def _looks_like_credential(key: str) -> bool:
+    normalized = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower().replace("-", "_")
+    return normalized not in _NOT_SECRET_KEYS and bool(_SECRET_WORDS & set(normalized.split("_")))
 
 
 class _Strict(BaseModel):
@@ -77,7 +85,7 @@ class FineTuneSpec(_Strict):
     def _no_credentials(cls, blocks: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for provider, block in blocks.items():
             for key in block:
-                if any(s in key.lower().replace("-", "_") for s in _SECRET_KEYS):
+                if _looks_like_credential(key):
                     raise ValueError(
                         f"'{key}' in providers.{provider} looks like a credential; credentials never go in "
                         "the spec: set them in the environment or the platform's standard config"

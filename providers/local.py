@@ -14,14 +14,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import hashlib
 import importlib.util
 import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -47,8 +41,7 @@ from local_backend import config as train_config
 from local_backend import runfiles
 from local_backend.data import DataError as TrainDataError
 from local_backend.data import read_chat_jsonl
-
-DIED = "died"  # native state: the process is gone without writing a final status
+from providers.local_runs import DIED, LaunchFailed, LocalRunner
 
 
 class LocalSettings(BaseModel):
@@ -70,149 +63,6 @@ class LocalSettings(BaseModel):
     runs_dir: str | None = None  # default: $FTH_HOME/local
     python: str | None = None  # interpreter with the `local` extra; default: this one
     trainer: dict[str, Any] = Field(default_factory=dict, description="any other local_backend TrainConfig key")
-
-
-class RunNotFound(FileNotFoundError):
-    pass
-
-
-class LaunchFailed(RuntimeError):
-    pass
-
-
-class LocalRunner:
-    """The local "platform": run directories plus the processes training in them."""
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-
-    def _run(self, run_id: str) -> runfiles.RunFiles:
-        run = runfiles.RunFiles(self.root / "runs" / run_id)
-        if not run.config.exists():
-            raise RunNotFound(errno.ENOENT, f"no local run '{run_id}'", str(run.root))
-        return run
-
-    def runs(self) -> list[str]:
-        base = self.root / "runs"
-        return sorted(p.name for p in base.iterdir() if (p / "config.json").exists()) if base.is_dir() else []
-
-    def store_data(self, path: Path, content_hash: str) -> str:
-        """Snapshot a data file by content, so edits during training change nothing ("upload")."""
-        target = self.root / "data" / f"{content_hash}.jsonl"
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(f".{os.getpid()}.tmp")
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, target)
-        return str(target)
-
-    def data_files(self) -> int:
-        folder = self.root / "data"
-        return len(list(folder.glob("*.jsonl"))) if folder.is_dir() else 0
-
-    def create(self, key: str, config: dict[str, Any], *, gpus: int = 1, python: str | None = None) -> str:
-        """Create and start a run; the same key always names the same run, so a retry never starts two."""
-        run_id = "run-" + hashlib.sha256(key.encode()).hexdigest()[:16]
-        root = self.root / "runs" / run_id
-        try:
-            root.mkdir(parents=True)
-        except FileExistsError:
-            return run_id
-        run = runfiles.RunFiles(root)
-        run.update_status(state=runfiles.QUEUED, phase="starting", gpus=gpus, python=python or sys.executable)
-        runfiles.write_json(run.config, {**config, "output_dir": str(root.resolve())})
-        self.launch(run_id)
-        return run_id
-
-    def launch(self, run_id: str, resume: str = "auto") -> None:
-        run = self._run(run_id)
-        status = run.read_status() or {}
-        python, gpus = status.get("python") or sys.executable, int(status.get("gpus") or 1)
-        entry = ["-m", "local_backend.train", "--config", str(run.config), "--resume", resume]
-        command = [python, *entry] if gpus == 1 else [python, "-m", "torch.distributed.run", "--standalone",
-                                                       f"--nproc-per-node={gpus}", *entry]  # fmt: skip
-        with contextlib.suppress(FileNotFoundError):
-            run.control.unlink()
-        try:
-            with open(run.log, "ab") as log:
-                process = subprocess.Popen(
-                    command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=run.root,
-                    start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                )  # fmt: skip
-        except OSError as exc:
-            run.update_status(state=runfiles.FAILED, error=f"could not start {python}: {exc.strerror}")
-            raise LaunchFailed(f"could not start the trainer with {python}: {exc.strerror}") from None
-        run.update_status(state=runfiles.QUEUED, phase="starting", pid=process.pid, error=None)
-
-    def state(self, run_id: str) -> dict[str, Any]:
-        """status.json, or state "died" when the process is gone without a final status."""
-        run = self._run(run_id)
-        status = run.read_status() or {"state": runfiles.QUEUED}
-        if status.get("state") in (runfiles.QUEUED, runfiles.RUNNING) and not _alive(status.get("pid")):
-            status = run.read_status() or status  # it may have finished between the two reads
-            if status.get("state") in (runfiles.QUEUED, runfiles.RUNNING):
-                lines = run.log.read_text(errors="replace").strip().splitlines()[-5:] if run.log.exists() else []
-                tail = " | ".join(lines)[-800:]
-                error = (
-                    f"the trainer process stopped without a final status at step {status.get('step', 0)} (killed, "
-                    f"out of memory, or crashed); resume() continues from the newest checkpoint. Last log lines: {tail}"
-                )
-                status = {**status, "state": DIED, "error": error}
-        elif status.get("state") == runfiles.RUNNING and (asked := run.request()):
-            status = {**status, "state": "cancelling" if asked == "cancel" else "pausing"}
-        return status
-
-    def events(self, run_id: str) -> list[dict[str, Any]]:
-        return self._run(run_id).read_events()
-
-    def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
-        return [
-            {**json.loads((p / "meta.json").read_text()), "path": str(p)} for p in self._run(run_id).checkpoint_dirs()
-        ]
-
-    def summary(self, run_id: str) -> dict[str, Any] | None:
-        return runfiles.read_json(self._run(run_id).summary)
-
-    def log_lines(self, run_id: str) -> list[str]:
-        run = self._run(run_id)
-        return run.log.read_text(errors="replace").splitlines() if run.log.exists() else []
-
-    def request(self, run_id: str, what: Literal["cancel", "pause"]) -> dict[str, Any]:
-        """Ask the trainer to stop at its next step; a run whose process is gone is marked at once."""
-        run = self._run(run_id)
-        status = self.state(run_id)
-        if status["state"] in runfiles.TERMINAL:
-            return status
-        if status["state"] in (DIED, runfiles.PAUSED):
-            final = runfiles.CANCELLED if what == "cancel" else runfiles.PAUSED
-            return run.update_status(state=final, error=None)
-        runfiles.write_json(run.control, {"request": what})
-        return {**status, "state": "cancelling" if what == "cancel" else "pausing"}
-
-    def kill(self, run_id: str) -> None:
-        """SIGKILL the run's process group (tests; what the OOM killer does)."""
-        pid = (self._run(run_id).read_status() or {}).get("pid")
-        if pid and _alive(pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-
-
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    with contextlib.suppress(ChildProcessError):
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child that exited: reap it
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    with contextlib.suppress(OSError, IndexError):
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead
-    return True
 
 
 @contextlib.contextmanager
@@ -351,12 +201,10 @@ class LocalJob(FineTuneJob):
     def prepare(self) -> PreparedData:
         from finetune_hub import data
 
-        spec = self.spec.data
-        sources = {"train": spec.train, "validation": spec.validation}
+        sources = self.data_files()
         report = []
-        if spec.validation_split:
-            sources = self._split(spec.train, spec.validation_split)
-            report.append(f"validation: {spec.validation_split:.0%} of {spec.train} held out (seeded)")
+        if share := self.spec.data.validation_split:
+            report.append(f"validation: {share:.0%} of {self.spec.data.train} held out (seeded)")
         for path in sources.values():
             if path is not None:
                 try:
@@ -373,23 +221,6 @@ class LocalJob(FineTuneJob):
 
     def _store(self, path: Path, *, digest: str) -> str:
         return str(self.client.store_data(path, digest))
-
-    def _split(self, path: Path, share: float) -> dict[str, Path | None]:
-        import random
-
-        from finetune_hub.store import fth_home
-
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        order = list(range(len(lines)))
-        random.Random(self.spec.seed or 0).shuffle(order)
-        cut = max(1, round(len(lines) * share))
-        folder = fth_home() / "local" / "splits" / hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
-        folder.mkdir(parents=True, exist_ok=True)
-        out = {}
-        for role, picked in (("validation", order[:cut]), ("train", order[cut:])):
-            out[role] = folder / f"{role}-{share:g}.jsonl"
-            out[role].write_text("".join(lines[i] + "\n" for i in sorted(picked)), encoding="utf-8")
-        return out  # type: ignore[return-value]
 
     def submit(self, prepared: PreparedData, idempotency_key: str) -> str:
         cfg = self.train_config(prepared.files)

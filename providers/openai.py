@@ -13,7 +13,6 @@ import csv
 import datetime as dt
 import email.utils
 import io
-import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -26,9 +25,8 @@ import openai
 from pydantic import BaseModel, ConfigDict, Field
 
 from finetune_hub import cost, data
-from finetune_hub.errors import AuthError, ConfigError, ProviderError, http_error
+from finetune_hub.errors import AuthError, ProviderError, http_error
 from finetune_hub.job import FineTuneJob, JobState, PreparedData
-from finetune_hub.pricing import Catalog, retirement_problems
 from finetune_hub.records import Capability, Checkpoint, CostEstimate, JobEvent, JobResult, JobStatus, Problem
 
 #: metadata keys the adapter sets on every job (the platform allows 16 pairs)
@@ -158,14 +156,6 @@ class OpenAIJob(FineTuneJob):
         client = self.client
         return "|".join(p for p in (public_url(client.base_url), client.organization, client.project) if p)
 
-    def today(self) -> dt.date:
-        """The date retirement rules are checked against; $FTH_TODAY (YYYY-MM-DD) pins it for reproducible runs."""
-        pinned = os.environ.get("FTH_TODAY")
-        try:
-            return dt.date.fromisoformat(pinned) if pinned else dt.date.today()
-        except ValueError:
-            raise ConfigError(f"FTH_TODAY={pinned!r} is not a date", hint="use YYYY-MM-DD") from None
-
     # -- before submitting ---------------------------------------------------------------------------
 
     def check(self) -> list[Problem]:
@@ -181,7 +171,6 @@ class OpenAIJob(FineTuneJob):
             "hyperparameters.max_seq_length": (hyper.max_seq_length, "the platform sets the context length"),
             "hyperparameters.warmup_ratio": (hyper.warmup_ratio, "the platform sets the schedule"),
             "hyperparameters.beta": (hyper.beta if spec.method == "sft" else None, "beta applies to DPO only"),
-            "data.validation_split": (spec.data.validation_split, "give a data.validation file instead"),
         }
         for key, (value, why) in ignored.items():
             if value is not None:
@@ -192,23 +181,15 @@ class OpenAIJob(FineTuneJob):
             if item.get("type") != "wandb" or not item.get("wandb", {}).get("project"):
                 msg = f"providers.{self.provider}.integrations[{i}]: only Weights & Biases is supported"
                 problems.append(Problem("error", msg, '{"type": "wandb", "wandb": {"project": "..."}}'))
-        catalog = Catalog.load()
-        for level, message in retirement_problems(catalog, self.provider, self.base_model(), self.today()):
-            problems.append(Problem(level, message))
-        return problems
+        return problems + self.lifecycle_problems()
 
     def estimate(self, stats: data.DatasetStats) -> CostEstimate:
         return cost.estimate(self.provider, self.spec, stats)
 
-    def actual_cost(self, result: JobResult) -> float | None:
-        return cost.actual_cost(self.provider, self.spec, result)
-
     def prepare(self) -> PreparedData:
         files, report, model = {}, [], self.base_model()
         with tempfile.TemporaryDirectory(prefix="fth-") as tmp:
-            for role, source in (("train", self.spec.data.train), ("validation", self.spec.data.validation)):
-                if source is None:
-                    continue
+            for role, source in self.data_files().items():
                 out = Path(tmp, role, source.with_suffix(".jsonl").name)
                 converted = data.convert(source, to=self.provider, out=out, fmt=self.spec.data.format, model=model)
                 report += converted.changes

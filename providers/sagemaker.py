@@ -165,8 +165,6 @@ class SageMakerJob(FineTuneJob):
             error("no AWS region", "set providers.sagemaker.region, or AWS_REGION in the environment")
         if spec.hyperparameters.learning_rate_multiplier is not None:
             error("learning_rate_multiplier is not supported", "set hyperparameters.learning_rate instead")
-        if spec.data.validation_split is not None:
-            warn("data.validation_split is not applied on SageMaker", "give a data.validation file instead")
         if self._serverless:
             if not knows_serverless_jobs():
                 error("the installed boto3 predates serverless model customization", "pip install -U boto3")
@@ -227,10 +225,7 @@ class SageMakerJob(FineTuneJob):
 
         spec, files, report = self.spec, dict[str, str](), list[str]()
         with tempfile.TemporaryDirectory(prefix="fth-sagemaker-") as tmp:
-            roles = {"train": spec.data.train, "validation": spec.data.validation}
-            for role, source in roles.items():
-                if source is None:
-                    continue
+            for role, source in self.data_files().items():
                 out = Path(tmp) / f"{role}.jsonl"
                 converted = data.convert(source, to=self.provider, out=out)
                 report += converted.changes

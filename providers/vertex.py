@@ -26,7 +26,6 @@ from finetune_hub import cost, data
 from finetune_hub.data.exporters import ACCEPTS
 from finetune_hub.errors import ConfigError, DataError, NotFound, ProviderError
 from finetune_hub.job import FineTuneJob, JobState, PreparedData
-from finetune_hub.pricing import Catalog, retirement_problems
 from finetune_hub.records import Capability, Checkpoint, CostEstimate, JobEvent, JobResult, JobStatus, Problem
 from providers.vertex_client import VertexClients, VertexSettings, make_clients, translate
 
@@ -194,34 +193,25 @@ class VertexJob(FineTuneJob):
             problems.append(Problem("error", f"vertex: method dpo: {_NO_DPO}", "use method: sft, or another platform"))
         if spec.seed is not None:
             problems.append(Problem("warning", "vertex: seed ignored: the tuning API has no seed"))
-        if spec.data.validation_split is not None:
-            hint = "split the file yourself and set data.validation"
-            problems.append(Problem("warning", "vertex: data.validation_split is not applied on Vertex", hint))
         model = self.base_model()
         if not model.startswith(("gemini-", "projects/", "translation-llm")):
             hint = "set base_model: {vertex: gemini-2.5-flash} (or another tunable Gemini model)"
             problems.append(Problem("warning", f"vertex: '{model}' does not look like a tunable Gemini model", hint))
-        retiring = retirement_problems(Catalog.load(), "vertex", model, datetime.now(UTC).date())
-        problems += [Problem(level, message) for level, message in retiring]
-        return problems
+        return problems + self.lifecycle_problems()
 
     def estimate(self, stats: data.DatasetStats) -> CostEstimate:
         return cost.estimate(self.provider, self.spec, stats)
 
-    def actual_cost(self, result: JobResult) -> float | None:
-        return cost.actual_cost(self.provider, self.spec, result)
-
     def prepare(self) -> PreparedData:
         bucket, prefix = self._bucket()
         report: list[str] = []
-        sources = {"train": self.spec.data.train, "validation": self.spec.data.validation}
+        sources = self.data_files()
         with tempfile.TemporaryDirectory(prefix="fth-vertex-") as tmp:
             converted: dict[str, Path] = {}
             for role, source in sources.items():  # convert everything first: bad data uploads nothing
-                if source is not None:
-                    out = Path(tmp) / f"{role}.jsonl"
-                    report += [f"{role}: {change}" for change in data.convert(source, to="vertex", out=out).changes]
-                    converted[role] = out
+                out = Path(tmp) / f"{role}.jsonl"
+                report += [f"{role}: {change}" for change in data.convert(source, to="vertex", out=out).changes]
+                converted[role] = out
             files = {role: self._upload_once(path, bucket, prefix) for role, path in converted.items()}
         return PreparedData(files, report)
 

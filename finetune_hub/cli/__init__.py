@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 # Each module has `register(subparsers)`; handlers are "module:function" strings resolved on use.
-COMMAND_MODULES = ("finetune_hub.cli.jobs", "finetune_hub.cli.cost", "finetune_hub.cli.data")
+COMMAND_MODULES = ("finetune_hub.cli.data", "finetune_hub.cli.jobs", "finetune_hub.cli.cost")
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_BAD_INPUT, EXIT_PLATFORM = 0, 1, 2, 3
 

@@ -9,6 +9,7 @@ from finetune_hub.data.conversion import ConversionError, ConversionReport, conv
 from finetune_hub.data.dataset_stats import DatasetStats, stats
 from finetune_hub.data.findings import Finding
 from finetune_hub.data.hashing import content_hash
+from finetune_hub.data.split import split_validation
 from finetune_hub.data.validation import ValidationReport, validate, validate_for
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "ValidationReport",
     "content_hash",
     "convert",
+    "split_validation",
     "stats",
     "validate",
     "validate_for",

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from finetune_hub.spec import FineTuneSpec
-from providers.local import LocalRunner, _alive
+from providers.local_runs import LocalRunner, _alive
 from tests.conformance.binding import Binding
 from tests.emulators.harness import Faults
 

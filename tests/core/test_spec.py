@@ -112,3 +112,17 @@ def test_credentials_are_refused_in_the_spec(tmp_path: Path) -> None:
     text = VALID.replace("training_type: GlobalStandard", "api_key: sk-live-abcdefghijklmnop")
     message = error_of(tmp_path, text)
     assert "credential" in message and "sk-live-abcdefghijklmnop" not in message
+
+
+@pytest.mark.parametrize("key", ["api_key", "AccessToken", "client_secret", "sas-token", "password", "key"])
+def test_credential_looking_settings_are_refused(key: str) -> None:
+    with pytest.raises(ConfigError, match="credential"):
+        FineTuneSpec.from_dict({"name": "x", "base_model": "m", "data": {"train": "t"}, "providers": {"p": {key: "v"}}})
+
+
+@pytest.mark.parametrize("key", ["tokens_per_batch", "max_tokens", "kms_key_id", "keep_checkpoints", "monkey"])
+def test_ordinary_settings_are_not_mistaken_for_credentials(key: str) -> None:
+    spec = FineTuneSpec.from_dict(
+        {"name": "x", "base_model": "m", "data": {"train": "t"}, "providers": {"p": {key: 1}}}
+    )
+    assert spec.settings_for("p") == {key: 1}

@@ -1,0 +1,164 @@
+"""The local "platform" behind the `local` provider: run directories under one root, and the detached
+trainer processes working in them. Stdlib only; the files' format is local_backend/runfiles.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from local_backend import runfiles
+
+DIED = "died"  # native state: the process is gone without writing a final status
+
+
+class RunNotFound(FileNotFoundError):
+    pass
+
+
+class LaunchFailed(RuntimeError):
+    pass
+
+
+class LocalRunner:
+    """The local "platform": run directories plus the processes training in them."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def _run(self, run_id: str) -> runfiles.RunFiles:
+        run = runfiles.RunFiles(self.root / "runs" / run_id)
+        if not run.config.exists():
+            raise RunNotFound(errno.ENOENT, f"no local run '{run_id}'", str(run.root))
+        return run
+
+    def runs(self) -> list[str]:
+        base = self.root / "runs"
+        return sorted(p.name for p in base.iterdir() if (p / "config.json").exists()) if base.is_dir() else []
+
+    def store_data(self, path: Path, content_hash: str) -> str:
+        """Snapshot a data file by content, so edits during training change nothing ("upload")."""
+        target = self.root / "data" / f"{content_hash}.jsonl"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(f".{os.getpid()}.tmp")
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, target)
+        return str(target)
+
+    def data_files(self) -> int:
+        folder = self.root / "data"
+        return len(list(folder.glob("*.jsonl"))) if folder.is_dir() else 0
+
+    def create(self, key: str, config: dict[str, Any], *, gpus: int = 1, python: str | None = None) -> str:
+        """Create and start a run; the same key always names the same run, so a retry never starts two."""
+        run_id = "run-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+        root = self.root / "runs" / run_id
+        try:
+            root.mkdir(parents=True)
+        except FileExistsError:
+            return run_id
+        run = runfiles.RunFiles(root)
+        run.update_status(state=runfiles.QUEUED, phase="starting", gpus=gpus, python=python or sys.executable)
+        runfiles.write_json(run.config, {**config, "output_dir": str(root.resolve())})
+        self.launch(run_id)
+        return run_id
+
+    def launch(self, run_id: str, resume: str = "auto") -> None:
+        run = self._run(run_id)
+        status = run.read_status() or {}
+        python, gpus = status.get("python") or sys.executable, int(status.get("gpus") or 1)
+        entry = ["-m", "local_backend.train", "--config", str(run.config), "--resume", resume]
+        command = [python, *entry] if gpus == 1 else [python, "-m", "torch.distributed.run", "--standalone",
+                                                       f"--nproc-per-node={gpus}", *entry]  # fmt: skip
+        with contextlib.suppress(FileNotFoundError):
+            run.control.unlink()
+        try:
+            with open(run.log, "ab") as log:
+                process = subprocess.Popen(
+                    command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=run.root,
+                    start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )  # fmt: skip
+        except OSError as exc:
+            run.update_status(state=runfiles.FAILED, error=f"could not start {python}: {exc.strerror}")
+            raise LaunchFailed(f"could not start the trainer with {python}: {exc.strerror}") from None
+        run.update_status(state=runfiles.QUEUED, phase="starting", pid=process.pid, error=None)
+
+    def state(self, run_id: str) -> dict[str, Any]:
+        """status.json, or state "died" when the process is gone without a final status."""
+        run = self._run(run_id)
+        status = run.read_status() or {"state": runfiles.QUEUED}
+        if status.get("state") in (runfiles.QUEUED, runfiles.RUNNING) and not _alive(status.get("pid")):
+            status = run.read_status() or status  # it may have finished between the two reads
+            if status.get("state") in (runfiles.QUEUED, runfiles.RUNNING):
+                lines = run.log.read_text(errors="replace").strip().splitlines()[-5:] if run.log.exists() else []
+                tail = " | ".join(lines)[-800:]
+                error = (
+                    f"the trainer process stopped without a final status at step {status.get('step', 0)} (killed, "
+                    f"out of memory, or crashed); resume() continues from the newest checkpoint. Last log lines: {tail}"
+                )
+                status = {**status, "state": DIED, "error": error}
+        elif status.get("state") == runfiles.RUNNING and (asked := run.request()):
+            status = {**status, "state": "cancelling" if asked == "cancel" else "pausing"}
+        return status
+
+    def events(self, run_id: str) -> list[dict[str, Any]]:
+        return self._run(run_id).read_events()
+
+    def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
+        return [
+            {**json.loads((p / "meta.json").read_text()), "path": str(p)} for p in self._run(run_id).checkpoint_dirs()
+        ]
+
+    def summary(self, run_id: str) -> dict[str, Any] | None:
+        return runfiles.read_json(self._run(run_id).summary)
+
+    def log_lines(self, run_id: str) -> list[str]:
+        run = self._run(run_id)
+        return run.log.read_text(errors="replace").splitlines() if run.log.exists() else []
+
+    def request(self, run_id: str, what: Literal["cancel", "pause"]) -> dict[str, Any]:
+        """Ask the trainer to stop at its next step; a run whose process is gone is marked at once."""
+        run = self._run(run_id)
+        status = self.state(run_id)
+        if status["state"] in runfiles.TERMINAL:
+            return status
+        if status["state"] in (DIED, runfiles.PAUSED):
+            final = runfiles.CANCELLED if what == "cancel" else runfiles.PAUSED
+            return run.update_status(state=final, error=None)
+        runfiles.write_json(run.control, {"request": what})
+        return {**status, "state": "cancelling" if what == "cancel" else "pausing"}
+
+    def kill(self, run_id: str) -> None:
+        """SIGKILL the run's process group (tests; what the OOM killer does)."""
+        pid = (self._run(run_id).read_status() or {}).get("pid")
+        if pid and _alive(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child that exited: reap it
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError, IndexError):
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead
+    return True
