@@ -334,8 +334,8 @@ def actual_cost(
 
 
 def difference(estimated: float | None, actual: float | None) -> str:
-    """The actual cost against the estimate ("+$0.12, +8%"), or "" when either is unknown."""
-    if estimated is None or actual is None:
+    """The actual cost against the estimate ("+$0.12, +8%"), or "" when either is unknown or they agree."""
+    if estimated is None or actual is None or actual == estimated:
         return ""
     delta = actual - estimated
     pct = f", {delta / estimated:+.0%}" if estimated else ""

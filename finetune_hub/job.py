@@ -233,6 +233,12 @@ class FineTuneJob(ABC):
         )
         return {"train": train, "validation": valid}
 
+    @property
+    def data_format(self) -> str:
+        """The record format of the files `data_files()` returns: the spec's, or auto-detected chat JSONL
+        once a validation split was made from it."""
+        return "auto" if self.spec.data.validation_split is not None else self.spec.data.format
+
     def lifecycle_problems(self) -> list[Problem]:
         """Warnings before a platform's or base model's cutoff, errors after it (from the catalog's dated rows)."""
         from finetune_hub.pricing import Catalog, retirement_problems, today

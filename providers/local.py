@@ -16,6 +16,7 @@ import errno
 import functools
 import importlib.util
 import json
+import tempfile
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -201,19 +202,21 @@ class LocalJob(FineTuneJob):
     def prepare(self) -> PreparedData:
         from finetune_hub import data
 
-        sources = self.data_files()
         report = []
         if share := self.spec.data.validation_split:
             report.append(f"validation: {share:.0%} of {self.spec.data.train} held out (seeded)")
-        for path in sources.values():
-            if path is not None:
+        files = {}
+        with tempfile.TemporaryDirectory(prefix="fth-local-") as tmp:
+            converted = {}
+            for role, source in self.data_files().items():  # convert and check everything before storing any
+                out = Path(tmp) / f"{role}.jsonl"
+                report += data.convert(source, to="local", out=out, fmt=self.data_format).changes
                 try:
-                    sum(1 for _ in read_chat_jsonl(path))
+                    sum(1 for _ in read_chat_jsonl(out))
                 except TrainDataError as exc:
                     raise DataError(str(exc), hint="nothing was started; fix the file and submit again") from None
-        files = {}
-        for role, path in sources.items():
-            if path is not None:
+                converted[role] = out
+            for role, path in converted.items():
                 digest = data.content_hash(path)
                 with _translate():
                     files[role] = self.upload_once(path, digest, functools.partial(self._store, digest=digest))

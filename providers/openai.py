@@ -191,7 +191,7 @@ class OpenAIJob(FineTuneJob):
         with tempfile.TemporaryDirectory(prefix="fth-") as tmp:
             for role, source in self.data_files().items():
                 out = Path(tmp, role, source.with_suffix(".jsonl").name)
-                converted = data.convert(source, to=self.provider, out=out, fmt=self.spec.data.format, model=model)
+                converted = data.convert(source, to=self.provider, out=out, fmt=self.data_format, model=model)
                 report += converted.changes
                 files[role] = self.upload_once(out, data.content_hash(out), self._upload)
                 self.retrying(partial(self._wait_until_processed, files[role]))

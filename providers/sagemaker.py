@@ -227,7 +227,7 @@ class SageMakerJob(FineTuneJob):
         with tempfile.TemporaryDirectory(prefix="fth-sagemaker-") as tmp:
             for role, source in self.data_files().items():
                 out = Path(tmp) / f"{role}.jsonl"
-                converted = data.convert(source, to=self.provider, out=out)
+                converted = data.convert(source, to=self.provider, out=out, fmt=self.data_format)
                 report += converted.changes
                 files[role] = self._upload(out, "data", "data.jsonl").rsplit("/", 1)[0] + "/"
             if not self._serverless:

@@ -1,9 +1,10 @@
-"""Google Vertex AI: Gemini supervised (and preference) tuning through google-genai, data in Cloud Storage.
+"""Google Vertex AI: Gemini supervised and preference tuning through google-genai, data in Cloud Storage.
 
 Uses the supported client, `google-genai` with `vertexai=True` and the API version set explicitly, not the
-deprecated `vertexai.tuning.sft`. The spec's data is converted to Vertex's `contents` JSONL by
-`finetune_hub.data`, uploaded once under a content-addressed name, and every job carries labels with the local
-job id and the idempotency key, so a retried submit finds the job it already created instead of adding one.
+deprecated `vertexai.tuning.sft`. The spec's data is converted to Vertex's `contents` JSONL (preference pairs:
+`contents` + `completions`) by `finetune_hub.data`, uploaded once under a content-addressed name, and every
+job carries labels with the local job id and the idempotency key, so a retried submit finds the job it already
+created instead of adding one.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from google.api_core import exceptions as gcs_errors
 from google.genai import types
 
 from finetune_hub import cost, data
-from finetune_hub.data.exporters import ACCEPTS
+from finetune_hub.data.formats import FORMATS, PREFERENCE_FORMATS
 from finetune_hub.errors import ConfigError, DataError, NotFound, ProviderError
 from finetune_hub.job import FineTuneJob, JobState, PreparedData
 from finetune_hub.records import Capability, Checkpoint, CostEstimate, JobEvent, JobResult, JobStatus, Problem
@@ -39,9 +40,6 @@ ADAPTER_SIZES = {
     32: types.AdapterSize.ADAPTER_SIZE_THIRTY_TWO,
 }
 JOB_LABEL, KEY_LABEL = "fth-job", "fth-key"
-# The request side of preference tuning is here; it is offered once the data layer can write Vertex's
-# preference file format.
-_NO_DPO = None if "preference" in ACCEPTS["vertex"] else "finetune-hub cannot write Vertex preference data yet"
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
@@ -75,7 +73,7 @@ class VertexJob(FineTuneJob):
     settings_model = VertexSettings
     capabilities: ClassVar[Mapping[Capability, str | None]] = {
         Capability.SFT: None,
-        Capability.DPO: _NO_DPO,
+        Capability.DPO: None,  # PREFERENCE_TUNING, on Vertex's preference file (contents + completions)
         Capability.LORA_RANK: None,
         Capability.EPOCHS: None,
         Capability.LEARNING_RATE: "Gemini tuning takes learning_rate_multiplier, not an absolute rate",
@@ -189,8 +187,7 @@ class VertexJob(FineTuneJob):
             for field, why in ignored.items()
             if getattr(hyper, field) is not None
         ]
-        if spec.method == "dpo" and _NO_DPO:
-            problems.append(Problem("error", f"vertex: method dpo: {_NO_DPO}", "use method: sft, or another platform"))
+        problems += self._data_kind_problems()
         if spec.seed is not None:
             problems.append(Problem("warning", "vertex: seed ignored: the tuning API has no seed"))
         model = self.base_model()
@@ -199,6 +196,23 @@ class VertexJob(FineTuneJob):
             problems.append(Problem("warning", f"vertex: '{model}' does not look like a tunable Gemini model", hint))
         return problems + self.lifecycle_problems()
 
+    def _data_kind_problems(self) -> list[Problem]:
+        """Vertex reads a supervised file and a preference file differently, so the data must match `method`
+        (a file holds one format throughout; `format.mixed` catches the rest)."""
+        from finetune_hub.data.detect import detect
+
+        dpo, fmt = self.spec.method == "dpo", self.spec.data.format
+        problems = []
+        for path in filter(None, (self.spec.data.train, self.spec.data.validation)):
+            found = detect(path, fmt).format if path.exists() and fmt in ("auto", *FORMATS) else ""
+            if found and dpo and found not in PREFERENCE_FORMATS:
+                hint = "give preference pairs ({'input', 'preferred_output', 'non_preferred_output'}), or method: sft"
+                problems.append(Problem("error", f"vertex: method dpo, but {path} holds {FORMATS[found]}", hint))
+            elif found in PREFERENCE_FORMATS and not dpo:
+                hint = "set method: dpo for preference tuning, or give chat examples"
+                problems.append(Problem("error", f"vertex: {path} holds preference pairs; method is sft", hint))
+        return problems
+
     def estimate(self, stats: data.DatasetStats) -> CostEstimate:
         return cost.estimate(self.provider, self.spec, stats)
 
@@ -206,11 +220,13 @@ class VertexJob(FineTuneJob):
         bucket, prefix = self._bucket()
         report: list[str] = []
         sources = self.data_files()
+        # the declared format, except for a validation split: its files are already OpenAI chat JSONL
         with tempfile.TemporaryDirectory(prefix="fth-vertex-") as tmp:
             converted: dict[str, Path] = {}
             for role, source in sources.items():  # convert everything first: bad data uploads nothing
                 out = Path(tmp) / f"{role}.jsonl"
-                report += [f"{role}: {change}" for change in data.convert(source, to="vertex", out=out).changes]
+                changes = data.convert(source, to="vertex", out=out, fmt=self.data_format).changes
+                report += [f"{role}: {change}" for change in changes]
                 converted[role] = out
             files = {role: self._upload_once(path, bucket, prefix) for role, path in converted.items()}
         return PreparedData(files, report)

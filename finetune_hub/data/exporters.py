@@ -1,7 +1,8 @@
 """Exporters: canonical records to what each platform reads, with every change named.
 
 OpenAI, Azure OpenAI, SageMaker (our own trainer) and local read the canonical OpenAI chat JSONL as is; Azure
-wants the file to start with a UTF-8 BOM. Vertex and Gradient get their own record shapes.
+wants the file to start with a UTF-8 BOM. Vertex and Gradient get their own record shapes (Vertex two: supervised
+examples and preference pairs).
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
 
-from finetune_hub.data import gradient_format, vertex_format
+from finetune_hub.data import gradient_format, vertex_format, vertex_preference
 from finetune_hub.data.findings import RecordError
+from finetune_hub.data.importers import kind_of
 
 Record = dict[str, Any]
 Exporter = Callable[[Record], tuple[Record, list[str]]]
@@ -22,7 +24,7 @@ ACCEPTS: MappingProxyType[str, frozenset[str]] = MappingProxyType(
     {
         "openai": frozenset({"chat", "preference"}),
         "azure_openai": frozenset({"chat", "preference"}),
-        "vertex": frozenset({"chat"}),
+        "vertex": frozenset({"chat", "preference"}),
         "gradient": frozenset({"chat"}),
         "sagemaker": frozenset({"chat", "preference", "text"}),
         "local": frozenset({"chat", "preference", "text"}),
@@ -44,6 +46,16 @@ CHANGES: MappingProxyType[str, str] = MappingProxyType(
         "vertex.parallel_tool_calls_dropped": "'parallel_tool_calls' dropped (no Vertex equivalent)",
         "vertex.image_dropped": "image part dropped: not a gs:// URI",
         "vertex.part_dropped": "content part of an unknown type dropped",
+        "vertex.non_user_image_dropped": "image part of a system or assistant turn dropped "
+        "(Vertex takes images in user turns only)",
+        "vertex.fields_dropped": "fields besides 'messages', 'tools' and 'parallel_tool_calls' dropped "
+        "(e.g. metadata; `fth validate --for vertex` names them)",
+        "vertex.preference_system_instruction": "leading system messages moved to 'system_instruction'",
+        "vertex.preference_tools_dropped": "tool calls, tool turns and 'tools' of the prompt dropped "
+        "(Vertex preference data is text only)",
+        "vertex.preference_part_dropped": "non-text content part dropped (Vertex preference data is text only)",
+        "vertex.preference_fields_dropped": "fields besides the prompt and the two outputs dropped "
+        "(e.g. metadata; `fth validate --for vertex` names them)",
         "gradient.tools_dropped": "tool calls, tool turns and 'tools' dropped (Gradient has no tool calling)",
         "gradient.name_dropped": "message 'name' dropped",
         "gradient.parts_flattened": "content parts flattened to their text (images dropped)",
@@ -56,6 +68,8 @@ CHANGES: MappingProxyType[str, str] = MappingProxyType(
 
 
 def _vertex(record: Record) -> tuple[Record, list[str]]:
+    if kind_of(record) == "preference":
+        return vertex_preference.to_vertex_preference(record)
     out, changes = vertex_format.to_vertex(record)
     if any(t.get("role") == "model" for t in out["contents"]):
         changes.append("vertex.role_renamed")

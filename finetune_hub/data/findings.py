@@ -138,6 +138,33 @@ RULES: MappingProxyType[str, Rule] = MappingProxyType(
             "a system message after the first turn (Vertex has one systemInstruction)",
             "move the system text to the first message, or make it a user turn",
         ),
+        "vertex.preference_last_turn": _r(
+            ERROR,
+            "the prompt of a preference pair does not end with a user turn (Vertex requires it)",
+            "end input.messages with the user message that both outputs answer",
+        ),
+        "vertex.preference_output": _r(
+            ERROR,
+            "an output is not one assistant message with text (a Vertex completion is a single text model turn)",
+            "give preferred_output and non_preferred_output one assistant message each, text only (no tool calls)",
+        ),
+        "vertex.preference_text_only": _r(
+            ERROR,
+            "a non-text part in a preference pair (Vertex preference data is text only)",
+            "remove the image parts from the pair, or tune it on another platform",
+        ),
+        "vertex.preference_completions": _r(
+            ERROR,
+            "'completions' is not one completion scored 1 and one scored 0, each a text model turn",
+            "use [{'score': 1, 'completion': {'role': 'model', 'parts': [{'text': ...}]}}, {'score': 0, ...}]",
+        ),
+        "vertex.part_malformed": _r(
+            ERROR,
+            "a Vertex part is not one text, fileData, functionCall or functionResponse its turn can hold",
+            "write parts as {'text': ...}, {'fileData': {'mimeType': ..., 'fileUri': 'gs://...'}} (user turns), "
+            "{'functionCall': {'name': ..., 'args': {...}}} (model turns) or "
+            "{'functionResponse': {'name': ..., 'response': {...}}} (a user turn of its own)",
+        ),
         "platform.feature_dropped": _r(
             WARNING, "the platform cannot express a field of this example", "see `fth convert` for what changes"
         ),

@@ -20,8 +20,10 @@ FORMATS: dict[str, str] = {
     "prompt_completion": "prompt/completion ({'prompt', 'completion'})",
     "text": "plain text ({'text'})",
     "vertex": "Vertex Gemini ({'contents': [...], 'systemInstruction'})",
+    "vertex_preference": "Vertex Gemini preference pairs ({'contents', 'completions', 'system_instruction'})",
     "gradient": "Gradient samples ({'inputs'})",
 }
+PREFERENCE_FORMATS = frozenset({"openai_dpo", "trl_preference", "vertex_preference"})
 CONTAINERS = ("jsonl", "json", "csv", "tsv", "parquet", "hf_dataset", "txt")
 
 
@@ -37,7 +39,7 @@ def classify(record: Any) -> str | None:
     if "chosen" in keys and "rejected" in keys:
         return "trl_preference"
     if "contents" in keys:
-        return "vertex"
+        return "vertex_preference" if "completions" in keys else "vertex"
     if "conversations" in keys:
         turns = record["conversations"]
         first = turns[0] if isinstance(turns, list) and turns else None
@@ -110,7 +112,15 @@ def mapped(row: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
     fields (messages, conversations) are parsed, since CSV cannot hold nested values."""
     if mapping:
         row = {field: row.get(column) for field, column in mapping.items()}
-    for key in ("messages", "conversations", "tools", "contents", "preferred_output", "non_preferred_output"):
+    for key in (
+        "messages",
+        "conversations",
+        "tools",
+        "contents",
+        "completions",
+        "preferred_output",
+        "non_preferred_output",
+    ):
         value = row.get(key)
         if isinstance(value, str) and value[:1] in ("[", "{"):
             with contextlib.suppress(json.JSONDecodeError):  # not JSON after all: keep the text

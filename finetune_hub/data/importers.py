@@ -148,7 +148,7 @@ def identity(record: Record) -> Record:
 
 
 def importer_for(fmt: str) -> Callable[[Record], Record]:
-    from finetune_hub.data import gradient_format, vertex_format
+    from finetune_hub.data import gradient_format, vertex_format, vertex_preference
 
     table: dict[str, Callable[[Record], Record]] = {
         "openai_chat": identity,
@@ -161,6 +161,7 @@ def importer_for(fmt: str) -> Callable[[Record], Record]:
         "hf_chat": from_hf_chat,
         "trl_preference": from_trl_preference,
         "vertex": vertex_format.from_vertex,
+        "vertex_preference": vertex_preference.from_vertex_preference,
         "gradient": gradient_format.from_gradient,
     }
     return table[fmt]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from finetune_hub.data import vertex_format, vertex_preference
 from finetune_hub.data.exporters import ACCEPTS, TARGETS
 
 Problem = tuple[str, str]
@@ -52,7 +53,7 @@ def record_checks(target: str, record: dict[str, Any], kind: str) -> list[Proble
     if kind not in ACCEPTS[target]:
         return [("platform.unsupported_format", f"{target} cannot train on {kind} examples")]
     if target == "vertex":
-        return _vertex(record)
+        return vertex_preference.check(record) if kind == "preference" else _vertex(record)
     if target == "gradient" and (record.get("tools") or any(m.get("tool_calls") for m in _messages(record))):
         return [("platform.feature_dropped", "Gradient has no tool calling; tool turns are dropped")]
     return []
@@ -64,6 +65,7 @@ def _messages(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _vertex(record: dict[str, Any]) -> list[Problem]:
     problems: list[Problem] = []
+    images: set[str] = set()  # images Vertex has no place for, by where they are
     messages = _messages(record)
     leading = next((i for i, m in enumerate(messages) if m.get("role") != "system"), len(messages))
     for i, m in enumerate(messages):
@@ -77,9 +79,13 @@ def _vertex(record: dict[str, Any]) -> list[Problem]:
                 url = str((part.get("image_url") or {}).get("url", ""))
                 if not url.startswith("gs://"):
                     problems.append(("vertex.image_not_gcs", f"messages[{i}].content[{j}] is {url[:40]!r}"))
+                elif m.get("role") != "user":
+                    images.add(f"images of {m.get('role')} turns")
     dropped: list[str] = sorted({key for m in messages for key in ("name", "weight") if key in m and m.get(key) != 1})
+    dropped += sorted(images)
     if "parallel_tool_calls" in record:
         dropped.append("parallel_tool_calls")
+    dropped += sorted(str(key) for key in record if key not in vertex_format.CHAT_FIELDS)
     if dropped:
         problems.append(("platform.feature_dropped", f"Vertex drops {', '.join(dropped)}"))
     return problems

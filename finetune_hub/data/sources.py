@@ -168,8 +168,12 @@ def parquet_rows(path: Path, mapping: dict[str, str]) -> Iterator[Item]:
 
 
 def hf_dataset_rows(path: Path, mapping: dict[str, str], split: str = "train") -> Iterator[Item]:
-    from datasets import DatasetDict, load_from_disk
-
+    try:
+        from datasets import DatasetDict, load_from_disk
+    except ImportError:
+        hint = "reading a Hugging Face `datasets` folder needs the datasets package: pip install 'finetune-hub[data]'"
+        yield 1, RecordError("file.unreadable", hint)
+        return
     try:
         data = load_from_disk(str(path))
     except (OSError, ValueError) as exc:  # FileNotFoundError for a folder that is not a saved dataset

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import mimetypes
+from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any
 
 from finetune_hub.data.findings import RecordError
 
 Record = dict[str, Any]
 _TYPES = ("string", "integer", "boolean", "number", "array", "object")
+CHAT_FIELDS = frozenset({"messages", "tools", "parallel_tool_calls"})  # what a chat record may hold
 
 
 def _schema(value: Any, upper: bool) -> Any:
@@ -32,16 +35,19 @@ def _schema(value: Any, upper: bool) -> Any:
     return value
 
 
-def _user_parts(content: Any, changes: list[str]) -> list[Record]:
+def _parts(content: Any, changes: list[str], *, images: bool) -> list[Record]:
+    """A message's content as Vertex parts: text parts always; gs:// images only where `images` (user turns)."""
     if isinstance(content, str):
-        return [{"text": content}]
+        return [{"text": content}] if content else []
     parts: list[Record] = []
     for part in content or []:
         if part.get("type") == "text":
             parts.append({"text": part.get("text", "")})
         elif part.get("type") == "image_url":
             url = (part.get("image_url") or {}).get("url", "")
-            if url.startswith("gs://"):
+            if not images:
+                changes.append("vertex.non_user_image_dropped")
+            elif url.startswith("gs://"):
                 mime = mimetypes.guess_type(url)[0] or "image/jpeg"
                 parts.append({"fileData": {"mimeType": mime, "fileUri": url}})
             else:
@@ -74,15 +80,16 @@ def to_vertex(record: Record) -> tuple[Record, list[str]]:
             contents.append({"role": "user", "parts": responses})
             responses = []
         if role == "system":
+            parts = _parts(content, changes, images=False)  # systemInstruction holds text only
             if contents:
                 changes.append("vertex.system_moved")
-                contents.append({"role": "user", "parts": [{"text": content}]})
+                contents.append({"role": "user", "parts": parts})
             else:
-                system.append({"text": content})
+                system += parts
         elif role == "user":
-            contents.append({"role": "user", "parts": _user_parts(content, changes)})
+            contents.append({"role": "user", "parts": _parts(content, changes, images=True)})
         else:
-            parts: list[Record] = [{"text": content}] if isinstance(content, str) and content else []
+            parts = _parts(content, changes, images=False)
             for call in message.get("tool_calls") or []:
                 fn = call.get("function", {})
                 try:
@@ -111,11 +118,68 @@ def to_vertex(record: Record) -> tuple[Record, list[str]]:
         changes.append("vertex.schema_types")
     if "parallel_tool_calls" in record:
         changes.append("vertex.parallel_tool_calls_dropped")
+    if not CHAT_FIELDS.issuperset(record):
+        changes.append("vertex.fields_dropped")
     return out, changes
 
 
 def _text_of(parts: list[Record]) -> str:
     return "".join(p["text"] for p in parts if "text" in p)
+
+
+#: the part kinds a Vertex line may hold → (is this value well formed, what it should look like)
+_PART_KINDS: MappingProxyType[str, tuple[Callable[[Any], bool], str]] = MappingProxyType(
+    {
+        "text": (lambda v: isinstance(v, str), "a string"),
+        "fileData": (
+            lambda v: isinstance(v, dict) and isinstance(v.get("fileUri"), str),
+            "{'mimeType': ..., 'fileUri': 'gs://...'}",
+        ),
+        "functionCall": (
+            lambda v: isinstance(v, dict) and isinstance(v.get("name"), str),
+            "{'name': ..., 'args': {...}}",
+        ),
+        "functionResponse": (
+            lambda v: isinstance(v, dict) and isinstance(v.get("name", ""), str),
+            "{'name': ..., 'response': {...}}",
+        ),
+    }
+)
+
+
+def _check_parts(parts: list[Any], where: str, turn: str, allowed: tuple[str, ...]) -> list[Record]:
+    """`parts` when each is one well-formed part of a kind in `allowed`; else a `vertex.part_malformed` RecordError
+    (so a malformed line is a finding at its line, and nothing is dropped without a word)."""
+    for j, part in enumerate(parts):
+        at = f"{where}.parts[{j}]"
+        if not isinstance(part, dict):
+            raise RecordError("vertex.part_malformed", f"{at} is {json.dumps(part, default=str)[:40]}, not an object")
+        kinds = [kind for kind in _PART_KINDS if kind in part]
+        if len(kinds) != 1:
+            held = ", ".join(kinds or sorted(map(str, part))) or "nothing"
+            raise RecordError(
+                "vertex.part_malformed", f"{at} holds {held}; a part holds one of {', '.join(_PART_KINDS)}"
+            )
+        well_formed, shape = _PART_KINDS[kinds[0]]
+        if not well_formed(part[kinds[0]]):
+            raise RecordError("vertex.part_malformed", f"{at}: '{kinds[0]}' must be {shape}")
+        if kinds[0] not in allowed:
+            raise RecordError(
+                "vertex.part_malformed", f"{at} is a {kinds[0]} part; {turn} holds {' or '.join(allowed)}"
+            )
+    return parts
+
+
+def _check_tools(tools: Any) -> list[Record]:
+    groups = tools if isinstance(tools, list) else None
+    if groups is None or not all(
+        isinstance(group, dict)
+        and isinstance(group.get("functionDeclarations", []), list)
+        and all(isinstance(fn, dict) for fn in group.get("functionDeclarations", []))
+        for group in groups
+    ):
+        raise RecordError("tools_type", "'tools' must be [{'functionDeclarations': [{'name': ..., ...}]}]")
+    return groups
 
 
 def from_vertex(record: Record) -> Record:
@@ -124,17 +188,20 @@ def from_vertex(record: Record) -> Record:
     if not isinstance(contents, list) or not contents:
         raise RecordError("missing_messages_list", "'contents' is missing, empty or not a list")
     messages: list[Record] = []
-    for part in (record.get("systemInstruction") or {}).get("parts", []):
-        messages.append({"role": "system", "content": part.get("text", "")})
+    system = record.get("systemInstruction") or {}
+    if not isinstance(system, dict) or not isinstance(system.get("parts", []), list):
+        raise RecordError("vertex.part_malformed", "'systemInstruction' must be {'parts': [{'text': ...}]}")
+    for part in _check_parts(system.get("parts", []), "systemInstruction", "a system instruction", ("text",)):
+        messages.append({"role": "system", "content": part["text"]})
     open_calls: list[tuple[str, str]] = []  # (id, name) not answered yet, in call order
     n_calls = 0
     for i, turn in enumerate(contents):
         if not isinstance(turn, dict) or not isinstance(turn.get("parts"), list):
             raise RecordError("message_missing_key", f"contents[{i}] needs 'role' and a 'parts' list")
-        parts, role = turn["parts"], turn.get("role", "user")
-        if any("functionResponse" in p for p in parts):
-            for p in parts:
-                answer = p.get("functionResponse") or {}
+        parts, role, where = turn["parts"], turn.get("role", "user"), f"contents[{i}]"
+        if any(isinstance(p, dict) and "functionResponse" in p for p in parts):
+            for p in _check_parts(parts, where, "a turn of tool answers", ("functionResponse",)):
+                answer = p["functionResponse"]
                 name = answer.get("name", "")
                 match = next((c for c in open_calls if c[1] == name), open_calls[0] if open_calls else None)
                 if match:
@@ -144,6 +211,7 @@ def from_vertex(record: Record) -> Record:
                 content = response["content"] if is_plain else json.dumps(response, ensure_ascii=False)
                 messages.append({"role": "tool", "tool_call_id": match[0] if match else "", "content": content})
         elif role == "model":
+            _check_parts(parts, where, "a model turn", ("text", "functionCall"))
             message: Record = {"role": "assistant"}
             if any("text" in p for p in parts) or not any("functionCall" in p for p in parts):
                 message["content"] = _text_of(parts)
@@ -166,6 +234,7 @@ def from_vertex(record: Record) -> Record:
                 message["tool_calls"] = calls
             messages.append(message)
         elif role == "user":
+            _check_parts(parts, where, "a user turn", ("text", "fileData"))
             if all("text" in p for p in parts):
                 messages.append({"role": "user", "content": _text_of(parts)})
             else:
@@ -179,7 +248,7 @@ def from_vertex(record: Record) -> Record:
         else:
             raise RecordError("unrecognized_role", f"contents[{i}]: role {role!r} (Vertex uses 'user' and 'model')")
     out: Record = {"messages": messages}
-    for group in record.get("tools") or []:
+    for group in _check_tools(record.get("tools") or []):
         for fn in group.get("functionDeclarations", []):
             fn = dict(fn)
             if "parameters" in fn:

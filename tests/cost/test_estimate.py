@@ -121,6 +121,7 @@ def test_actual_cost_comes_from_what_the_platform_reported(spec_file: Path) -> N
     assert cost.difference(1.0, 1.25) == "+$0.25, +25%"
     assert cost.difference(2.0, 1.5) == "-$0.50, -25%"
     assert cost.difference(None, 1.0) == ""
+    assert cost.difference(0.0, 0.0) == ""
 
 
 def test_describe_reads_well() -> None:

@@ -192,7 +192,8 @@ def test_trl_and_openai_preference_pairs(tmp_path: Path) -> None:
     }
     same = write_lines(tmp_path / "same.jsonl", [{**pair, "non_preferred_output": pair["preferred_output"]}])
     assert "dpo.identical" in validate(same).counts
-    assert not validate(trl, targets=["vertex"]).ok  # Vertex supervised tuning takes no preference pairs
+    assert validate(trl, targets=["vertex"]).ok  # Vertex preference tuning takes pairs
+    assert not validate(trl, targets=["gradient"]).ok  # Gradient takes no preference pairs
 
 
 def test_bom_is_reported_and_removed(tmp_path: Path) -> None:

@@ -25,6 +25,16 @@ def msgs(*messages: dict[str, Any], **extra: Any) -> dict[str, Any]:
 SYS = {"role": "system", "content": "Be brief."}
 USER = {"role": "user", "content": "What is 2 + 2?"}
 BOT = {"role": "assistant", "content": "4"}
+PAIR = {"input": {"messages": [USER]}, "preferred_output": [BOT], "non_preferred_output": [{**BOT, "content": "5"}]}
+VERTEX_Q = {"role": "user", "parts": [{"text": "What is 2 + 2?"}]}
+VERTEX_A = {"role": "model", "parts": [{"text": "4"}]}
+VERTEX_GOOD = {"contents": [VERTEX_Q, VERTEX_A]}
+
+
+def vertex(*parts: Any, role: str = "user", **extra: Any) -> dict[str, Any]:
+    """A Vertex line whose turn of `role` holds `parts` (the other turn is well formed)."""
+    turn = {"role": role, "parts": list(parts)}
+    return {"contents": [turn, VERTEX_A] if role == "user" else [VERTEX_Q, turn], **extra}
 
 
 def call(id_: str = "call_1", name: str = "add", arguments: Any = '{"a": 2, "b": 2}') -> dict[str, Any]:
@@ -189,6 +199,53 @@ CASES = [
         1,
         [{"contents": [{"role": "user", "parts": [{"text": "a"}]}, {"role": "assistant", "parts": [{"text": "b"}]}]}],
     ),
+    # Vertex lines of the wrong shape: a finding at their line, never a crash
+    Case("vertex-part-number", "vertex.part_malformed", 1, ['{"contents":[{"role":"user","parts":[1]}]}']),
+    Case("vertex-text-number", "vertex.part_malformed", 2, [VERTEX_GOOD, vertex({"text": 5})]),
+    Case("vertex-model-text-null", "vertex.part_malformed", 2, [VERTEX_GOOD, vertex({"text": None}, role="model")]),
+    Case(
+        "vertex-call-string", "vertex.part_malformed", 2, [VERTEX_GOOD, vertex({"functionCall": "add"}, role="model")]
+    ),
+    Case(
+        "vertex-call-no-name",
+        "vertex.part_malformed",
+        2,
+        [VERTEX_GOOD, vertex({"functionCall": {"args": {"a": 1}}}, role="model")],
+    ),
+    Case("vertex-response-list", "vertex.part_malformed", 2, [VERTEX_GOOD, vertex({"functionResponse": [1]})]),
+    Case(
+        "vertex-response-beside-text",
+        "vertex.part_malformed",
+        2,
+        [VERTEX_GOOD, vertex({"functionResponse": {"name": "add", "response": {}}}, {"text": "and?"})],
+    ),
+    Case("vertex-file-data-string", "vertex.part_malformed", 2, [VERTEX_GOOD, vertex({"fileData": "gs://b/a.png"})]),
+    Case(
+        "vertex-inline-data",
+        "vertex.part_malformed",
+        2,
+        [VERTEX_GOOD, vertex({"text": "This?"}, {"inlineData": {"mimeType": "image/png", "data": "AA=="}})],
+    ),
+    Case(
+        "vertex-model-file-data",
+        "vertex.part_malformed",
+        2,
+        [VERTEX_GOOD, vertex({"fileData": {"mimeType": "image/png", "fileUri": "gs://b/a.png"}}, role="model")],
+    ),
+    Case("vertex-system-string", "vertex.part_malformed", 2, [VERTEX_GOOD, {**VERTEX_GOOD, "systemInstruction": "Hi"}]),
+    Case(
+        "vertex-system-part-number",
+        "vertex.part_malformed",
+        2,
+        [VERTEX_GOOD, {**VERTEX_GOOD, "systemInstruction": {"parts": [3]}}],
+    ),
+    Case("vertex-tools-object", "tools_type", 2, [VERTEX_GOOD, {**VERTEX_GOOD, "tools": {"functionDeclarations": []}}]),
+    Case(
+        "vertex-declaration-string",
+        "tools_type",
+        2,
+        [VERTEX_GOOD, {**VERTEX_GOOD, "tools": [{"functionDeclarations": ["add"]}]}],
+    ),
     Case(
         "csv-missing-column",
         "format.column_missing",
@@ -203,6 +260,52 @@ CASES = [
         "dpo.malformed",
         1,
         [{"input": {"messages": [USER]}, "preferred_output": [USER], "non_preferred_output": [BOT]}],
+    ),
+    # Vertex preference data
+    Case(
+        "vertex-pref-ends-with-model",
+        "vertex.preference_last_turn",
+        2,
+        [PAIR, {**PAIR, "input": {"messages": [USER, BOT]}}],
+        args=["--for", "vertex"],
+        target="vertex",
+    ),
+    Case(
+        "vertex-pref-two-replies",
+        "vertex.preference_output",
+        2,
+        [PAIR, {**PAIR, "preferred_output": [BOT, BOT]}],
+        args=["--for", "vertex"],
+        target="vertex",
+    ),
+    Case(
+        "vertex-pref-image",
+        "vertex.preference_text_only",
+        1,
+        [
+            {
+                **PAIR,
+                "input": {
+                    "messages": [
+                        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "gs://b/a.png"}}]}
+                    ]
+                },
+            }
+        ],
+        args=["--for", "vertex"],
+        target="vertex",
+    ),
+    Case(
+        "vertex-pref-scores",
+        "vertex.preference_completions",
+        1,
+        [
+            {
+                "contents": [{"role": "user", "parts": [{"text": "a"}]}],
+                "completions": [{"score": 1, "completion": {"role": "model", "parts": [{"text": "b"}]}}],
+            }
+        ],
+        target="vertex",
     ),
     # platform packs
     Case(

@@ -160,3 +160,22 @@ def test_the_provider_imports_no_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("split", [None, 0.25])
+def test_any_dataset_format_is_converted_for_the_trainer(
+    llama_model: Path, tmp_path: Path, split: float | None
+) -> None:
+    """Alpaca records reach the trainer as chat JSONL, with or without a validation split carved out."""
+    rows = [{"instruction": f"Reverse: {i} {i + 1}", "input": "", "output": f"{i + 1} {i}"} for i in range(20)]
+    alpaca = tmp_path / "alpaca.jsonl"
+    alpaca.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    raw = spec_dict(llama_model, (alpaca, alpaca))
+    raw["data"] = {"train": str(alpaca), "format": "alpaca"} | ({"validation_split": split} if split else {})
+    job = LocalJob(FineTuneSpec.model_validate(raw), store=JobStore(tmp_path / "jobs.db"))
+    prepared = job.prepare()
+    lines = {role: Path(ref).read_text(encoding="utf-8").splitlines() for role, ref in prepared.files.items()}
+    assert {role: len(v) for role, v in lines.items()} == ({"train": 15, "validation": 5} if split else {"train": 20})
+    first = json.loads(lines["train"][0])["messages"]
+    assert [m["role"] for m in first] == ["user", "assistant"]
+    assert job.prepare().files == prepared.files  # the split and the conversion are stable

@@ -16,11 +16,10 @@ from typing import Any
 import pytest
 
 from finetune_hub import api, data
-from finetune_hub.data.exporters import ACCEPTS
 from finetune_hub.errors import AuthError, ConfigError, InvalidRequest, NotFound, ProviderError, QuotaError
 from finetune_hub.job import PreparedData
 from finetune_hub.pricing import Catalog
-from finetune_hub.records import Capability, JobStatus
+from finetune_hub.records import JobStatus
 from finetune_hub.spec import FineTuneSpec
 from finetune_hub.store import JobStore
 from providers.vertex import ADAPTER_SIZES, VertexJob, adapter_size, label_value
@@ -132,22 +131,45 @@ def test_uploaded_file_is_the_vertex_conversion(tmp_path: Path, stack: VertexSta
     assert [turn["role"] for turn in lines[0]["contents"]] == ["user", "model"]
 
 
-def test_preference_tuning_for_dpo(tmp_path: Path, stack: VertexStack) -> None:
-    spec = make_spec(tmp_path, stack, method="dpo", hyperparameters={"beta": 0.2, "epochs": 1})
-    job = VertexJob(spec, client=vertex_client(stack))
-    # offered only while the data layer can write Vertex preference files; until then check() says so
-    offered = VertexJob.supports(Capability.DPO)
-    assert offered == ("preference" in ACCEPTS["vertex"])
-    assert offered or [p.severity for p in job.check() if "dpo" in p.message] == ["error"]
-    files = {"train": "gs://b/pairs.jsonl", "validation": "gs://b/pairs-val.jsonl"}
-    job.submit(PreparedData(files), "fth-key-dpo")
-    (body,) = stack.vertex.created
-    assert "supervisedTuningSpec" not in body
-    assert body["preferenceOptimizationSpec"] == {
-        "trainingDatasetUri": "gs://b/pairs.jsonl",
-        "validationDatasetUri": "gs://b/pairs-val.jsonl",
-        "hyperParameters": {"epochCount": 1, "beta": 0.2},
+def alpaca_csv(path: Path, n: int) -> Path:
+    rows = "".join(f"Capital of country {i}?,,City {i}\n" for i in range(n))
+    path.write_text("instruction,input,output\n" + rows, encoding="utf-8")
+    return path
+
+
+def test_the_declared_data_format_is_the_one_converted(tmp_path: Path, stack: VertexStack, store: JobStore) -> None:
+    train = alpaca_csv(tmp_path / "alpaca.csv", 12)
+
+    def prepare(fmt: str) -> PreparedData:
+        spec = make_spec(tmp_path, stack, data={"train": str(train), "format": fmt})
+        return api.make_job("vertex", spec, store=store, client=vertex_client(stack)).prepare()
+
+    prepared = prepare("alpaca")
+    lines = [json.loads(line) for line in stack.read(prepared.files["train"]).decode().splitlines()]
+    assert lines[3] == {
+        "contents": [
+            {"role": "user", "parts": [{"text": "Capital of country 3?"}]},
+            {"role": "model", "parts": [{"text": "City 3"}]},
+        ]
     }
+    assert "train: records rewritten from the source format into OpenAI chat JSONL — 12" in prepared.report
+    # a format the file is not in is refused, as the OpenAI adapter refuses it, before anything is uploaded
+    uploaded = stack.uploads()
+    with pytest.raises(data.ConversionError) as err:
+        prepare("prompt_completion")
+    assert {f.rule for f in err.value.findings} == {"format.mixed"}
+    assert stack.uploads() == uploaded
+
+
+def test_a_validation_split_of_a_declared_format_is_converted(
+    tmp_path: Path, stack: VertexStack, store: JobStore
+) -> None:
+    train = alpaca_csv(tmp_path / "alpaca.csv", 12)
+    spec = make_spec(tmp_path, stack, data={"train": str(train), "format": "alpaca", "validation_split": 0.25})
+    prepared = api.make_job("vertex", spec, store=store, client=vertex_client(stack)).prepare()
+    lines = {role: stack.read(uri).decode().splitlines() for role, uri in prepared.files.items()}
+    assert {role: len(found) for role, found in lines.items()} == {"train": 9, "validation": 3}
+    assert all(json.loads(line)["contents"][1]["role"] == "model" for found in lines.values() for line in found)
 
 
 @pytest.mark.parametrize(("rank", "size"), [(1, 1), (3, 4), (4, 4), (6, 8), (12, 16), (16, 16), (24, 32), (256, 32)])

@@ -157,3 +157,59 @@ def test_the_report_names_what_the_conversion_changed(tmp_path: Path) -> None:
     text = "\n".join(report.changes)
     for change in ("'assistant' renamed to 'model'", "systemInstruction", "tool call ids dropped", "upper-cased"):
         assert change in text
+
+
+def test_text_parts_of_every_role_become_vertex_text_parts(tmp_path: Path) -> None:
+    def parts(*texts: str) -> list[dict[str, str]]:
+        return [{"type": "text", "text": t} for t in texts]
+
+    image = {"type": "image_url", "image_url": {"url": "gs://bucket/cat.png"}}
+    record = {
+        "messages": [
+            {"role": "system", "content": parts("Be brief.", "Be kind.")},
+            {"role": "user", "content": [*parts("What is this?"), image]},
+            {"role": "assistant", "content": [*parts("A cat", " on a mat."), image]},
+        ]
+    }
+    source = tmp_path / "chat.jsonl"
+    source.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    report = data.convert(source, to="vertex", out=tmp_path / "vertex.jsonl")
+    (written,) = (tmp_path / "vertex.jsonl").read_text(encoding="utf-8").splitlines()
+    assert json.loads(written) == {
+        "systemInstruction": {"role": "system", "parts": [{"text": "Be brief."}, {"text": "Be kind."}]},
+        "contents": [
+            {
+                "role": "user",
+                "parts": [
+                    {"text": "What is this?"},
+                    {"fileData": {"mimeType": "image/png", "fileUri": image["image_url"]["url"]}},
+                ],
+            },
+            {"role": "model", "parts": [{"text": "A cat"}, {"text": " on a mat."}]},
+        ],
+    }
+    # the image of the model turn cannot be carried: the report and the validator both say so
+    assert report.change_counts["vertex.non_user_image_dropped"] == 1
+    assert any("first at line 1" in c and "assistant" in c for c in report.changes)
+    (dropped,) = [f for f in data.validate(source, targets=["vertex"]).findings if f.rule == "platform.feature_dropped"]
+    assert dropped.message == "Vertex drops images of assistant turns"
+
+
+def test_fields_vertex_has_no_place_for_are_reported(tmp_path: Path) -> None:
+    record = {
+        "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}],
+        "metadata": {"source": "support"},
+        "id": 7,
+    }
+    source = tmp_path / "chat.jsonl"
+    source.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    found = data.validate(source, targets=["vertex"])
+    assert found.ok
+    (dropped,) = [f for f in found.findings if f.rule == "platform.feature_dropped"]
+    assert (dropped.line, dropped.severity, dropped.message) == (1, "warning", "Vertex drops id, metadata")
+
+    report = data.convert(source, to="vertex", out=tmp_path / "vertex.jsonl")
+    assert report.change_counts["vertex.fields_dropped"] == 1
+    assert any(c.startswith("fields besides") and "first at line 1" in c for c in report.changes)
+    (written,) = (tmp_path / "vertex.jsonl").read_text(encoding="utf-8").splitlines()
+    assert set(json.loads(written)) == {"contents"}
