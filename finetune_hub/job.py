@@ -283,9 +283,9 @@ class FineTuneJob(ABC):
             from finetune_hub.cost import enforce_budget
 
             state = enforce_budget(self, state)
-        known = self.store.events(self.record.id)
+        last = self.store.last_event(self.record.id)
         # Platforms stamp events coarsely (whole seconds): ask from a second earlier, the store drops repeats.
-        since = known[-1][1].time - timedelta(seconds=1) if known else None
+        since = last.time - timedelta(seconds=1) if last else None
         if self.supports(Capability.EVENTS):
             self.store.add_events(self.record.id, self.retrying(lambda: self.events(since)))
         fields: dict[str, Any] = {"status": state.status, "native_status": state.native}
@@ -380,8 +380,8 @@ class _WaitDisplay:
     def update(self, state: JobState) -> None:
         last = ""
         if self._job.store is not None and self._job.record is not None:
-            events = self._job.store.events(self._job.record.id)
-            last = events[-1][1].message[:60] if events else ""
+            event = self._job.store.last_event(self._job.record.id)
+            last = event.message[:60] if event else ""
         total = 1.0 if state.progress is not None or state.status.terminal else None
         done = 1.0 if state.status is JobStatus.SUCCEEDED else state.progress
         self._progress.update(self._task, total=total, completed=done or 0, status=state.status.value, last=last)

@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,17 @@ class JobRecord:
         data["result"] = json.loads(data["result"]) if data["result"] else None
         data["status"] = JobStatus(data["status"])
         return cls(**data)
+
+
+def _event(row: sqlite3.Row) -> JobEvent:
+    return JobEvent(
+        time=datetime.fromisoformat(row["time"]),
+        message=row["message"],
+        level=row["level"],
+        kind=row["kind"],
+        data=json.loads(row["data"]),
+        id=row["event_id"],
+    )
 
 
 def _event_key(event: JobEvent) -> str:
@@ -314,26 +326,19 @@ class JobStore:
             return conn.total_changes - before
 
     def events(self, job_id: str, *, after_seq: int = 0) -> list[tuple[int, JobEvent]]:
-        from datetime import datetime
-
         with self._connect() as conn:
             rows = conn.execute(
                 "SELECT * FROM events WHERE job_id=? AND seq>? ORDER BY time, seq", (job_id, after_seq)
             ).fetchall()
-        return [
-            (
-                r["seq"],
-                JobEvent(
-                    time=datetime.fromisoformat(r["time"]),
-                    message=r["message"],
-                    level=r["level"],
-                    kind=r["kind"],
-                    data=json.loads(r["data"]),
-                    id=r["event_id"],
-                ),
-            )
-            for r in rows
-        ]
+        return [(r["seq"], _event(r)) for r in rows]
+
+    def last_event(self, job_id: str) -> JobEvent | None:
+        """The newest stored event (what `sync` asks the platform to continue from)."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT * FROM events WHERE job_id=? ORDER BY time DESC, seq DESC LIMIT 1", (job_id,)
+            ).fetchone()
+        return _event(row) if row else None
 
     # -- uploads -------------------------------------------------------------------------------------
 

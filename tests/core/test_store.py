@@ -76,6 +76,9 @@ def test_events_are_deduplicated_and_redacted(tmp_path: Path, monkeypatch: pytes
     assert store.add_events(job.id, events) == 0
     messages = [e.message for _, e in store.events(job.id)]
     assert messages[0] == "step 1" and "verysecret" not in messages[1]
+    last = store.last_event(job.id)
+    assert last is not None and last.id == "e2"
+    assert store.last_event("fth-none") is None
     store.update(job.id, error="401 for key sk-test-verysecretvalue")
     assert "verysecret" not in (store.get(job.id).error or "")
 
