@@ -5,7 +5,19 @@ from pathlib import Path
 
 import pytest
 
+from finetune_hub.store import JobStore
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def no_sleep(_: float) -> None:
+    """Stands in for time.sleep where a test drives the clock itself."""
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> JobStore:
+    """A job store of the test's own (for tests that pass one explicitly)."""
+    return JobStore(tmp_path / "jobs.db")
 
 
 @pytest.fixture(autouse=True)

@@ -16,13 +16,9 @@ from finetune_hub.records import Capability, JobResult, JobStatus
 from finetune_hub.store import JobStore
 from tests.conformance.binding import Binding
 from tests.conformance.bindings import binding_for
-from tests.conftest import write_chat_jsonl
+from tests.conftest import no_sleep, write_chat_jsonl
 
 PROVIDERS = sorted(registry.BUILTIN)
-
-
-def no_sleep(_: float) -> None:
-    pass
 
 
 @pytest.fixture(params=PROVIDERS)
@@ -34,11 +30,6 @@ def bound(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
     binding.start(tmp_path, monkeypatch)
     yield binding
     binding.stop()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> JobStore:
-    return JobStore(tmp_path / "jobs.db")
 
 
 def make_spec(bound: Binding, tmp_path: Path):  # type: ignore[no-untyped-def]

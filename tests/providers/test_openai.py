@@ -19,12 +19,8 @@ from finetune_hub.spec import FineTuneSpec
 from finetune_hub.store import JobStore
 from providers.openai import OpenAIJob, parse_results
 from tests.conformance.bind_openai import OpenAIBinding
-from tests.conftest import write_chat_jsonl
+from tests.conftest import no_sleep, write_chat_jsonl
 from tests.emulators.openai_server import OpenAIEmulator
-
-
-def no_sleep(_: float) -> None:
-    pass
 
 
 @pytest.fixture
@@ -38,11 +34,6 @@ def bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIBin
 @pytest.fixture
 def emulator(bound: OpenAIBinding) -> OpenAIEmulator:
     return bound.emulator
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> JobStore:
-    return JobStore(tmp_path / "jobs.db")
 
 
 def make_spec(tmp_path: Path, **overrides: object) -> FineTuneSpec:

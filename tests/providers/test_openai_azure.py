@@ -35,11 +35,6 @@ def emulator(bound: AzureOpenAIBinding) -> OpenAIEmulator:
     return bound.emulator
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> JobStore:
-    return JobStore(tmp_path / "jobs.db")
-
-
 def make_spec(tmp_path: Path, suffix: str | None = "capitals", **settings: object) -> FineTuneSpec:
     train = write_chat_jsonl(tmp_path / "data" / "train.jsonl", 12)
     return FineTuneSpec.from_dict(

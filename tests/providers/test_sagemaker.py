@@ -42,11 +42,6 @@ def emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SageMa
     server.stop()
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> JobStore:
-    return JobStore(tmp_path / "jobs.db")
-
-
 def make_spec(tmp_path: Path, validation: bool = True, **provider: Any) -> FineTuneSpec:
     train = write_chat_jsonl(tmp_path / "data" / "train.jsonl", 12)
     valid = write_chat_jsonl(tmp_path / "data" / "valid.jsonl", 4, start=50) if validation else None

@@ -24,14 +24,10 @@ from finetune_hub.spec import FineTuneSpec
 from finetune_hub.store import JobStore
 from providers.vertex import ADAPTER_SIZES, VertexJob, adapter_size, label_value
 from tests.conformance.bind_vertex import LOCATION, PROJECT, TOKEN, vertex_client
-from tests.conftest import write_chat_jsonl
+from tests.conftest import no_sleep, write_chat_jsonl
 from tests.emulators.vertex_server import STATES, VertexStack
 
 ENV = ("GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION", "FTH_VERTEX_BUCKET", "GOOGLE_VERTEX_BASE_URL")
-
-
-def no_sleep(_: float) -> None:
-    pass
 
 
 @pytest.fixture
@@ -42,11 +38,6 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[VertexStack]:
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", running.storage_url)
     yield running
     running.stop()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> JobStore:
-    return JobStore(tmp_path / "jobs.db")
 
 
 def make_spec(tmp_path: Path, stack: VertexStack, settings: dict[str, Any] | None = None, **top: Any) -> FineTuneSpec:

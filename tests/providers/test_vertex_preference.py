@@ -52,11 +52,6 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[VertexStack]:
     running.stop()
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> JobStore:
-    return JobStore(tmp_path / "jobs.db")
-
-
 def make_spec(train: Path, validation: Path | None, stack: VertexStack, method: str = "dpo") -> FineTuneSpec:
     return FineTuneSpec.from_dict(
         {
