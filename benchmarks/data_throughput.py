@@ -16,6 +16,7 @@ Both count with the same tiktoken encoding: cl100k_base (the cookbook's) when ti
 a BPE trained here on the generated text and saved as a .tiktoken file, used by both (stated in the output).
 Reported: MB/s, wall seconds, peak RSS of the main process, and peak total PSS of the process tree (sampled
 every 50 ms; PSS splits shared pages fairly between processes, so worker processes are not double-counted).
+Dirty pages are flushed (os.sync) before each run, so no run pays for the writes of the one before.
 """
 
 from __future__ import annotations
@@ -255,6 +256,7 @@ def measure(argv: list[str]) -> dict[str, object]:
     """Run one approach in a child process; wall time and memory of its whole process tree."""
     import psutil
 
+    os.sync()  # the previous step's writes reach the disk now, not in the background during this run
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, __file__, *argv], stdout=subprocess.PIPE, text=True)
     parent = psutil.Process(proc.pid)

@@ -42,12 +42,14 @@ def plan(spec: FineTuneSpec, provider: str, *, job: FineTuneJob | None = None) -
 
     job = job or make_job(provider, spec)
     problems = list(job.check())
-    findings = data.validate_for(spec.data.train, provider, validation=spec.data.validation, suffix=spec.suffix)
+    findings, stats = data.validate_for(
+        spec.data.train, provider, validation=spec.data.validation, suffix=spec.suffix, model=job.base_model()
+    )
     problems += [Problem(f.severity, f"{f.location()}: [{f.rule}] {f.message}", f.fix) for f in findings]
     estimate = None
-    if not any(p.severity == "error" for p in problems):
+    if stats is not None and not any(p.severity == "error" for p in problems):
         try:
-            estimate = job.estimate(data.stats(spec.data.train, model=job.base_model()))
+            estimate = job.estimate(stats)
         except FthError as exc:
             problems.append(Problem("warning", f"no cost estimate: {exc.message}", exc.hint))
     return SubmitPlan(provider, job.base_model(), problems, estimate)

@@ -1,7 +1,8 @@
 """Held-out prompts and the metrics `fth compare --eval` scores answers with.
 
-A held-out file is chat JSONL (the canonical format): each example's last assistant message is the
-reference answer and the messages before it are the prompt. Metrics take (prediction, reference) and
+A held-out file holds chat examples in any format the data layer reads (OpenAI chat JSONL, Alpaca, ShareGPT,
+Vertex, ...): each example's last assistant message is the reference answer and the messages before it are the
+prompt. Metrics take (prediction, reference) and
 return a score in [0, 1]; ROUGE-L comes from Google's `rouge-score` package.
 """
 
@@ -35,30 +36,27 @@ class Prompt:
 
 
 def load_prompts(path: Path, limit: int | None = None) -> list[Prompt]:
-    """Prompts and reference answers from a chat JSONL file; errors name the file and line."""
+    """Prompts and reference answers from held-out chat examples (any format `fth validate` reads); errors name
+    the file and line."""
+    from finetune_hub.data.examples import read_examples
+
     if not path.is_file():
-        raise DataError(f"{path}: no such file", hint="--eval takes a chat JSONL file of held-out examples")
+        raise DataError(f"{path}: no such file", hint="--eval takes a file of held-out chat examples")
     prompts = []
-    with open(path, encoding="utf-8") as fh:
-        for number, text in enumerate(fh, start=1):
-            if not text.strip():
-                continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-            messages = record.get("messages") if isinstance(record, dict) else None
-            if not isinstance(messages, list) or not messages:
-                raise DataError(f"{path}:{number}: no 'messages' list", hint="held-out examples are chat JSONL")
-            last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=None)
-            if last is None or not isinstance(messages[last].get("content"), str):
-                raise DataError(
-                    f"{path}:{number}: no assistant message to use as the reference answer",
-                    hint="end each held-out example with the expected assistant reply",
-                )
-            prompts.append(Prompt(number, messages[:last], messages[last]["content"]))
-            if limit is not None and len(prompts) >= limit:
-                break
+    for number, record in read_examples(path):
+        messages = record.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise DataError(f"{path}:{number}: not a chat example", hint="held-out examples are chat examples")
+        answers = [i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "assistant"]
+        last = answers[-1] if answers else None
+        if last is None or not isinstance(messages[last].get("content"), str):
+            raise DataError(
+                f"{path}:{number}: no assistant message to use as the reference answer",
+                hint="end each held-out example with the expected assistant reply",
+            )
+        prompts.append(Prompt(number, messages[:last], messages[last]["content"]))
+        if limit is not None and len(prompts) >= limit:
+            break
     if not prompts:
         raise DataError(f"{path}: no held-out examples")
     return prompts

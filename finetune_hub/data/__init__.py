@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from finetune_hub.data.conversion import ConversionError, ConversionReport, convert
 from finetune_hub.data.dataset_stats import DatasetStats, stats
+from finetune_hub.data.examples import read_examples
 from finetune_hub.data.findings import Finding
 from finetune_hub.data.hashing import content_hash
 from finetune_hub.data.split import split_validation
@@ -20,6 +21,7 @@ __all__ = [
     "ValidationReport",
     "content_hash",
     "convert",
+    "read_examples",
     "split_validation",
     "stats",
     "validate",

@@ -15,6 +15,7 @@ from pathlib import Path
 from finetune_hub.data.exporters import CHANGES, FILE_PREFIX, TARGETS
 from finetune_hub.data.findings import Finding
 from finetune_hub.data.formats import parse_mapping
+from finetune_hub.data.sources import BOM
 from finetune_hub.data.validation import analyze
 from finetune_hub.errors import DataError
 
@@ -42,9 +43,47 @@ class ConversionError(DataError):
 
 
 def _describe(key: str, count: int, lines: list[int]) -> str:
+    base, _, detail = key.partition(":")
+    what = CHANGES[base].format(detail) if detail else CHANGES[base]
     if lines:
-        return f"{CHANGES[key]} — {count:,} example(s); first at line {', '.join(map(str, lines))}"
-    return f"{CHANGES[key]} — {count:,}" if count > 1 else CHANGES[key]
+        return f"{what} — {count:,} example(s); first at line {', '.join(map(str, lines))}"
+    return f"{what} — {count:,}" if count > 1 else what
+
+
+def _join(parts: list[Path], staged: Path, prefix: bytes) -> None:
+    if len(parts) == 1 and not prefix:
+        os.replace(parts[0], staged)
+        return
+    with open(staged, "wb") as sink:
+        sink.write(prefix)
+        for part in parts:
+            with open(part, "rb") as chunk:
+                shutil.copyfileobj(chunk, sink, 4 << 20)
+            part.unlink()
+
+
+def _copy_lines(source: Path, staged: Path, prefix: bytes, exact: bool) -> None:
+    """`source` as valid JSONL: without its BOM and blank lines, every line ending in a newline. When it has
+    neither (`exact`), its bytes are copied whole (by the kernel, where there is no prefix)."""
+    if not exact:
+        with open(source, "rb") as lines, open(staged, "wb") as sink:
+            sink.write(prefix)
+            for number, raw in enumerate(lines, start=1):
+                raw = raw.removeprefix(BOM) if number == 1 else raw
+                if raw.strip():
+                    sink.write(raw if raw.endswith(b"\n") else raw + b"\n")
+        return
+    if prefix:
+        with open(source, "rb") as lines, open(staged, "wb") as sink:
+            sink.write(prefix)
+            shutil.copyfileobj(lines, sink, 4 << 20)
+    else:
+        shutil.copyfile(source, staged)
+    with open(staged, "rb+") as sink:  # a last line without its newline gets one
+        if sink.seek(0, os.SEEK_END) > len(prefix):
+            sink.seek(-1, os.SEEK_END)
+            if sink.read(1) != b"\n":
+                sink.write(b"\n")
 
 
 def convert(
@@ -80,12 +119,11 @@ def convert(
             more = f"\n  ... {result.findings.errors - 10:,} more" if result.findings.errors > 10 else ""
             raise ConversionError(f"{source}: {result.findings.errors:,} error(s):\n  {lines}{more}", errors)
         staged = Path(tmp) / "converted"
-        with open(staged, "wb") as sink:
-            sink.write(FILE_PREFIX.get(to, b""))
-            for part in result.parts:
-                with open(part, "rb") as chunk:
-                    shutil.copyfileobj(chunk, sink, 4 << 20)
-                part.unlink()
+        if result.parts:
+            _join(result.parts, staged, FILE_PREFIX.get(to, b""))
+        else:  # the source's own lines (scan.ScanPlan.copies_source)
+            blank_lines = bool(result.findings.counts.get("jsonl.blank_line"))
+            _copy_lines(source, staged, FILE_PREFIX.get(to, b""), exact=not (result.has_bom or blank_lines))
         os.replace(staged, out)
 
     report = ConversionReport(

@@ -5,6 +5,10 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from finetune_hub.data.scan import ScanResult
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,25 @@ class DatasetStats:
     bytes: int = 0
     format: str = "openai_chat"
     model: str | None = None
+
+    @classmethod
+    def of(cls, result: ScanResult, *, bytes: int, format: str, model: str | None) -> DatasetStats:
+        """The stats a scan gathered."""
+        counts = result.token_counts
+        return cls(
+            examples=result.examples,
+            tokens=sum(counts),
+            max_tokens=max(counts, default=0),
+            exact=result.exact,
+            counter=result.counter,
+            token_counts=counts,
+            assistant_tokens=result.trained_tokens,
+            messages=result.messages,
+            role_counts=dict(result.roles),
+            bytes=bytes,
+            format=format,
+            model=model,
+        )
 
     def quantiles(self, *qs: float) -> list[int]:
         """Token quantiles over examples (nearest rank); empty dataset gives zeros."""
@@ -49,18 +72,4 @@ def stats(
     if report.detection is None or not report.detection.format:
         blocking = result.findings.sorted()
         raise DataError(str(blocking[0]) if blocking else f"{path}: unreadable", hint="run `fth validate` on it")
-    counts = result.token_counts
-    return DatasetStats(
-        examples=result.examples,
-        tokens=sum(counts),
-        max_tokens=max(counts, default=0),
-        exact=result.exact,
-        counter=result.counter,
-        token_counts=counts,
-        assistant_tokens=result.trained_tokens,
-        messages=result.messages,
-        role_counts=dict(result.roles),
-        bytes=report.bytes,
-        format=report.detection.format,
-        model=model,
-    )
+    return DatasetStats.of(result, bytes=report.bytes, format=report.detection.format, model=model)

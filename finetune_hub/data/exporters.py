@@ -33,7 +33,7 @@ ACCEPTS: MappingProxyType[str, frozenset[str]] = MappingProxyType(
 #: file-level prefix each target needs
 FILE_PREFIX: MappingProxyType[str, bytes] = MappingProxyType({"azure_openai": b"\xef\xbb\xbf"})
 
-#: change key → what the conversion report says about it
+#: change key → what the conversion report says about it ("key:detail" fills the description's {})
 CHANGES: MappingProxyType[str, str] = MappingProxyType(
     {
         "vertex.role_renamed": "role 'assistant' renamed to 'model'",
@@ -63,6 +63,9 @@ CHANGES: MappingProxyType[str, str] = MappingProxyType(
         "source.bom_removed": "UTF-8 byte-order mark of the source removed",
         "source.blank_lines_removed": "blank lines removed",
         "source.imported": "records rewritten from the source format into OpenAI chat JSONL",
+        "source.field_dropped": "source field '{}' dropped (nothing in OpenAI chat JSONL holds it)",
+        "source.tool_call_ids_generated": "tool call ids generated (call_1, call_2, ...; the source pairs calls "
+        "and answers by name)",
     }
 )
 

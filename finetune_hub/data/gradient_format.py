@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from finetune_hub.data.findings import RecordError
+from finetune_hub.data.importers import Imported, dropped
 
 Record = dict[str, Any]
 _HEADERS = {"system": "### System:\n", "user": "### User:\n", "assistant": "### Assistant:\n"}
@@ -41,14 +42,19 @@ def to_gradient(record: Record) -> tuple[Record, list[str]]:
     return {"inputs": segments}, changes
 
 
-def from_gradient(record: Record) -> Record:
+_SEGMENT = frozenset({"value", "trainable"})
+
+
+def from_gradient(record: Record) -> Imported:
     inputs = record.get("inputs")
+    changes = dropped(record, frozenset({"inputs"}))
     if isinstance(inputs, str):  # a rendered template string: one user→assistant pair if it has the markers
         head, sep, tail = inputs.partition("### Response:")
         if not sep:
             raise RecordError("format.unknown", "a Gradient 'inputs' string without '### Response:'")
         prompt = head.replace("### Instruction:", "", 1).strip()
-        return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": tail.strip()}]}
+        turns = [{"role": "user", "content": prompt}, {"role": "assistant", "content": tail.strip()}]
+        return {"messages": turns}, changes
     if not isinstance(inputs, list) or len(inputs) % 2:
         raise RecordError("missing_messages_list", "'inputs' must be header/content segment pairs")
     messages: list[Record] = []
@@ -60,4 +66,5 @@ def from_gradient(record: Record) -> Record:
         if message["role"] == "assistant" and not body.get("trainable", True):
             message["weight"] = 0
         messages.append(message)
-    return {"messages": messages}
+        changes += dropped(header, _SEGMENT, "inputs[].") + dropped(body, _SEGMENT, "inputs[].")
+    return {"messages": messages}, changes

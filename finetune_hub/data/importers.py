@@ -6,6 +6,9 @@ Canonical records are plain dicts, one of three kinds:
 - preference: the OpenAI DPO shape {"input": {"messages": [...]}, "preferred_output": [...],
   "non_preferred_output": [...]};
 - text: {"text": "..."} (continued pre-training; local targets only).
+
+Each importer returns the record and the keys of what it could not carry over (see exporters.CHANGES), so a
+conversion report names import losses the same way it names export losses.
 """
 
 from __future__ import annotations
@@ -17,6 +20,13 @@ from typing import Any
 from finetune_hub.data.findings import RecordError
 
 Record = dict[str, Any]
+Imported = tuple[Record, list[str]]
+DROPPED = "source.field_dropped"  # + ":<field path>"
+
+
+def dropped(record: Record, known: frozenset[str], where: str = "") -> list[str]:
+    """A change key for each field of `record` that is not in `known` (so nothing is lost without a word)."""
+    return [f"{DROPPED}:{where}{key}" for key in record if key not in known]
 
 
 def kind_of(record: Record) -> str:
@@ -44,40 +54,49 @@ def _user_turns(system: str, turns: list[tuple[str, str]]) -> Record:
     return {"messages": messages}
 
 
-def from_alpaca(record: Record) -> Record:
+_ALPACA = frozenset({"instruction", "input", "output", "system", "history"})
+_JUMPSTART = frozenset({"instruction", "context", "response"})
+_PROMPT_COMPLETION = frozenset({"prompt", "completion", "system"})
+_TEXT = frozenset({"text"})
+_SHAREGPT = frozenset({"conversations", "system", "tools"})
+_SHAREGPT_TURN = frozenset({"from", "value"})
+_TRL = frozenset({"prompt", "chosen", "rejected", "tools"})
+
+
+def from_alpaca(record: Record) -> Imported:
     instruction, extra = _text(record, "instruction"), _text(record, "input", required=False)
     history = record.get("history") or []
     if not isinstance(history, list) or not all(isinstance(h, list) and len(h) == 2 for h in history):
         raise RecordError("missing_content", "'history' must be a list of [question, answer] pairs")
     prompt = f"{instruction}\n\n{extra}" if extra else instruction
     turns = [(str(q), str(a)) for q, a in history] + [(prompt, _text(record, "output"))]
-    return _user_turns(_text(record, "system", required=False), turns)
+    return _user_turns(_text(record, "system", required=False), turns), dropped(record, _ALPACA)
 
 
-def from_jumpstart(record: Record) -> Record:
+def from_jumpstart(record: Record) -> Imported:
     instruction, context = _text(record, "instruction"), _text(record, "context", required=False)
     prompt = f"{instruction}\n\n{context}" if context else instruction
-    return _user_turns("", [(prompt, _text(record, "response"))])
+    return _user_turns("", [(prompt, _text(record, "response"))]), dropped(record, _JUMPSTART)
 
 
-def from_prompt_completion(record: Record) -> Record:
-    return _user_turns(
-        _text(record, "system", required=False), [(_text(record, "prompt"), _text(record, "completion"))]
-    )
+def from_prompt_completion(record: Record) -> Imported:
+    turns = [(_text(record, "prompt"), _text(record, "completion"))]
+    return _user_turns(_text(record, "system", required=False), turns), dropped(record, _PROMPT_COMPLETION)
 
 
-def from_text(record: Record) -> Record:
-    return {"text": _text(record, "text")}
+def from_text(record: Record) -> Imported:
+    return {"text": _text(record, "text")}, dropped(record, _TEXT)
 
 
 _SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 
 
-def from_sharegpt(record: Record) -> Record:
+def from_sharegpt(record: Record) -> Imported:
     turns = record.get("conversations")
     if not isinstance(turns, list) or not turns:
         raise RecordError("missing_messages_list", "'conversations' is missing, empty or not a list")
     messages: list[Record] = []
+    changes = dropped(record, _SHAREGPT)
     if isinstance(record.get("system"), str) and record["system"]:
         messages.append({"role": "system", "content": record["system"]})
     last_call: str | None = None
@@ -85,6 +104,7 @@ def from_sharegpt(record: Record) -> Record:
         if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
             raise RecordError("message_missing_key", f"conversations[{i}] needs 'from' and 'value'")
         source, value = turn["from"], turn["value"]
+        changes += dropped(turn, _SHAREGPT_TURN, "conversations[].")
         if source == "function_call":  # LLaMA-Factory: value is {"name", "arguments"} as JSON
             try:
                 call = json.loads(value) if isinstance(value, str) else value
@@ -112,11 +132,11 @@ def from_sharegpt(record: Record) -> Record:
             raise RecordError("tools_type", "'tools' is a string that is not JSON") from None
     if tools:
         out["tools"] = [t if "function" in t else {"type": "function", "function": t} for t in tools]
-    return out
+    return out, changes
 
 
-def from_hf_chat(record: Record) -> Record:
-    return {"messages": record["conversations"], **{k: v for k, v in record.items() if k != "conversations"}}
+def from_hf_chat(record: Record) -> Imported:
+    return {"messages": record["conversations"], **{k: v for k, v in record.items() if k != "conversations"}}, []
 
 
 def _as_messages(value: Any, role: str) -> list[Record]:
@@ -127,7 +147,7 @@ def _as_messages(value: Any, role: str) -> list[Record]:
     raise RecordError("dpo.malformed", f"expected a string or a list of messages, got {type(value).__name__}")
 
 
-def from_trl_preference(record: Record) -> Record:
+def from_trl_preference(record: Record) -> Imported:
     prompt = record.get("prompt")
     chosen, rejected = record["chosen"], record["rejected"]
     if prompt is None and isinstance(chosen, list):  # implicit prompt: shared leading turns
@@ -140,17 +160,17 @@ def from_trl_preference(record: Record) -> Record:
     }
     if record.get("tools"):
         out["input"]["tools"] = record["tools"]
-    return out
+    return out, dropped(record, _TRL)
 
 
-def identity(record: Record) -> Record:
-    return record
+def identity(record: Record) -> Imported:
+    return record, []
 
 
-def importer_for(fmt: str) -> Callable[[Record], Record]:
+def importer_for(fmt: str) -> Callable[[Record], Imported]:
     from finetune_hub.data import gradient_format, vertex_format, vertex_preference
 
-    table: dict[str, Callable[[Record], Record]] = {
+    table: dict[str, Callable[[Record], Imported]] = {
         "openai_chat": identity,
         "openai_dpo": identity,
         "alpaca": from_alpaca,

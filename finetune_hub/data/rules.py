@@ -92,41 +92,41 @@ def check_messages(
     pending: list[str] = []  # calls of the latest assistant turn not answered yet
     last_caller = -1
     for i, m in enumerate(messages):
-        at = f"{where}[{i}]"
         if not isinstance(m, dict):
-            problems.append(("message_type", f"{at} is a {_type(m)}"))
+            problems.append(("message_type", f"{where}[{i}] is a {_type(m)}"))
             continue
         role, content = m.get("role"), m.get("content")
         calling = role == "assistant" and bool(m.get("tool_calls") or m.get("function_call"))
         if role is None or ("content" not in m and not calling):
-            problems.append(("message_missing_key", f"{at} has no '{'role' if role is None else 'content'}'"))
+            problems.append(("message_missing_key", f"{where}[{i}] has no '{'role' if role is None else 'content'}'"))
         if not ALLOWED_KEYS.issuperset(m):
             extra = ", ".join(sorted(str(k) for k in m if k not in ALLOWED_KEYS))
-            problems.append(("message_unrecognized_key", f"{at} has unknown key(s): {extra}"))
+            problems.append(("message_unrecognized_key", f"{where}[{i}] has unknown key(s): {extra}"))
         if role is not None and role not in ROLES:
-            problems.append(("unrecognized_role", f"{at} has role {role!r}"))
+            problems.append(("unrecognized_role", f"{where}[{i}] has role {role!r}"))
         if isinstance(content, str):
             if not content and not calling:
-                problems.append(("missing_content", f"{at}.content is empty"))
+                problems.append(("missing_content", f"{where}[{i}].content is empty"))
             elif content.isspace():
-                problems.append(("blank_content", f"{at}.content is only whitespace"))
+                problems.append(("blank_content", f"{where}[{i}].content is only whitespace"))
         elif isinstance(content, list) and role in ("user", "system", "assistant"):
-            if msg := _check_parts(content, at):
+            if msg := _check_parts(content, f"{where}[{i}]"):
                 problems.append(("missing_content", msg))
         elif "content" in m and not (calling and content is None):
-            problems.append(("missing_content", f"{at}.content is {_type(content)}, not text"))
+            problems.append(("missing_content", f"{where}[{i}].content is {_type(content)}, not text"))
         if "name" in m and not isinstance(m["name"], str):
-            problems.append(("name_type", f"{at}.name is {_type(m['name'])}"))
+            problems.append(("name_type", f"{where}[{i}].name is {_type(m['name'])}"))
         if "weight" in m:
             weight = m["weight"]
             if role != "assistant":
-                problems.append(("weight_role", f"{at} is a {role} message with a weight"))
+                problems.append(("weight_role", f"{where}[{i}] is a {role} message with a weight"))
             if type(weight) is not int or weight not in (0, 1):
-                problems.append(("weight_value", f"{at}.weight is {json.dumps(weight)}; it must be 0 or 1"))
+                problems.append(("weight_value", f"{where}[{i}].weight is {json.dumps(weight)}; it must be 0 or 1"))
         if role == "tool":
             answered = m.get("tool_call_id")
             if not isinstance(answered, str) or answered not in calls or calls[answered]:
-                problems.append(("tool_response_orphan", f"{at} answers {answered!r}, which no earlier call made"))
+                orphan = f"{where}[{i}] answers {answered!r}, which no earlier call made"
+                problems.append(("tool_response_orphan", orphan))
             else:
                 calls[answered] = True
                 if answered in pending:
@@ -140,7 +140,7 @@ def check_messages(
             trained = trained or m.get("weight", 1) != 0
             if "tool_calls" in m:
                 before = set(calls)
-                problems += _check_tool_calls(m["tool_calls"], at, calls, declared)
+                problems += _check_tool_calls(m["tool_calls"], f"{where}[{i}]", calls, declared)
                 pending, last_caller = [c for c in calls if c not in before], i
         elif role == "user":
             has_user = True

@@ -30,6 +30,7 @@ from finetune_hub.data.tokens import TokenCounter, counter_for
 
 PARALLEL_MIN_BYTES = 16 << 20  # below this, starting workers costs more than it saves
 _CHANGE_LINES = 5  # lines remembered per kind of change, for the report
+_CHANGE_KINDS = 100  # distinct change keys kept (dropped field names come from the data, so they are capped)
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,13 @@ class ScanPlan:
     model: str | None = None
     provider: str | None = None
     count_tokens: bool = True
+
+    @property
+    def copies_source(self) -> bool:
+        """The export is the source's own lines (OpenAI chat JSONL to a target that reads it as is): nothing is
+        written while scanning, and `convert` copies the file once the scan found it valid."""
+        canonical = self.container == "jsonl" and self.fmt in ("openai_chat", "openai_dpo") and not self.mapping
+        return canonical and self.export_to is not None and is_passthrough(self.export_to)
 
 
 @dataclass
@@ -92,14 +100,21 @@ def _counter(model: str | None, provider: str | None) -> TokenCounter:
     return counter_for(model, provider)
 
 
-def fingerprint(record: dict[str, Any], kind: str) -> int:
+def fingerprint(record: dict[str, Any], kind: str, roles: Counter[str] | None = None) -> int:
     """64-bit fingerprint of what an example says (roles, contents, tool calls), independent of key order,
-    spacing and source format, so duplicates and train/validation overlap are found across formats."""
+    spacing and source format, so duplicates and train/validation overlap are found across formats. `roles`,
+    when given, counts a chat example's roles in the same pass over its messages."""
     if kind == "chat":
-        key = "\x1e".join(
-            f"{m.get('role')}\x1f{m.get('content')}\x1f{m.get('tool_calls') or ''}" if isinstance(m, dict) else repr(m)
-            for m in record.get("messages") or ()
-        )
+        keys = []
+        for m in record.get("messages") or ():
+            if type(m) is dict:
+                role = m.get("role")
+                if roles is not None and type(role) is str:
+                    roles[role] += 1
+                keys.append(f"{role}\x1f{m.get('content')}\x1f{m.get('tool_calls') or ''}")
+            else:
+                keys.append(repr(m))
+        key = "\x1e".join(keys)
     elif kind == "text":
         key = str(record.get("text"))
     else:
@@ -119,9 +134,8 @@ class Scanner:
             self.result.counter, self.result.exact = self.counter.name, self.counter.exact
         self.importer = importer_for(plan.fmt)
         self.exporter = exporter_for(plan.export_to) if plan.export_to else None
-        canonical_source = plan.fmt in ("openai_chat", "openai_dpo") and not plan.mapping
-        self.copy_lines = bool(plan.export_to and is_passthrough(plan.export_to) and canonical_source)
         self.out = out
+        self.copies_source = plan.copies_source
 
     def flag(self, line: int, rule: str, message: str | None = None) -> None:
         self.result.findings.add(finding(rule, self.plan.display, line, message))
@@ -146,7 +160,7 @@ class Scanner:
                 self.flag(line, "format.unknown", f"keys {sorted(record)[:6]} match no format")
                 return
         try:
-            canonical = self.importer(record)
+            canonical, imported = self.importer(record)
         except RecordError as exc:
             self.flag(line, exc.rule, exc.message)
             return
@@ -162,20 +176,29 @@ class Scanner:
         result.examples += 1
         result.kinds[kind] += 1
         self._count(canonical, kind)
-        result.fingerprints.append(fingerprint(canonical, kind))
+        result.fingerprints.append(fingerprint(canonical, kind, result.roles))
         result.example_lines.append(line)
+        if imported:
+            self._note(line, imported)
         if self.out is not None and not has_error:
-            self._export(line, canonical, raw)
+            self._export(line, canonical)
+        elif self.copies_source and not has_error:
+            result.written += 1
+
+    def _note(self, line: int, changes: list[str]) -> None:
+        """Counts each kind of change once per example, with the first lines where it happened."""
+        counts, where = self.result.changes, self.result.change_lines
+        for key in dict.fromkeys(changes):
+            if key not in counts and len(counts) >= _CHANGE_KINDS:
+                key = f"{key.partition(':')[0]}:(other fields)"
+            counts[key] += 1
+            lines = where.setdefault(key, [])
+            if len(lines) < _CHANGE_LINES:
+                lines.append(line)
 
     def _count(self, canonical: dict[str, Any], kind: str) -> None:
         result = self.result
-        messages = canonical.get("messages") or ()
-        result.messages += len(messages)
-        roles = result.roles
-        for m in messages:
-            role = m.get("role") if type(m) is dict else None
-            if type(role) is str:
-                roles[role] += 1
+        result.messages += len(canonical.get("messages") or ())
         tokens = trained = 0
         if self.counter is not None:
             with contextlib.suppress(TypeError, AttributeError, ValueError):  # malformed parts: already reported
@@ -183,23 +206,16 @@ class Scanner:
         result.token_counts.append(min(tokens, 0xFFFFFFFF))
         result.trained_tokens += trained
 
-    def _export(self, line: int, canonical: dict[str, Any], raw: bytes | None) -> None:
+    def _export(self, line: int, canonical: dict[str, Any]) -> None:
         assert self.out is not None and self.exporter is not None
-        if self.copy_lines and raw is not None:
-            self.out.write(raw if raw.endswith(b"\n") else raw + b"\n")
-        else:
-            converted, changes = self.exporter(canonical)
-            self.out.write(json.dumps(converted, ensure_ascii=False).encode("utf-8", "surrogatepass") + b"\n")
-            for key in dict.fromkeys(changes):
-                self.result.changes[key] += 1
-                lines = self.result.change_lines.setdefault(key, [])
-                if len(lines) < _CHANGE_LINES:
-                    lines.append(line)
+        converted, changes = self.exporter(canonical)
+        self.out.write(json.dumps(converted, ensure_ascii=False).encode("utf-8", "surrogatepass") + b"\n")
+        self._note(line, changes)
         self.result.written += 1
 
 
-def _open_part(out_dir: Path | None, index: int) -> tuple[Path | None, BinaryIO | None]:
-    if out_dir is None:
+def _open_part(plan: ScanPlan, out_dir: Path | None, index: int) -> tuple[Path | None, BinaryIO | None]:
+    if out_dir is None or plan.copies_source:
         return None, None
     path = out_dir / f"part-{index:05d}"
     return path, open(path, "wb")
@@ -207,7 +223,7 @@ def _open_part(out_dir: Path | None, index: int) -> tuple[Path | None, BinaryIO 
 
 def scan_range(plan: ScanPlan, start: int, end: int, out_dir: Path | None, index: int) -> ScanResult:
     """Scan the JSONL lines in [start, end): one worker's share."""
-    part, out = _open_part(out_dir, index)
+    part, out = _open_part(plan, out_dir, index)
     scanner = Scanner(plan, out)
     result = scanner.result
     try:
@@ -241,7 +257,7 @@ def scan_range(plan: ScanPlan, start: int, end: int, out_dir: Path | None, index
 
 
 def scan_rows(plan: ScanPlan, rows: Iterable[tuple[int, Any]], out_dir: Path | None) -> ScanResult:
-    part, out = _open_part(out_dir, 0)
+    part, out = _open_part(plan, out_dir, 0)
     scanner = Scanner(plan, out)
     try:
         for number, record in rows:
@@ -256,10 +272,9 @@ def scan_rows(plan: ScanPlan, rows: Iterable[tuple[int, Any]], out_dir: Path | N
 
 
 def default_workers(size: int) -> int:
-    """One process per CPU for big files on machines with ≥ 4 CPUs. On 2-CPU machines (often two hyperthreads
-    of one core) a second process measured slower than one, so they scan in-process unless told otherwise."""
+    """One process per CPU (at most 16) for files big enough to pay for starting them."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if size < PARALLEL_MIN_BYTES or cpus < 4:
+    if size < PARALLEL_MIN_BYTES:
         return 1
     return max(1, min(cpus, 16, size // (PARALLEL_MIN_BYTES // 2)))
 
@@ -273,6 +288,8 @@ def scan(plan: ScanPlan, out_dir: Path | None = None, workers: int | None = None
     if workers <= 1:
         return scan_range(plan, 0, size, out_dir, 0)
     ranges = split_ranges(plan.path, workers * 4)  # more ranges than workers evens out uneven lines
+    if plan.count_tokens:
+        _counter(plan.model, plan.provider)  # loaded once here; forked workers inherit it
     total = ScanResult()
     with ProcessPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(scan_range, plan, a, b, out_dir, k) for k, (a, b) in enumerate(ranges)]

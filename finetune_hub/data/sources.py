@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import msgspec
+
 from finetune_hub.data.findings import RecordError
 from finetune_hub.data.formats import mapped
 
@@ -22,6 +24,7 @@ BOM = b"\xef\xbb\xbf"
 Item = tuple[int, Any]
 _READ = 1 << 20
 _MAX_JSON_ELEMENT = 256 << 20  # a JSON-array element larger than this is reported, not buffered further
+_DECODE = msgspec.json.Decoder().decode  # stateless
 
 
 def split_ranges(path: Path, parts: int) -> list[tuple[int, int]]:
@@ -53,7 +56,13 @@ def jsonl_lines(fh: BinaryIO, start: int, end: int) -> Iterator[tuple[int, bytes
 
 
 def decode_json_line(raw: bytes) -> Any:
-    """Parse one JSONL line; invalid UTF-8 and invalid JSON become `RecordError`s that say where."""
+    """Parse one JSONL line; invalid UTF-8 and invalid JSON become `RecordError`s that say where. msgspec parses
+    (twice as fast as json); what it refuses goes to json, which also reads NaN and lone surrogates and words
+    the errors."""
+    try:
+        return _DECODE(raw)
+    except (ValueError, RecursionError):
+        pass
     try:
         return json.loads(raw)
     except UnicodeDecodeError as exc:

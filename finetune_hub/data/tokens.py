@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -53,10 +52,10 @@ class TokenCounter:
             n = TOKENS_PER_MESSAGE + (count(content) if type(content) is str else self._content(content))
             if type(role) is str:
                 n += count(role)
-            if "name" in m and isinstance(m["name"], str):
-                n += TOKENS_PER_NAME + count(m["name"])
-            if "tool_calls" in m:
-                for call in m["tool_calls"] or ():
+            if len(m) > 2:  # more than role and content: a name, tool calls or a weight
+                if "name" in m and isinstance(m["name"], str):
+                    n += TOKENS_PER_NAME + count(m["name"])
+                for call in m.get("tool_calls") or ():
                     fn = call.get("function") if isinstance(call, dict) else None
                     if isinstance(fn, dict):
                         n += count(str(fn.get("name", ""))) + count(str(fn.get("arguments", "")))
@@ -113,19 +112,24 @@ O200K_PATTERN = "|".join(
         r"""\s+""",
     ]
 )
-#: a space followed by whitespace, or a trailing space: the cases where a space is not a piece boundary
-_UNSPLITTABLE = re.compile(r" (?=\s)| $")
+
+
+class _Unsplittable(Exception):
+    """A space followed by whitespace (or ending the text): not a piece boundary, so the text is encoded whole."""
 
 
 class _PieceMemo(dict[str, int]):
     """Token counts of words (with `prefix` prepended), computed on first use; stops growing at `limit`
-    entries, by which time the frequent words (Zipf) are in."""
+    entries, by which time the frequent words (Zipf) are in. With `spaced`, a word that is empty or starts
+    with whitespace raises _Unsplittable: the space before it may belong to a whitespace piece."""
 
     def __init__(self, encode: Any, prefix: str, limit: int = 200_000) -> None:
         super().__init__()
         self.encode, self.prefix, self.limit = encode, prefix, limit
 
     def __missing__(self, word: str) -> int:
+        if self.prefix and (not word or word[0].isspace()):  # isspace() covers every Unicode White_Space
+            raise _Unsplittable
         n = len(self.encode(self.prefix + word))
         if len(self) < self.limit:
             self[word] = n
@@ -135,8 +139,8 @@ class _PieceMemo(dict[str, int]):
 class TiktokenCounter(TokenCounter):
     """Exact tiktoken counts, fast: BPE runs on each piece of tiktoken's split pattern independently, and in
     the cl100k/o200k patterns a space followed by a non-space always starts a new piece. So a text is cut at
-    such spaces and the counts of the (very repetitive) words are remembered; texts with runs of spaces or
-    space-newline are encoded whole. tests/data/test_tokens.py checks the equality with encode_ordinary."""
+    such spaces and the counts of the (very repetitive) words are remembered; a text with a space before
+    whitespace or at its end is encoded whole. tests/data/test_tokens.py checks equality with encode_ordinary."""
 
     exact = True
 
@@ -149,24 +153,23 @@ class TiktokenCounter(TokenCounter):
         self._texts: dict[str, int] = {}
         self._first = _PieceMemo(self._encode, "")
         self._spaced = _PieceMemo(self._encode, " ")
+        self._word, self._spaced_word = self._first.__getitem__, self._spaced.__getitem__
 
     def count_text(self, text: str) -> int:
         n = self._texts.get(text)  # roles, system prompts, templated turns: seen before, counted once
         if n is not None:
             return n
-        if not self.split or not _splittable(text):
-            n = len(self._encode(text))
-        else:
+        if self.split:
             words = text.split(" ")
-            n = self._first[words[0]] + sum(map(self._spaced.__getitem__, words[1:]))
+            try:
+                n = self._word(words[0]) + sum(map(self._spaced_word, words[1:]))
+            except _Unsplittable:
+                n = len(self._encode(text))
+        else:
+            n = len(self._encode(text))
         if len(text) <= _SHORT_TEXT and len(self._texts) < _TEXT_MEMO:
             self._texts[text] = n
         return n
-
-
-def _splittable(text: str) -> bool:
-    """True when every space in `text` is followed by a non-space (so each one starts a new piece)."""
-    return _UNSPLITTABLE.search(text) is None
 
 
 class HFCounter(TokenCounter):

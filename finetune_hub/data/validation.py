@@ -11,6 +11,7 @@ from typing import Any
 
 from finetune_hub.data import packs
 from finetune_hub.data.billing import example_token_cap
+from finetune_hub.data.dataset_stats import DatasetStats
 from finetune_hub.data.detect import detect
 from finetune_hub.data.findings import RULES, Finding, Findings, finding
 from finetune_hub.data.formats import Detection, parse_mapping
@@ -233,10 +234,15 @@ def validate_for(
     validation: Path | None = None,
     suffix: str | None = None,
     model: str | None = None,
-) -> list[Finding]:
-    """Errors and warnings that matter before uploading to `provider` (info-level findings left out).
-    `plan()` turns these into Problems: errors block submit, warnings do not."""
+) -> tuple[list[Finding], DatasetStats | None]:
+    """Errors and warnings that matter before uploading to `provider` (info-level findings left out), and the
+    training file's stats from the same pass (None when it could not be read). `plan()` turns the findings into
+    Problems (errors block submit, warnings do not) and estimates the cost from the stats."""
     target = packs.normalize(provider)
     targets = [target] if target in packs.PACKS else []
     report = validate(path, validation=validation, targets=targets, model=model, suffix=suffix)
-    return [f for f in report.summary() if RULES[f.rule].severity != "info" and f.severity != "info"]
+    found = [f for f in report.summary() if RULES[f.rule].severity != "info" and f.severity != "info"]
+    train = report.files[0]
+    if train.detection is None or not train.detection.format:
+        return found, None
+    return found, DatasetStats.of(report.scans["train"], bytes=train.bytes, format=train.detection.format, model=model)

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from finetune_hub.data.findings import RecordError
+from finetune_hub.data.importers import Imported, dropped
 
 Record = dict[str, Any]
 _TYPES = ("string", "integer", "boolean", "number", "array", "object")
@@ -182,23 +183,49 @@ def _check_tools(tools: Any) -> list[Record]:
     return groups
 
 
-def from_vertex(record: Record) -> Record:
-    """A Vertex tuning line as a canonical chat record (tool call ids are generated: call_1, call_2, ...)."""
+_LINE = frozenset({"contents", "systemInstruction", "system_instruction", "tools"})
+_TURN = frozenset({"role", "parts"})
+_PART_FIELDS = MappingProxyType(  # what the canonical record keeps of each kind of part
+    {
+        "text": frozenset({"text"}),
+        "fileData": frozenset({"fileUri"}),  # the MIME type is guessed back from the URI on export
+        "functionCall": frozenset({"name", "args"}),
+        "functionResponse": frozenset({"name", "response"}),
+    }
+)
+
+
+def _part_losses(parts: list[Record], where: str) -> list[str]:
+    changes: list[str] = []
+    for part in parts:
+        kind = next(k for k in _PART_FIELDS if k in part)  # _check_parts made sure there is one
+        changes += dropped(part, frozenset({kind}), f"{where}.parts[].")
+        if isinstance(part[kind], dict):
+            changes += dropped(part[kind], _PART_FIELDS[kind], f"{where}.parts[].{kind}.")
+    return changes
+
+
+def from_vertex(record: Record) -> Imported:
+    """A Vertex tuning line as a canonical chat record (tool call ids are generated: call_1, call_2, ...).
+    Both spellings of the system instruction are read (the REST API accepts either)."""
     contents = record.get("contents")
     if not isinstance(contents, list) or not contents:
         raise RecordError("missing_messages_list", "'contents' is missing, empty or not a list")
     messages: list[Record] = []
-    system = record.get("systemInstruction") or {}
+    changes = dropped(record, _LINE)
+    system = record.get("systemInstruction", record.get("system_instruction")) or {}
     if not isinstance(system, dict) or not isinstance(system.get("parts", []), list):
         raise RecordError("vertex.part_malformed", "'systemInstruction' must be {'parts': [{'text': ...}]}")
     for part in _check_parts(system.get("parts", []), "systemInstruction", "a system instruction", ("text",)):
         messages.append({"role": "system", "content": part["text"]})
+    changes += dropped(system, _TURN, "systemInstruction.") + _part_losses(system.get("parts", []), "systemInstruction")
     open_calls: list[tuple[str, str]] = []  # (id, name) not answered yet, in call order
     n_calls = 0
     for i, turn in enumerate(contents):
         if not isinstance(turn, dict) or not isinstance(turn.get("parts"), list):
             raise RecordError("message_missing_key", f"contents[{i}] needs 'role' and a 'parts' list")
         parts, role, where = turn["parts"], turn.get("role", "user"), f"contents[{i}]"
+        changes += dropped(turn, _TURN, "contents[].")
         if any(isinstance(p, dict) and "functionResponse" in p for p in parts):
             for p in _check_parts(parts, where, "a turn of tool answers", ("functionResponse",)):
                 answer = p["functionResponse"]
@@ -247,11 +274,15 @@ def from_vertex(record: Record) -> Record:
                 messages.append({"role": "user", "content": content})
         else:
             raise RecordError("unrecognized_role", f"contents[{i}]: role {role!r} (Vertex uses 'user' and 'model')")
+        changes += _part_losses(parts, "contents[]")
+    if n_calls:
+        changes.append("source.tool_call_ids_generated")
     out: Record = {"messages": messages}
     for group in _check_tools(record.get("tools") or []):
+        changes += dropped(group, frozenset({"functionDeclarations"}), "tools[].")
         for fn in group.get("functionDeclarations", []):
             fn = dict(fn)
             if "parameters" in fn:
                 fn["parameters"] = _schema(fn["parameters"], upper=False)
             out.setdefault("tools", []).append({"type": "function", "function": fn})
-    return out
+    return out, changes

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from finetune_hub.data.findings import RecordError
+from finetune_hub.data.importers import Imported, dropped
 from finetune_hub.data.vertex_format import from_vertex
 
 Record = dict[str, Any]
@@ -169,7 +170,12 @@ def _completion_text(entry: Record, i: int) -> str:
     return "".join(p["text"] for p in parts)
 
 
-def from_vertex_preference(record: Record) -> Record:
+_LINE = frozenset({"contents", "system_instruction", "systemInstruction", "completions"})
+_COMPLETION = frozenset({"score", "completion"})
+_TURN = frozenset({"role", "parts"})
+
+
+def from_vertex_preference(record: Record) -> Imported:
     """A Vertex preference line as a canonical preference pair (OpenAI's DPO shape)."""
     system = record.get("system_instruction", record.get("systemInstruction"))
     if system is not None and _text_parts(system) is None:
@@ -180,14 +186,17 @@ def from_vertex_preference(record: Record) -> Record:
     for i, turn in enumerate(contents):
         if _text_parts(turn) is None:
             raise RecordError("vertex.preference_text_only", f"contents[{i}] is not a turn of text parts")
-    prompt = from_vertex({"contents": contents, "systemInstruction": system})
+    prompt, changes = from_vertex({"contents": contents, "systemInstruction": system})
+    changes += dropped(record, _LINE)
     completions = record.get("completions")
     entries = completions if isinstance(completions, list) and all(isinstance(c, dict) for c in completions) else []
     scores = [c.get("score") for c in entries]
     if len(scores) != 2 or any(type(s) is not int for s in scores) or set(scores) != {0, 1}:  # bool is not a score
         raise RecordError("vertex.preference_completions", f"'completions' has scores {scores}; it needs 1 and 0")
     texts = {entry["score"]: _completion_text(entry, i) for i, entry in enumerate(entries)}
-    return {
-        "input": prompt,
-        **{key: [{"role": "assistant", "content": texts[score]}] for key, score in OUTPUTS},
-    }
+    for entry in entries:
+        changes += dropped(entry, _COMPLETION, "completions[].") + dropped(
+            entry["completion"], _TURN, "completions[].completion."
+        )
+    pair = {"input": prompt, **{key: [{"role": "assistant", "content": texts[score]}] for key, score in OUTPUTS}}
+    return pair, changes

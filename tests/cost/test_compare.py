@@ -101,6 +101,13 @@ def test_unknown_metric_and_bad_held_out_files(tmp_path: Path) -> None:
         load_prompts(bad)
 
 
+def test_held_out_examples_may_come_in_any_format(tmp_path: Path) -> None:
+    alpaca = tmp_path / "held.json"
+    alpaca.write_text(json.dumps([{"instruction": "Capital of France?", "input": "", "output": "Paris"}]))
+    (prompt,) = load_prompts(alpaca)
+    assert prompt.messages == [{"role": "user", "content": "Capital of France?"}] and prompt.reference == "Paris"
+
+
 def sample_comparison(store: JobStore) -> Comparison:
     a = finished_job(store, "openai", losses=[2.0, 1.2, 0.6, 0.4], actual=1.2, est=1.0)
     b = finished_job(store, "local", losses=[1.8, 1.0, 0.7], actual=0.0, est=0.0)

@@ -186,3 +186,50 @@ def test_stats_roles_and_distribution(tmp_path: Path) -> None:
     assert len(result.token_counts) == 11 and result.max_tokens == max(result.token_counts)
     assert result.quantiles(0.0, 1.0) == [min(result.token_counts), result.max_tokens]
     assert not result.exact and "approximate" in result.counter
+
+
+def test_import_losses_are_reported_field_by_field(tmp_path: Path) -> None:
+    vertex_line = {
+        "system_instruction": {"parts": [{"text": "Be brief."}]},  # the snake_case spelling is read too
+        "contents": [
+            {"role": "user", "parts": [{"text": "Weather in Paris?"}]},
+            {"role": "model", "parts": [{"functionCall": {"id": "f1", "name": "weather", "args": {"city": "Paris"}}}]},
+            {"role": "user", "parts": [{"functionResponse": {"name": "weather", "response": {"content": "sunny"}}}]},
+            {"role": "model", "parts": [{"text": "Sunny.", "thought": False}]},
+        ],
+        "generationConfig": {"temperature": 0.2},
+    }
+    source = write_lines(tmp_path / "v.jsonl", [vertex_line] * 3)
+    report = convert(source, to="local", out=tmp_path / "o.jsonl")
+    canonical = json.loads((tmp_path / "o.jsonl").read_text().splitlines()[0])
+    assert canonical["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert {
+        "source.field_dropped:generationConfig": 3,
+        "source.field_dropped:contents[].parts[].functionCall.id": 3,
+        "source.field_dropped:contents[].parts[].thought": 3,
+        "source.tool_call_ids_generated": 3,
+    }.items() <= report.change_counts.items()
+    said = "source field 'generationConfig' dropped (nothing in OpenAI chat JSONL holds it)"
+    assert f"{said} — 3 example(s); first at line 1, 2, 3" in report.changes
+
+    alpaca = [{"instruction": f"Add {i} and 1.", "output": str(i + 1), "category": "math"} for i in range(5)]
+    report = convert(write_lines(tmp_path / "a.jsonl", alpaca), to="local", out=tmp_path / "a_out.jsonl")
+    assert report.change_counts["source.field_dropped:category"] == 5
+
+
+def test_dropped_field_names_from_the_data_are_capped(tmp_path: Path) -> None:
+    rows = [{"instruction": "Say hi.", "output": "Hi.", f"extra_{i}": 1} for i in range(150)]
+    report = convert(write_lines(tmp_path / "a.jsonl", rows), to="local", out=tmp_path / "o.jsonl")
+    assert len(report.change_counts) <= 102  # 100 kinds, the overflow bucket, source.imported
+    assert report.change_counts["source.field_dropped:(other fields)"] == 150 - 100
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_pass_through_copies_the_file_whole_and_ends_it_with_a_newline(tmp_path: Path, workers: int) -> None:
+    lines = [json.dumps(chat(i)) for i in range(40)]
+    source = tmp_path / "d.jsonl"
+    source.write_text("\n".join(lines))  # no final newline
+    out = tmp_path / "o.jsonl"
+    report = convert(source, to="local", out=out, workers=workers)
+    assert out.read_text() == "\n".join(lines) + "\n"
+    assert report.examples == 40 and report.change_counts == {}

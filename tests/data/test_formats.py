@@ -232,3 +232,18 @@ def test_a_valid_50mb_line_streams_and_is_flagged_over_the_token_cap(tmp_path: P
     report = validate(path, targets=["openai"], model="gpt-4o")
     assert ("too_many_tokens", 2) in [(f.rule, f.line) for f in report.findings]
     assert report.errors == 1 and report.counts["platform.min_examples"] == 1  # 2 examples; only that error
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b'{"n": 123456789012345678901234567890}', {"n": 123456789012345678901234567890}),  # no float rounding
+        (b'{"x": NaN}', "nan"),  # what json accepts, the fast parser refuses: json reads it
+        (b'{"s": "\\ud800"}', {"s": "\ud800"}),  # a lone surrogate, as json reads it
+    ],
+)
+def test_json_lines_parse_as_the_standard_library_does(raw: bytes, expected: Any) -> None:
+    from finetune_hub.data.sources import decode_json_line
+
+    value = decode_json_line(raw)
+    assert (str(value["x"]) if expected == "nan" else value) == expected

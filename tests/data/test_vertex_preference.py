@@ -209,8 +209,9 @@ def test_round_trip_loses_only_what_it_reports(record: dict[str, Any]) -> None:
     assert set(changes) <= set(CHANGES)
     assert exported["contents"][-1]["role"] == "user"
     assert [c["score"] for c in exported["completions"]] == [1, 0]
-    back = from_vertex_preference(json.loads(json.dumps(exported)))
+    back, lost = from_vertex_preference(json.loads(json.dumps(exported)))
     assert back == expected_after(record, changes)
+    assert lost == []  # our own export reads back without a loss
 
     # every loss is reported, and every report names something the record really had
     messages = record["input"]["messages"] + record["preferred_output"] + record["non_preferred_output"]
