@@ -43,6 +43,8 @@ CHANGES: MappingProxyType[str, str] = MappingProxyType(
         "vertex.name_dropped": "message 'name' dropped (Vertex has no participant names)",
         "vertex.tool_call_ids": "tool call ids dropped (Vertex pairs functionResponse with functionCall by name)",
         "vertex.schema_types": "tool parameter schema types upper-cased (string → STRING)",
+        "vertex.legacy_functions": "legacy 'function_call' and 'function' messages written as functionCall and "
+        "functionResponse parts (they read back as tool_calls)",
         "vertex.parallel_tool_calls_dropped": "'parallel_tool_calls' dropped (no Vertex equivalent)",
         "vertex.image_dropped": "image part dropped: not a gs:// URI",
         "vertex.part_dropped": "content part of an unknown type dropped",

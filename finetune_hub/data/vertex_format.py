@@ -18,7 +18,7 @@ from finetune_hub.data.importers import Imported, dropped
 
 Record = dict[str, Any]
 _TYPES = ("string", "integer", "boolean", "number", "array", "object")
-CHAT_FIELDS = frozenset({"messages", "tools", "parallel_tool_calls"})  # what a chat record may hold
+CHAT_FIELDS = frozenset({"messages", "tools", "functions", "parallel_tool_calls"})  # what a chat record may hold
 
 
 def _schema(value: Any, upper: bool) -> Any:
@@ -69,12 +69,16 @@ def to_vertex(record: Record) -> tuple[Record, list[str]]:
     call_names: dict[str, str] = {}
     for message in record["messages"]:
         role, content = message.get("role"), message.get("content")
-        if "name" in message:
+        if "name" in message and role != "function":  # a legacy function message's name is the function's
             changes.append("vertex.name_dropped")
         if "weight" in message:
             changes.append("vertex.weight_dropped")
-        if role == "tool":
-            name = call_names.get(message.get("tool_call_id", ""), "")
+        if role in ("tool", "function"):
+            if role == "function":
+                name = str(message.get("name", ""))
+                changes.append("vertex.legacy_functions")
+            else:
+                name = call_names.get(message.get("tool_call_id", ""), "")
             responses.append({"functionResponse": {"name": name, "response": {"content": content}}})
             continue
         if responses:
@@ -91,13 +95,16 @@ def to_vertex(record: Record) -> tuple[Record, list[str]]:
             contents.append({"role": "user", "parts": _parts(content, changes, images=True)})
         else:
             parts = _parts(content, changes, images=False)
-            for call in message.get("tool_calls") or []:
-                fn = call.get("function", {})
+            calls = [(call.get("id", ""), call.get("function", {})) for call in message.get("tool_calls") or []]
+            if isinstance(message.get("function_call"), dict):
+                calls.append(("", message["function_call"]))
+                changes.append("vertex.legacy_functions")
+            for call_id, fn in calls:
                 try:
                     args = json.loads(fn.get("arguments") or "{}")
                 except json.JSONDecodeError:
                     raise RecordError("tool_call_arguments_json") from None
-                call_names[call.get("id", "")] = fn.get("name", "")
+                call_names[call_id] = fn.get("name", "")
                 parts.append({"functionCall": {"name": fn.get("name", ""), "args": args}})
             if message.get("tool_calls"):
                 changes.append("vertex.tool_call_ids")
@@ -108,10 +115,10 @@ def to_vertex(record: Record) -> tuple[Record, list[str]]:
     if system:
         out["systemInstruction"] = {"role": "system", "parts": system}
     out["contents"] = contents
-    if record.get("tools"):
+    functions = [tool.get("function", {}) for tool in record.get("tools") or []] + list(record.get("functions") or [])
+    if functions:  # `functions`: the legacy spelling of tools
         declarations = []
-        for tool in record["tools"]:
-            fn = dict(tool.get("function", {}))
+        for fn in map(dict, functions):
             if "parameters" in fn:
                 fn["parameters"] = _schema(fn["parameters"], upper=True)
             declarations.append(fn)

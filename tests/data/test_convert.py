@@ -233,3 +233,33 @@ def test_pass_through_copies_the_file_whole_and_ends_it_with_a_newline(tmp_path:
     report = convert(source, to="local", out=out, workers=workers)
     assert out.read_text() == "\n".join(lines) + "\n"
     assert report.examples == 40 and report.change_counts == {}
+
+
+def test_legacy_function_calls_become_vertex_function_parts(tmp_path: Path) -> None:
+    legacy = {
+        "messages": [
+            {"role": "system", "content": "You are a weather bot."},
+            {"role": "user", "content": "Weather in Paris?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "function_call": {"name": "weather", "arguments": '{"city": "Paris"}'},
+            },
+            {"role": "function", "name": "weather", "content": "sunny"},
+            {"role": "assistant", "content": "Sunny in Paris."},
+        ],
+        "functions": [{"name": "weather", "parameters": {"type": "object"}}],
+    }
+    out = tmp_path / "v.jsonl"
+    report = convert(write_lines(tmp_path / "legacy.jsonl", many(legacy)), to="vertex", out=out)
+    contents = json.loads(out.read_text().splitlines()[0])["contents"]
+    assert contents[1:3] == [
+        {"role": "model", "parts": [{"functionCall": {"name": "weather", "args": {"city": "Paris"}}}]},
+        {"role": "user", "parts": [{"functionResponse": {"name": "weather", "response": {"content": "sunny"}}}]},
+    ]
+    assert report.change_counts["vertex.legacy_functions"] == 10
+    assert "vertex.name_dropped" not in report.change_counts and "vertex.fields_dropped" not in report.change_counts
+    tools = json.loads(out.read_text().splitlines()[0])["tools"]
+    assert tools == [{"functionDeclarations": [{"name": "weather", "parameters": {"type": "OBJECT"}}]}]
+    rules = {f.rule for f in validate(tmp_path / "legacy.jsonl", targets=["vertex"]).findings}
+    assert "platform.feature_dropped" not in rules  # nothing is dropped, so the validator says nothing
