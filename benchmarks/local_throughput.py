@@ -2,13 +2,16 @@
 
     python benchmarks/local_throughput.py            # Llama-3.2-1B shape on a CUDA GPU (~3-5 minutes)
     python benchmarks/local_throughput.py --smoke    # tiny model on the CPU, seconds (checks the script)
+    python benchmarks/local_throughput.py --skip-baseline --profile DIR   # where our step's time goes
 
 Both variants train the same random-initialised model (LoRA r16, alpha 32, dropout 0, all linear layers)
 on the same synthetic chat mix (docs/local.md, local-training.md §7.2: mean ~1064 tokens, ~61% supervised),
 bf16 autocast, fused AdamW, constant LR, no gradient checkpointing. Reported per variant: real (non-pad)
 tokens/s over the timed steps, MFU with the LoRA FLOP count (4·N_mm + 6·N_lora + 12·L·d_attn·ctx per
 token; 989 TFLOP/s dense bf16 for H100/H200, and the GEMM ceiling measured here), and peak memory.
-Needs only torch + transformers + peft; prints a compact table last and writes --json.
+Needs only torch + transformers + peft; prints a compact table last and writes --json. With --profile, three
+timed steps of ours run under torch.profiler: DIR gets the top operators by device (or CPU) time and a Chrome
+trace per tokens-per-step budget.
 """
 
 from __future__ import annotations
@@ -252,11 +255,15 @@ def run_ours(
     )  # fmt: skip
     model = build_model(shape, device, precision.param_dtype, attn)
     peft_model = apply_lora(model, cfg)
-    trainer = Trainer(cfg, peft_model, None, examples, [], RunFiles(cfg.output_dir), device, precision)
+    profiler = step_profiler(args, device, tokens_per_step)
+    trainer = Trainer(cfg, peft_model, None, examples, [], RunFiles(cfg.output_dir), device, precision,
+                      reporters=profiler)  # fmt: skip
     reset_memory(device)
     began = time.perf_counter()
     outcome = trainer.run_loop()
     wall = time.perf_counter() - began
+    if profiler is not None:
+        profiler.close()
     timed = outcome["history"][args.warmup_ours :]
     seconds = [h["seconds"] for h in timed]
     tokens = [h["tokens"] for h in timed]
@@ -273,6 +280,35 @@ def run_ours(
     del trainer, peft_model, model
     reset_memory(device)
     return result
+
+
+class StepProfiler:
+    """torch.profiler over three optimizer steps after the warm-up, stepped by the trainer's per-step report."""
+
+    def __init__(self, out: Path, device: torch.device, warmup: int, name: str) -> None:
+        from torch.profiler import ProfilerActivity, profile, schedule
+
+        self.out, self.name, self.sort = out, name, "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        self.profile = profile(activities=activities, schedule=schedule(wait=max(warmup - 1, 0), warmup=1, active=3))
+        self.profile.start()
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        self.profile.step()
+
+    def close(self) -> None:
+        self.profile.stop()
+        self.out.mkdir(parents=True, exist_ok=True)
+        table = self.profile.key_averages().table(sort_by=self.sort, row_limit=40)
+        (self.out / f"profile_{self.name}.txt").write_text(table)
+        self.profile.export_chrome_trace(str(self.out / f"trace_{self.name}.json"))
+        print(f"profile: {self.out / f'profile_{self.name}.txt'} (top operators), trace_{self.name}.json", flush=True)
+
+
+def step_profiler(args: argparse.Namespace, device: torch.device, tokens_per_step: int) -> StepProfiler | None:
+    if args.profile is None:
+        return None
+    return StepProfiler(args.profile, device, args.warmup_ours, f"ours_{tokens_per_step}")
 
 
 def loss_agreement(shape: Shape, examples: list[Example], device: torch.device) -> dict[str, float]:
@@ -316,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--profile", type=Path, help="profile three timed steps of ours (their timings then include the profiler)"
+    )
     args = parser.parse_args(argv)
     smoke = args.smoke or not torch.cuda.is_available()
     if smoke and not args.smoke:
