@@ -55,7 +55,7 @@ class TrainConfig:
     lora_alpha: int | None = None  # defaults to 2 × rank
     lora_dropout: float = 0.05
     target_modules: list[str] | str = "all-linear"
-    quantize: str = "none"  # "4bit" (QLoRA NF4) or "8bit" need bitsandbytes and a CUDA GPU
+    quantize: str = "none"  # "4bit" (QLoRA NF4) or "8bit": bitsandbytes on CUDA, or >= 0.48 on a CPU
 
     # speed knobs ("auto" = on where it helps: GPU)
     attention: str = "auto"  # "auto" | "varlen" | "sdpa" | "eager" | any transformers attn_implementation

@@ -63,24 +63,38 @@ def load_base_model(cfg: TrainConfig, device: torch.device, precision: Precision
         "trust_remote_code": cfg.trust_remote_code,
     }
     if cfg.quantize != "none":
-        kwargs["quantization_config"] = quantization_config(cfg, device)
+        kwargs["quantization_config"] = quantization_config(cfg, device, precision)
     if device.type == "cuda":
         kwargs["device_map"] = {"": device.index or 0}
     model = AutoModelForCausalLM.from_pretrained(cfg.model, **kwargs)
     if device.type != "cuda":
         model.to(device)
+        _keep_4bit_weights_trainable(model)
     return model
 
 
-def quantization_config(cfg: TrainConfig, device: torch.device) -> Any:
-    if device.type != "cuda":
-        raise ConfigError(f"train config: quantize = {cfg.quantize!r} (QLoRA) needs a CUDA GPU; use quantize = 'none'")
+def _keep_4bit_weights_trainable(model: Any) -> None:
+    """bitsandbytes (0.50 at least) repacks a 4-bit weight for CPU inference on its first no-grad forward in eval
+    mode, and the repacked matmul has no backward: later steps get no gradient through that layer, with only a
+    warning. Validation runs in eval mode before training, so the repacking is switched off."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
+def quantization_config(cfg: TrainConfig, device: torch.device, precision: Precision) -> Any:
     try:
-        import bitsandbytes  # noqa: F401
+        import bitsandbytes
     except ImportError:
         raise ConfigError(
             f"train config: quantize = {cfg.quantize!r} needs bitsandbytes: pip install 'finetune-hub[qlora]'"
         ) from None
+    cpu_support = tuple(int(p) for p in bitsandbytes.__version__.split(".")[:2] if p.isdigit()) >= (0, 48)
+    if device.type != "cuda" and not cpu_support:
+        raise ConfigError(
+            f"train config: quantize = {cfg.quantize!r} (QLoRA) needs a CUDA GPU, or bitsandbytes >= 0.48 on a CPU",
+            hint="pip install -U bitsandbytes, or use quantize = 'none'",
+        )
     from transformers import BitsAndBytesConfig
 
     if cfg.quantize == "8bit":
@@ -89,7 +103,7 @@ def quantization_config(cfg: TrainConfig, device: torch.device) -> Any:
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_compute_dtype=precision.autocast or precision.param_dtype,
     )
 
 

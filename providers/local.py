@@ -185,7 +185,7 @@ class LocalJob(FineTuneJob):
             hub = f"base model '{model}' is not a local directory: it will be downloaded from the Hugging Face Hub"
             problems.append(Problem("warning", hub + " (needs network, and a login for gated models)"))
         if cfg.quantize != "none" and importlib.util.find_spec("bitsandbytes") is None:
-            need = f"lora.quantize '{cfg.quantize}' (QLoRA) needs bitsandbytes and a CUDA GPU"
+            need = f"lora.quantize '{cfg.quantize}' (QLoRA) needs bitsandbytes (on a CPU: bitsandbytes >= 0.48)"
             problems.append(Problem("error", need, "pip install 'finetune-hub[qlora]', or set lora.quantize: none"))
         if self.spec.hyperparameters.learning_rate and self.spec.hyperparameters.learning_rate_multiplier:
             problems.append(
