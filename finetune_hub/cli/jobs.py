@@ -104,7 +104,7 @@ def cmd_providers(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from finetune_hub import api
-    from finetune_hub.cli.output import console, money, print_json
+    from finetune_hub.cli.output import console, print_json
     from finetune_hub.spec import FineTuneSpec
 
     spec = FineTuneSpec.load(args.spec)
@@ -117,11 +117,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
             for p in planned.problems:
                 out.print(f"[{'red' if p.severity == 'error' else 'yellow'}]{p.severity}[/]: {p.message}")
             if planned.estimate:
-                e = planned.estimate
-                out.print(
-                    f"{args.provider} {planned.base_model}: estimated {money(e.total_usd)} "
-                    f"({e.quantity:,.0f} {e.unit} × {money(e.unit_price_usd)}, prices as of {e.as_of})"
-                )
+                from finetune_hub.cost import describe
+
+                out.print(f"{args.provider} {planned.base_model}: estimated {describe(planned.estimate)}")
             out.print("dry run: nothing was uploaded or created")
         return EXIT_BAD_INPUT if any(p.severity == "error" for p in planned.problems) else EXIT_OK
     job = api.submit(spec, args.provider, over_budget_ok=args.yes)

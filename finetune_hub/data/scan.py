@@ -2,6 +2,7 @@
 
 JSONL files over a few MB are split into line-aligned byte ranges scanned by worker processes; each worker
 writes its converted part, and the parts are merged in order (line numbers shifted by the lines before them).
+A pass-through export (ScanPlan.copies_source) writes nothing here: `convert` copies the valid source once.
 Memory per example is 16 bytes (token count, fingerprint, line), so a multi-GB file stays in a few hundred MB.
 """
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +111,21 @@ def test_errors_as_json_for_scripts(tmp_path: Path) -> None:
     out = fth("status", "fth-doesnotexist", "--json")
     assert out.returncode == 2
     assert json.loads(out.stderr)["error"] == "ConfigError"
+
+
+def test_dry_run_prints_the_estimate_in_millions_of_tokens(tmp_path: Path) -> None:
+    examples = [
+        {
+            "messages": [
+                {"role": "system", "content": "Answer in one word."},
+                {"role": "user", "content": f"Capital of country number {i}?"},
+                {"role": "assistant", "content": "Paris"},
+            ]
+        }
+        for i in range(12)
+    ]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples))
+    spec = str(spec_file(tmp_path, BASE))
+    out = fth("submit", "--provider", "openai", "--dry-run", spec, env={"FTH_OFFLINE": "1", "COLUMNS": "200"})
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"estimated \$0\.\d+ \(0\.\d{3}M tokens × \$\d+\.\d\d/1M tokens, prices as of", out.stdout)
