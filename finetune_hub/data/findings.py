@@ -47,6 +47,11 @@ RULES: MappingProxyType[str, Rule] = MappingProxyType(
         "format.mixed": _r(
             ERROR, "this record is in a different format than the rest of the file", "convert all lines to one format"
         ),
+        "format.field_dropped": _r(
+            INFO,
+            "a source field that OpenAI chat JSONL has no place for",
+            "fine if it only held metadata; fth convert drops it and names it in its report",
+        ),
         "format.column_missing": _r(
             ERROR, "a mapped column is missing", "check --columns (e.g. --columns prompt=question,completion=answer)"
         ),

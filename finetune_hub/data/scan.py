@@ -25,7 +25,7 @@ from finetune_hub.data import packs, rules
 from finetune_hub.data.exporters import exporter_for, is_passthrough
 from finetune_hub.data.findings import ERROR, Findings, RecordError, finding
 from finetune_hub.data.formats import FORMATS, classify, mapped
-from finetune_hub.data.importers import importer_for, kind_of
+from finetune_hub.data.importers import DROPPED, importer_for, kind_of
 from finetune_hub.data.sources import BOM, decode_json_line, jsonl_lines, split_ranges, table_rows
 from finetune_hub.data.tokens import TokenCounter, counter_for
 
@@ -181,6 +181,10 @@ class Scanner:
         result.example_lines.append(line)
         if imported:
             self._note(line, imported)
+            for key in dict.fromkeys(imported):
+                base, _, field = key.partition(":")
+                if base == DROPPED:
+                    self.flag(line, "format.field_dropped", f"{field}: not carried into OpenAI chat JSONL")
         if self.out is not None and not has_error:
             self._export(line, canonical)
         elif self.copies_source and not has_error:

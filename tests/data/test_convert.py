@@ -263,3 +263,11 @@ def test_legacy_function_calls_become_vertex_function_parts(tmp_path: Path) -> N
     assert tools == [{"functionDeclarations": [{"name": "weather", "parameters": {"type": "OBJECT"}}]}]
     rules = {f.rule for f in validate(tmp_path / "legacy.jsonl", targets=["vertex"]).findings}
     assert "platform.feature_dropped" not in rules  # nothing is dropped, so the validator says nothing
+
+
+def test_validate_notes_the_fields_a_conversion_would_drop(tmp_path: Path) -> None:
+    rows = [{"instruction": f"Add {i} and 1.", "output": str(i + 1), "category": "math"} for i in range(5)]
+    report = validate(write_lines(tmp_path / "a.jsonl", rows), targets=["openai"])
+    assert report.counts["format.field_dropped"] == 5
+    first = next(f for f in report.findings if f.rule == "format.field_dropped")
+    assert (first.line, first.severity) == (1, "info") and first.message.startswith("category:")
