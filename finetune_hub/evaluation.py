@@ -40,8 +40,6 @@ def load_prompts(path: Path, limit: int | None = None) -> list[Prompt]:
     the file and line."""
     from finetune_hub.data.examples import read_examples
 
-    if not path.exists():
-        raise DataError(f"{path}: no such file", hint="--eval takes a file or dataset folder of held-out examples")
     prompts = []
     for number, record in read_examples(path):
         messages = record.get("messages")

@@ -69,7 +69,8 @@ def load_base_model(cfg: TrainConfig, device: torch.device, precision: Precision
     model = AutoModelForCausalLM.from_pretrained(cfg.model, **kwargs)
     if device.type != "cuda":
         model.to(device)
-        _keep_4bit_weights_trainable(model)
+        if cfg.quantize != "none":
+            _keep_4bit_weights_trainable(model)
     return model
 
 

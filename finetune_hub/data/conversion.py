@@ -64,26 +64,19 @@ def _join(parts: list[Path], staged: Path, prefix: bytes) -> None:
 
 def _copy_lines(source: Path, staged: Path, prefix: bytes, exact: bool) -> None:
     """`source` as valid JSONL: without its BOM and blank lines, every line ending in a newline. When it has
-    neither (`exact`), its bytes are copied whole (by the kernel, where there is no prefix)."""
-    if not exact:
-        with open(source, "rb") as lines, open(staged, "wb") as sink:
-            sink.write(prefix)
-            for number, raw in enumerate(lines, start=1):
-                raw = raw.removeprefix(BOM) if number == 1 else raw
-                if raw.strip():
-                    sink.write(raw if raw.endswith(b"\n") else raw + b"\n")
-        return
-    if prefix:
-        with open(source, "rb") as lines, open(staged, "wb") as sink:
-            sink.write(prefix)
-            shutil.copyfileobj(lines, sink, 4 << 20)
-    else:
+    neither (`exact`) and no prefix is needed, the kernel copies its bytes whole."""
+    if exact and not prefix:
         shutil.copyfile(source, staged)
-    with open(staged, "rb+") as sink:  # a last line without its newline gets one
-        if sink.seek(0, os.SEEK_END) > len(prefix):
-            sink.seek(-1, os.SEEK_END)
-            if sink.read(1) != b"\n":
+        with open(staged, "rb+") as sink:  # a last line without its newline gets one
+            if sink.seek(0, os.SEEK_END) and (sink.seek(-1, os.SEEK_END), sink.read(1))[1] != b"\n":
                 sink.write(b"\n")
+        return
+    with open(source, "rb") as lines, open(staged, "wb") as sink:
+        sink.write(prefix)
+        for number, raw in enumerate(lines, start=1):
+            raw = raw.removeprefix(BOM) if number == 1 else raw
+            if raw.strip():
+                sink.write(raw if raw.endswith(b"\n") else raw + b"\n")
 
 
 def convert(

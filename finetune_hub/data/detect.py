@@ -3,30 +3,13 @@ format from the first record's keys (after the column mapping, for tables)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 from finetune_hub.data.findings import RecordError
-from finetune_hub.data.formats import FORMATS, Detection, classify, container_of, mapped
-from finetune_hub.data.sources import BOM, table_rows
+from finetune_hub.data.formats import FORMATS, Detection, classify, container_of
+from finetune_hub.data.sources import table_rows
 
 _PEEK_LINES = 1000  # blank or broken lines skipped while looking for the first record
-
-
-def _first_jsonl_record(path: Path) -> tuple[int, Any] | None:
-    with open(path, "rb") as fh:
-        for number, raw in enumerate(fh, start=1):
-            if number > _PEEK_LINES:
-                return None
-            raw = raw.removeprefix(BOM) if number == 1 else raw
-            if not raw.strip():
-                continue
-            try:
-                return number, json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue
-    return None
 
 
 def detect(path: Path, fmt: str = "auto", mapping: dict[str, str] | None = None) -> Detection:
@@ -38,19 +21,14 @@ def detect(path: Path, fmt: str = "auto", mapping: dict[str, str] | None = None)
 
             raise DataError(f"unknown format {fmt!r}", hint=f"use one of: auto, {', '.join(FORMATS)}")
         return Detection(container, fmt, f"{why}; format given as {fmt}")
-    if container == "jsonl":
-        first = _first_jsonl_record(path)
-    else:
-        rows = table_rows(path, container, mapping or {})
-        first = next(iter(rows), None)
-        getattr(rows, "close", lambda: None)()  # release the file the reader holds
+    rows = iter(table_rows(path, container, mapping or {}))
+    first = next(rows, None)
+    while container == "jsonl" and first and isinstance(first[1], RecordError) and first[0] < _PEEK_LINES:
+        first = next(rows, None)  # a broken line near the top of a JSONL file: look at the next one
+    getattr(rows, "close", lambda: None)()  # release the file the reader holds
     if first is None or isinstance(first[1], RecordError):
         return Detection(container, "openai_chat", f"{why}; no readable record to inspect, assuming OpenAI chat")
     number, record = first
-    if mapping and container == "jsonl" and isinstance(record, dict):
-        record = mapped(record, mapping)
     found = classify(record)
     keys = sorted(record)[:8] if isinstance(record, dict) else type(record).__name__
-    if found is None:
-        return Detection(container, "", f"{why}; the record at line {number} has keys {keys}")
-    return Detection(container, found, f"{why}; the record at line {number} has keys {keys}")
+    return Detection(container, found or "", f"{why}; the record at line {number} has keys {keys}")

@@ -9,21 +9,10 @@ from typing import Any
 
 from finetune_hub.data.detect import detect
 from finetune_hub.data.findings import RecordError
-from finetune_hub.data.formats import mapped, parse_mapping
+from finetune_hub.data.formats import parse_mapping
 from finetune_hub.data.importers import importer_for
-from finetune_hub.data.sources import BOM, decode_json_line, table_rows
+from finetune_hub.data.sources import table_rows
 from finetune_hub.errors import DataError
-
-
-def _jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    with open(path, "rb") as fh:
-        for number, raw in enumerate(fh, start=1):
-            raw = raw.removeprefix(BOM) if number == 1 else raw
-            if raw.strip():
-                try:
-                    yield number, decode_json_line(raw)
-                except RecordError as exc:
-                    yield number, exc
 
 
 def read_examples(
@@ -36,16 +25,14 @@ def read_examples(
     detection = detect(path, fmt, mapping)
     if not detection.format:
         raise DataError(f"{path}: {detection.reason}; none matches a known format", hint="see `fth validate`")
-    jsonl = detection.container == "jsonl"
-    rows = _jsonl(path) if jsonl else table_rows(path, detection.container, mapping)
     importer = importer_for(detection.format)
-    for line, record in rows:
+    for line, record in table_rows(path, detection.container, mapping):
         try:
             if isinstance(record, RecordError):
                 raise record
             if not isinstance(record, dict):
                 raise RecordError("data_type", f"the example is a {type(record).__name__}, not an object")
-            canonical, _ = importer(mapped(record, mapping) if mapping and jsonl else record)
+            canonical, _ = importer(record)
         except RecordError as exc:
             hint = "`fth validate` lists every problem"
             raise DataError(f"{path}:{line}: {exc.message} [{exc.rule}]", hint=hint) from None

@@ -197,6 +197,22 @@ def hf_dataset_rows(path: Path, mapping: dict[str, str], split: str = "train") -
         yield row, mapped(_without_nulls(item), mapping)
 
 
+def jsonl_records(path: Path, mapping: dict[str, str]) -> Iterator[Item]:
+    """Each non-blank line of a JSONL file, BOM dropped and columns mapped; an unreadable line gives its
+    RecordError. (The scanner reads byte ranges with `jsonl_lines` instead, to split the work.)"""
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            raw = raw.removeprefix(BOM) if number == 1 else raw
+            if not raw.strip():
+                continue
+            try:
+                record = decode_json_line(raw)
+            except RecordError as exc:
+                yield number, exc
+                continue
+            yield number, mapped(record, mapping) if mapping and isinstance(record, dict) else record
+
+
 def text_lines(path: Path) -> Iterator[Item]:
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, start=1):
@@ -212,6 +228,8 @@ def text_lines(path: Path) -> Iterator[Item]:
 
 
 def table_rows(path: Path, container: str, mapping: dict[str, str]) -> Iterator[Item]:
+    if container == "jsonl":
+        return jsonl_records(path, mapping)
     if container in ("csv", "tsv"):
         return csv_rows(path, mapping, "\t" if container == "tsv" else ",")
     if container == "parquet":
