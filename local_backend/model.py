@@ -93,8 +93,8 @@ def quantization_config(cfg: TrainConfig, device: torch.device, precision: Preci
     cpu_support = tuple(int(p) for p in bitsandbytes.__version__.split(".")[:2] if p.isdigit()) >= (0, 48)
     if device.type != "cuda" and not cpu_support:
         raise ConfigError(
-            f"train config: quantize = {cfg.quantize!r} (QLoRA) needs a CUDA GPU, or bitsandbytes >= 0.48 on a CPU",
-            hint="pip install -U bitsandbytes, or use quantize = 'none'",
+            f"train config: quantize = {cfg.quantize!r} (QLoRA) needs a CUDA GPU, or bitsandbytes >= 0.48 on a CPU "
+            "(pip install -U bitsandbytes), or quantize = 'none'"
         )
     from transformers import BitsAndBytesConfig
 

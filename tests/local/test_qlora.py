@@ -42,3 +42,17 @@ def test_gradients_flow_through_quantized_layers_after_an_evaluation(
     embeds = model.get_input_embeddings()(ids).detach().requires_grad_()
     model(inputs_embeds=embeds).logits.square().mean().backward(inputs=[embeds, *seen])
     assert seen[0].grad is not None and seen[0].grad.abs().sum() > 0
+
+
+def test_an_old_bitsandbytes_on_the_cpu_is_a_config_error(
+    llama_model: Path, chat_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bitsandbytes
+
+    from local_backend.config import ConfigError
+    from local_backend.model import quantization_config
+
+    monkeypatch.setattr(bitsandbytes, "__version__", "0.43.3")
+    cfg = config(llama_model, chat_data, tmp_path / "old", quantize="4bit")
+    with pytest.raises(ConfigError, match=r"needs a CUDA GPU, or bitsandbytes >= 0.48 on a CPU"):
+        quantization_config(cfg, torch.device("cpu"), Precision(torch.float32, None))
