@@ -13,7 +13,7 @@ from typing import Any
 
 from finetune_hub.data import gradient_format, vertex_format, vertex_preference
 from finetune_hub.data.findings import RecordError
-from finetune_hub.data.importers import kind_of
+from finetune_hub.data.importers import identity, kind_of
 
 Record = dict[str, Any]
 Exporter = Callable[[Record], tuple[Record, list[str]]]
@@ -75,16 +75,7 @@ CHANGES: MappingProxyType[str, str] = MappingProxyType(
 def _vertex(record: Record) -> tuple[Record, list[str]]:
     if kind_of(record) == "preference":
         return vertex_preference.to_vertex_preference(record)
-    out, changes = vertex_format.to_vertex(record)
-    if any(t.get("role") == "model" for t in out["contents"]):
-        changes.append("vertex.role_renamed")
-    if "systemInstruction" in out:
-        changes.append("vertex.system_instruction")
-    return out, changes
-
-
-def _identity(record: Record) -> tuple[Record, list[str]]:
-    return record, []
+    return vertex_format.to_vertex(record)
 
 
 def exporter_for(target: str) -> Exporter:
@@ -94,9 +85,9 @@ def exporter_for(target: str) -> Exporter:
         return _vertex
     if target == "gradient":
         return gradient_format.to_gradient
-    return _identity
+    return identity
 
 
 def is_passthrough(target: str) -> bool:
     """True when the target reads canonical records unchanged (so source lines can be copied byte for byte)."""
-    return target not in ("vertex", "gradient")
+    return exporter_for(target) is identity

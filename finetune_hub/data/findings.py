@@ -200,9 +200,9 @@ class Finding:
         return f"{self.location()}: {self.severity} [{self.rule}] {self.message} (fix: {self.fix})"
 
 
-def finding(rule: str, file: str, line: int | None, message: str | None = None, severity: str | None = None) -> Finding:
+def finding(rule: str, file: str, line: int | None, message: str | None = None) -> Finding:
     spec = RULES[rule]
-    return Finding(rule, severity or spec.severity, file, line, message or spec.summary, spec.fix)
+    return Finding(rule, spec.severity, file, line, message or spec.summary, spec.fix)
 
 
 @dataclass

@@ -24,7 +24,6 @@ FORMATS: dict[str, str] = {
     "gradient": "Gradient samples ({'inputs'})",
 }
 PREFERENCE_FORMATS = frozenset({"openai_dpo", "trl_preference", "vertex_preference"})
-CONTAINERS = ("jsonl", "json", "csv", "tsv", "parquet", "hf_dataset", "txt")
 
 
 def classify(record: Any) -> str | None:
@@ -85,10 +84,6 @@ def container_of(path: Path) -> tuple[str, str]:
     if head.startswith(b"["):
         return "json", "the file starts with '[' (a JSON array of examples)"
     return "jsonl", "one JSON object per line"
-
-
-def format_from_columns(columns: list[str]) -> str | None:
-    return classify(dict.fromkeys(columns))
 
 
 def parse_mapping(spec: str | dict[str, str] | None) -> dict[str, str]:

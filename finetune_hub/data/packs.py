@@ -10,7 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from finetune_hub.data import vertex_format, vertex_preference
-from finetune_hub.data.exporters import ACCEPTS, TARGETS
+from finetune_hub.data.exporters import ACCEPTS
 
 Problem = tuple[str, str]
 _MB = 1 << 20
@@ -124,4 +124,4 @@ def file_checks(
     return problems
 
 
-__all__ = ["PACKS", "TARGETS", "Pack", "file_checks", "normalize", "record_checks"]
+__all__ = ["PACKS", "Pack", "file_checks", "normalize", "record_checks"]

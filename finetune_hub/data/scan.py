@@ -68,7 +68,6 @@ class ScanResult:
     counter: str = ""
     exact: bool = False
     roles: Counter[str] = field(default_factory=Counter)
-    kinds: Counter[str] = field(default_factory=Counter)
     changes: Counter[str] = field(default_factory=Counter)
     change_lines: dict[str, list[int]] = field(default_factory=dict)
     token_counts: array[int] = field(default_factory=lambda: array("I"))
@@ -84,7 +83,6 @@ class ScanResult:
         self.has_bom = self.has_bom or other.has_bom
         self.counter, self.exact = other.counter or self.counter, other.exact
         self.roles.update(other.roles)
-        self.kinds.update(other.kinds)
         self.changes.update(other.changes)
         for key, lines in other.change_lines.items():
             mine = self.change_lines.setdefault(key, [])
@@ -141,7 +139,7 @@ class Scanner:
     def flag(self, line: int, rule: str, message: str | None = None) -> None:
         self.result.findings.add(finding(rule, self.plan.display, line, message))
 
-    def add(self, line: int, record: Any, raw: bytes | None = None) -> None:
+    def add(self, line: int, record: Any) -> None:
         result, plan = self.result, self.plan
         result.records += 1
         if isinstance(record, RecordError):
@@ -150,8 +148,6 @@ class Scanner:
         if not isinstance(record, dict):
             self.flag(line, "data_type", f"the example is a {type(record).__name__}, not an object")
             return
-        if plan.mapping and raw is not None:
-            record = mapped(record, plan.mapping)
         seen = classify(record)
         if seen != plan.fmt and {seen, plan.fmt} != {"sharegpt", "hf_chat"}:  # one family: the importer explains
             if seen is not None:
@@ -175,7 +171,6 @@ class Scanner:
             result.findings.add(item)
             has_error = has_error or item.severity == ERROR
         result.examples += 1
-        result.kinds[kind] += 1
         self._count(canonical, kind)
         result.fingerprints.append(fingerprint(canonical, kind, result.roles))
         result.example_lines.append(line)
@@ -252,7 +247,7 @@ def scan_range(plan: ScanPlan, start: int, end: int, out_dir: Path | None, index
                 except RecordError as exc:
                     scanner.add(number, exc)
                     continue
-                scanner.add(number, record, raw)
+                scanner.add(number, mapped(record, plan.mapping) if plan.mapping and type(record) is dict else record)
     finally:
         if out is not None:
             out.close()

@@ -14,7 +14,7 @@ from finetune_hub.errors import DataError
 def split_validation(source: Path, share: float, *, seed: int, out_dir: Path, fmt: str = "auto") -> tuple[Path, Path]:
     """(train, validation) files in OpenAI chat JSONL; the same inputs always give the same split.
 
-    Streams: the source is converted to chat JSONL, counted, then written out in one pass.
+    Streams: the source is converted to chat JSONL (which counts it), then written out in one pass.
     """
     folder = out_dir / f"{content_hash(source)[:16]}-{share:g}-{seed}"
     train, valid = folder / "train.jsonl", folder / "validation.jsonl"
@@ -22,9 +22,7 @@ def split_validation(source: Path, share: float, *, seed: int, out_dir: Path, fm
         return train, valid
     folder.mkdir(parents=True, exist_ok=True)
     canonical = folder / ".canonical.jsonl"
-    convert(source, to="openai", out=canonical, fmt=fmt)
-    with open(canonical, "rb") as fh:
-        count = sum(1 for line in fh if line.strip())
+    count = convert(source, to="openai", out=canonical, fmt=fmt).examples
     held = round(count * share)
     if not 0 < held < count:
         raise DataError(

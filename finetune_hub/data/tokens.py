@@ -144,12 +144,12 @@ class TiktokenCounter(TokenCounter):
 
     exact = True
 
-    def __init__(self, encoding: Any, label: str | None = None, *, split_on_spaces: bool | None = None) -> None:
+    def __init__(self, encoding: Any, label: str | None = None) -> None:
         self.encoding = encoding
         self.name = label or f"tiktoken {encoding.name}"
         self._encode = encoding.encode_ordinary
         pattern = getattr(encoding, "_pat_str", None)
-        self.split = split_on_spaces if split_on_spaces is not None else pattern in (CL100K_PATTERN, O200K_PATTERN)
+        self.split = pattern in (CL100K_PATTERN, O200K_PATTERN)
         self._texts: dict[str, int] = {}
         self._first = _PieceMemo(self._encode, "")
         self._spaced = _PieceMemo(self._encode, " ")

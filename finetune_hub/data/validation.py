@@ -13,7 +13,7 @@ from finetune_hub.data import packs
 from finetune_hub.data.billing import example_token_cap
 from finetune_hub.data.dataset_stats import DatasetStats
 from finetune_hub.data.detect import detect
-from finetune_hub.data.findings import RULES, Finding, Findings, finding
+from finetune_hub.data.findings import Finding, Findings, finding
 from finetune_hub.data.formats import Detection, parse_mapping
 from finetune_hub.data.scan import ScanPlan, ScanResult, scan
 
@@ -61,10 +61,6 @@ class ValidationReport:
             if n > shown.get(rule, 0)
         ]
         return self.findings + more
-
-
-def _display(path: Path) -> str:
-    return str(path)
 
 
 def _order(values: array[int]) -> Iterable[Any]:
@@ -135,7 +131,7 @@ def analyze(
 ) -> tuple[FileReport, ScanResult]:
     """Detect, scan and apply the whole-file rules to one file; findings are in the returned scan."""
     path = Path(path)
-    file = _display(path)
+    file = str(path)
     targets = tuple(packs.normalize(t) for t in targets)
     if not path.exists():
         result = ScanResult()
@@ -210,7 +206,7 @@ def validate(
     total.extend(result.findings)
     if validation is not None:
         val_report, val_result = analyze(Path(validation), role="validation", **common)
-        overlap_findings(result, val_result, _display(Path(validation)), val_result.findings)
+        overlap_findings(result, val_result, str(validation), val_result.findings)
         files.append(val_report)
         scans["validation"] = val_result
         total.extend(val_result.findings)
@@ -241,7 +237,7 @@ def validate_for(
     target = packs.normalize(provider)
     targets = [target] if target in packs.PACKS else []
     report = validate(path, validation=validation, targets=targets, model=model, suffix=suffix)
-    found = [f for f in report.summary() if RULES[f.rule].severity != "info" and f.severity != "info"]
+    found = [f for f in report.summary() if f.severity != "info"]
     train = report.files[0]
     if train.detection is None or not train.detection.format:
         return found, None

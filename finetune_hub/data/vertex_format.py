@@ -114,7 +114,10 @@ def to_vertex(record: Record) -> tuple[Record, list[str]]:
     out: Record = {}
     if system:
         out["systemInstruction"] = {"role": "system", "parts": system}
+        changes.append("vertex.system_instruction")
     out["contents"] = contents
+    if any(turn["role"] == "model" for turn in contents):
+        changes.append("vertex.role_renamed")
     functions = [tool.get("function", {}) for tool in record.get("tools") or []] + list(record.get("functions") or [])
     if functions:  # `functions`: the legacy spelling of tools
         declarations = []
