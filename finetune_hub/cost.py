@@ -300,11 +300,17 @@ def estimable_providers(catalog: Catalog | None = None) -> list[str]:
     return list(dict.fromkeys([*catalog.providers(), *sorted(registry.known())]))
 
 
+def money(value: float | None) -> str:
+    """Dollars, to the cent, or to 4 decimals under a cent; "—" when unknown."""
+    if value is None:
+        return "—"
+    return f"${value:,.4f}" if 0 < abs(value) < 0.01 else f"${value:,.2f}"
+
+
 def describe(est: CostEstimate) -> str:
     """One line: "$1.23 (0.41 M tokens × $3.00/1M tokens, prices as of 2025-06-01)"."""
     qty = f"{est.quantity:,.3f}M tokens" if est.unit == TOKEN_UNIT else f"{est.quantity:,.2f} {est.unit}s"
-    total = f"{est.total_usd:,.4f}" if 0 < est.total_usd < 0.01 else f"{est.total_usd:,.2f}"
-    return f"${total} ({qty} × ${est.unit_price_usd:,.2f}/{est.unit}, prices as of {est.as_of})"
+    return f"{money(est.total_usd)} ({qty} × ${est.unit_price_usd:,.2f}/{est.unit}, prices as of {est.as_of})"
 
 
 # -- after and during the job ------------------------------------------------------------------------
@@ -339,8 +345,7 @@ def difference(estimated: float | None, actual: float | None) -> str:
         return ""
     delta = actual - estimated
     pct = f", {delta / estimated:+.0%}" if estimated else ""
-    amount = f"{abs(delta):,.4f}" if 0 < abs(delta) < 0.01 else f"{abs(delta):,.2f}"
-    return f"{'+' if delta >= 0 else '-'}${amount}{pct}"
+    return f"{'+' if delta >= 0 else '-'}{money(abs(delta))}{pct}"
 
 
 def running_cost(job: FineTuneJob, state: JobState, *, now: dt.datetime | None = None) -> float | None:

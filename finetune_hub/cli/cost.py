@@ -125,7 +125,7 @@ def _estimate_table(rows: list[PlatformEstimate], verbose: bool) -> None:
     from rich.table import Table
 
     from finetune_hub.cli.output import console
-    from finetune_hub.report.common import money
+    from finetune_hub.cost import money
 
     table = Table(
         "platform", "priced by", "epochs", "billed tokens", "runtime", "price", "total", "as of", title="estimates"
@@ -190,15 +190,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     from finetune_hub import report
     from finetune_hub.compare import compare
-    from finetune_hub.evaluation import scorer
 
-    metrics = args.metric or ["exact", "rouge-l"]
-    for name in metrics:
-        scorer(name)  # fail on a typo before any model is asked anything
     comparison = compare(
         args.jobs,
         eval_file=Path(args.eval_file) if args.eval_file else None,
-        metrics=metrics,
+        metrics=args.metric or ["exact", "rouge-l"],
         include_base=args.base,
         limit=args.limit,
     )
@@ -225,7 +221,7 @@ def _show_plan(plan: RerunPlan) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from finetune_hub.cli.output import console
+    from finetune_hub.cli.output import console, print_problems
     from finetune_hub.cost import describe
 
     out = console()
@@ -235,9 +231,7 @@ def _show_plan(plan: RerunPlan) -> None:
         after = "[red]dropped[/]" if c.after is None else escape(str(c.after))
         table.add_row(c.field, escape(str(c.before)), after, escape(c.why))
     out.print(table)
-    for p in plan.problems:
-        color = "red" if p.severity == "error" else "yellow"
-        out.print(f"[{color}]{p.severity}[/]: {escape(p.message)}" + (f" [dim]({escape(p.hint)})[/]" if p.hint else ""))
+    print_problems(plan.problems)
     if plan.estimate:
         out.print(f"estimate on {plan.provider}: {describe(plan.estimate)}")
 

@@ -104,7 +104,7 @@ def cmd_providers(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from finetune_hub import api
-    from finetune_hub.cli.output import console, print_json
+    from finetune_hub.cli.output import console, print_json, print_problems
     from finetune_hub.spec import FineTuneSpec
 
     spec = FineTuneSpec.load(args.spec)
@@ -113,9 +113,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         if args.json:
             print_json(planned)
         else:
+            print_problems(planned.problems)
             out = console()
-            for p in planned.problems:
-                out.print(f"[{'red' if p.severity == 'error' else 'yellow'}]{p.severity}[/]: {p.message}")
             if planned.estimate:
                 from finetune_hub.cost import describe
 
@@ -135,7 +134,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def _records_table(records: list[JobRecord]) -> None:
     from rich.table import Table
 
-    from finetune_hub.cli.output import console, money
+    from finetune_hub.cli.output import console
+    from finetune_hub.cost import money
 
     table = Table("id", "provider", "name", "status", "model", "estimated", "actual", "created")
     for r in records:
@@ -155,8 +155,7 @@ def _records_table(records: list[JobRecord]) -> None:
 
 def _actual(record: JobRecord) -> str:
     """The actual cost, with its difference from the estimate: "$1.20 (+$0.20, +20%)"."""
-    from finetune_hub.cli.output import money
-    from finetune_hub.cost import difference
+    from finetune_hub.cost import difference, money
 
     delta = difference(record.estimated_usd, record.actual_usd)
     return money(record.actual_usd) + (f" ({delta})" if delta else "")

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from finetune_hub.errors import FthError
+    from finetune_hub.records import Problem
 
 
 def console(stderr: bool = False) -> Console:
@@ -39,5 +40,11 @@ def print_error(exc: FthError, *, as_json: bool = False) -> None:
         err.print(f"  [dim]hint:[/] {escape(exc.hint)}")
 
 
-def money(value: float | None) -> str:
-    return "—" if value is None else f"${value:,.2f}"
+def print_problems(problems: list[Problem]) -> None:
+    """Problems found before submitting, each with its hint."""
+    from rich.markup import escape
+
+    out = console()
+    for p in problems:
+        color = "red" if p.severity == "error" else "yellow"
+        out.print(f"[{color}]{p.severity}[/]: {escape(p.message)}" + (f" [dim]({escape(p.hint)})[/]" if p.hint else ""))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from finetune_hub.compare import Comparison, Evaluation, JobSummary
+from finetune_hub.cost import money
 
 SUMMARY_COLUMNS = (
     "job",
@@ -18,12 +19,6 @@ SUMMARY_COLUMNS = (
     "fine-tuned model",
 )
 SPARK = "▁▂▃▄▅▆▇█"
-
-
-def money(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"${value:,.4f}" if 0 < abs(value) < 0.01 else f"${value:,.2f}"
 
 
 def duration(seconds: float | None) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
@@ -195,3 +196,11 @@ def test_cli_compare_writes_reports(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert a in printed and "report written" in printed
     assert a in out.read_text() and json.loads((tmp_path / "r.json").read_text())["jobs"][0]["id"] == a
     assert main(["compare", "fth-nope"]) == 2
+
+
+def test_cli_compare_without_eval_needs_no_metric_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    from finetune_hub.cli import main
+
+    monkeypatch.setitem(sys.modules, "rouge_score", None)  # not installed: importing it fails
+    job = finished_job(JobStore(), "openai", losses=[2.0, 1.0], actual=1.2, est=1.0)
+    assert main(["compare", job]) == 0
