@@ -23,6 +23,10 @@ class SubmitPlan:
     problems: list[Problem]
     estimate: CostEstimate | None
 
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
 
 def make_job(provider: str, spec: FineTuneSpec, *, store: JobStore | None = None, client: Any = None) -> FineTuneJob:
     return registry.load(provider)(spec, client=client, store=store)
@@ -43,11 +47,16 @@ def plan(spec: FineTuneSpec, provider: str, *, job: FineTuneJob | None = None) -
     job = job or make_job(provider, spec)
     problems = list(job.check())
     findings, stats = data.validate_for(
-        spec.data.train, provider, validation=spec.data.validation, suffix=spec.suffix, model=job.base_model()
+        spec.data.train,
+        provider,
+        validation=spec.data.validation,
+        suffix=spec.suffix,
+        model=job.base_model(),
+        fmt=spec.data.format,
     )
     problems += [Problem(f.severity, f"{f.location()}: [{f.rule}] {f.message}", f.fix) for f in findings]
     estimate = None
-    if stats is not None and not any(p.severity == "error" for p in problems):
+    if stats is not None and all(p.severity != "error" for p in problems):
         try:
             estimate = job.estimate(stats)
         except FthError as exc:
@@ -62,14 +71,16 @@ def submit(
     store: JobStore | None = None,
     client: Any = None,
     over_budget_ok: bool = False,
+    checked: SubmitPlan | None = None,
 ) -> FineTuneJob:
-    """Check, estimate, record, upload and create the job; safe to call again after a crash."""
+    """Check, estimate, record, upload and create the job; safe to call again after a crash. `checked`: the
+    `plan()` of this spec on this provider, when the caller has already made it."""
     from finetune_hub import data
 
     store = store or JobStore()
     job = make_job(provider, spec, store=store, client=client)
-    checked = plan(spec, provider, job=job)
-    if errors := [p for p in checked.problems if p.severity == "error"]:
+    checked = checked or plan(spec, provider, job=job)
+    if errors := checked.errors:
         lines = [p.message + (f" ({p.hint})" if p.hint else "") for p in errors]
         raise ConfigError(
             f"{provider}: {len(errors)} problem(s) before submitting:\n  " + "\n  ".join(lines),

@@ -65,7 +65,7 @@ def priced_item(provider: str, spec: FineTuneSpec, catalog: Catalog) -> tuple[st
     """The catalog key the price is looked up by (model, instance type or GPU) and how many are billed."""
     platform = catalog.platform(provider)
     settings = spec.settings_for(provider)
-    if settings.get("mode") in platform.token_modes:
+    if _token_mode(provider, spec, catalog):
         return f"{settings['mode']}:{spec.base_model_for(provider)}", 1
     if platform.priced_by == "instance":
         instance = settings.get("instance_type") or platform.default
@@ -107,15 +107,6 @@ def billed(provider: str, spec: FineTuneSpec, stats: DatasetStats, catalog: Cata
 
 def _token_mode(provider: str, spec: FineTuneSpec, catalog: Catalog) -> bool:
     return spec.settings_for(provider).get("mode") in catalog.platform(provider).token_modes
-
-
-def epochs_for(provider: str, spec: FineTuneSpec, stats: DatasetStats) -> tuple[int, str | None]:
-    """The epochs an estimate assumes, and the rule that picked them (None when the spec sets them)."""
-    from finetune_hub.data.billing import billed_tokens
-
-    bill = billed_tokens(stats, provider, model=spec.base_model_for(provider), epochs=spec.hyperparameters.epochs)
-    rule = "; ".join(a for a in bill.assumptions if "epoch" in a)
-    return bill.epochs, (rule or None) if bill.epochs_auto else None
 
 
 def _counted(stats: DatasetStats) -> str:
@@ -278,7 +269,7 @@ def estimate_many(
         try:
             model = spec.base_model_for(provider)
             if model not in counted:
-                counted[model] = data.stats(spec.data.train, model=model)
+                counted[model] = data.stats(spec.data.train, model=model, fmt=spec.data.format)
             if provider in catalog.providers():
                 found = estimate(provider, spec, counted[model], catalog=catalog)
             else:  # a third-party adapter prices itself (importing it may need its SDK)

@@ -109,9 +109,11 @@ class FineTuneJob(ABC):
     def check(self) -> list[Problem]:
         """Problems with the spec for this platform, found without any network call."""
 
-    @abstractmethod
     def estimate(self, stats: DatasetStats) -> CostEstimate:
         """What the job would cost, from the dataset's token counts and the price catalog."""
+        from finetune_hub import cost
+
+        return cost.estimate(self.provider, self.spec, stats)
 
     @abstractmethod
     def prepare(self) -> PreparedData:

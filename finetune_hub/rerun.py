@@ -190,9 +190,9 @@ def rerun(
             f"job {planned.source_id} cannot run on {provider} as it is:\n  " + "\n  ".join(lines),
             hint="nothing was uploaded; `fth rerun --dry-run` shows the whole mapping",
         )
-    job = api.submit(
-        FineTuneSpec.model_validate(planned.spec), provider, store=store, client=client, over_budget_ok=over_budget_ok
-    )
+    checked = api.SubmitPlan(provider, planned.base_model, planned.problems, planned.estimate)
+    spec = FineTuneSpec.model_validate(planned.spec)
+    job = api.submit(spec, provider, store=store, client=client, over_budget_ok=over_budget_ok, checked=checked)
     assert job.record is not None  # submit always records the job
     summary = "; ".join(f"{c.field}: {c.before} → {c.after} ({c.why})" for c in planned.changes)
     now = utcnow()

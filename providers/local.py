@@ -24,7 +24,6 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from finetune_hub.data import DatasetStats
 from finetune_hub.errors import (
     AuthError,
     ConfigError,
@@ -37,7 +36,7 @@ from finetune_hub.errors import (
     QuotaError,
 )
 from finetune_hub.job import FineTuneJob, JobState, PreparedData
-from finetune_hub.records import Capability, Checkpoint, CostEstimate, JobEvent, JobResult, JobStatus, Problem
+from finetune_hub.records import Capability, Checkpoint, JobEvent, JobResult, JobStatus, Problem
 from local_backend import config as train_config
 from local_backend import runfiles
 from local_backend.data import DataError as TrainDataError
@@ -193,12 +192,6 @@ class LocalJob(FineTuneJob):
             )
         return problems
 
-    def estimate(self, stats: DatasetStats) -> CostEstimate:
-        """No bill; the runtime is predicted from the catalog's GPU throughput table (finetune_hub.cost)."""
-        from finetune_hub import cost
-
-        return cost.estimate(self.provider, self.spec, stats)
-
     def prepare(self) -> PreparedData:
         from finetune_hub import data
 
@@ -301,9 +294,6 @@ class LocalJob(FineTuneJob):
             "merged directory (providers.local.merge: true) anywhere a Hugging Face model loads",
             extra={"run_dir": str(Path(summary["adapter"]).parent), "merge_check": summary.get("merge_check")},
         )  # fmt: skip
-
-    def actual_cost(self, result: JobResult) -> float | None:
-        return 0.0
 
     def predict(self, model: str, messages: list[dict[str, Any]]) -> str:
         """Greedy reply from the base model plus, when `model` is an adapter directory, that adapter."""

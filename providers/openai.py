@@ -24,10 +24,10 @@ from urllib.parse import urlsplit
 import openai
 from pydantic import BaseModel, ConfigDict, Field
 
-from finetune_hub import cost, data
+from finetune_hub import data
 from finetune_hub.errors import AuthError, ProviderError, http_error
 from finetune_hub.job import FineTuneJob, JobState, PreparedData
-from finetune_hub.records import Capability, Checkpoint, CostEstimate, JobEvent, JobResult, JobStatus, Problem
+from finetune_hub.records import Capability, Checkpoint, JobEvent, JobResult, JobStatus, Problem
 
 #: metadata keys the adapter sets on every job (the platform allows 16 pairs)
 JOB_KEY, IDEMPOTENCY_KEY = "fth_job", "fth_key"
@@ -182,9 +182,6 @@ class OpenAIJob(FineTuneJob):
                 msg = f"providers.{self.provider}.integrations[{i}]: only Weights & Biases is supported"
                 problems.append(Problem("error", msg, '{"type": "wandb", "wandb": {"project": "..."}}'))
         return problems + self.lifecycle_problems()
-
-    def estimate(self, stats: data.DatasetStats) -> CostEstimate:
-        return cost.estimate(self.provider, self.spec, stats)
 
     def prepare(self) -> PreparedData:
         files, report, model = {}, [], self.base_model()

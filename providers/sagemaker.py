@@ -13,7 +13,6 @@ import re
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -23,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from finetune_hub.errors import AuthError, ConfigError, NotFound, ProviderError, QuotaError
 from finetune_hub.job import FineTuneJob, JobState, PreparedData
-from finetune_hub.records import Capability, Checkpoint, CostEstimate, JobEvent, JobResult, JobStatus, Problem
+from finetune_hub.records import Capability, Checkpoint, JobEvent, JobResult, JobStatus, Problem
 from providers import sagemaker_request as req
 from providers import sagemaker_status as status
 from providers.sagemaker_aws import (
@@ -36,7 +35,7 @@ from providers.sagemaker_aws import (
 )
 
 if TYPE_CHECKING:
-    from finetune_hub.data import DatasetStats
+    pass
 
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
 _SECRETISH = ("TOKEN", "SECRET", "PASSWORD", "CREDENTIAL", "API_KEY", "ACCESS_KEY", "PRIVATE_KEY")
@@ -193,30 +192,6 @@ class SageMakerJob(FineTuneJob):
             error("max_wait_hours must be at least max_runtime_hours (SageMaker rule for spot jobs)")
         found += [Problem("error", f"sagemaker: {m}") for m in req.trainer_config_problems(spec, s)]
         return found
-
-    def estimate(self, stats: DatasetStats) -> CostEstimate:
-        from finetune_hub import cost
-        from finetune_hub.pricing import Catalog
-
-        catalog = Catalog.load()
-        if self._serverless:
-            return status.serverless_estimate(self.spec, stats, catalog)
-        found = cost.estimate(self.provider, self.spec, stats, catalog=catalog)
-        if self.settings.spot:
-            note = "managed spot: this is the on-demand price (an upper bound); the actual cost uses the billed seconds"
-            return replace(found, assumptions=[*found.assumptions, note])
-        return found
-
-    def actual_cost(self, result: JobResult) -> float | None:
-        from finetune_hub import cost
-        from finetune_hub.pricing import Catalog
-
-        if not self._serverless:
-            return cost.actual_cost(self.provider, self.spec, result)
-        row = Catalog.load().price(self.provider, status.serverless_item(self.spec))
-        if row is None or result.trained_tokens is None:
-            return None
-        return result.trained_tokens / 1e6 * row.usd
 
     # -- upload and create ---------------------------------------------------------------------------
 

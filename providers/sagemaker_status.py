@@ -7,14 +7,11 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from finetune_hub.errors import ConfigError
 from finetune_hub.job import JobState
-from finetune_hub.records import CostEstimate, JobEvent, JobResult, JobStatus
+from finetune_hub.records import JobEvent, JobResult, JobStatus
 
 if TYPE_CHECKING:
-    from finetune_hub.data import DatasetStats
-    from finetune_hub.pricing import Catalog
-    from finetune_hub.spec import FineTuneSpec
+    pass
 
 Q, R = JobStatus.QUEUED, JobStatus.RUNNING
 _SECONDARY = {  # SecondaryStatus while TrainingJobStatus is InProgress
@@ -109,41 +106,4 @@ def result(job: Mapping[str, Any], mode: str) -> JobResult:
         metrics={m["MetricName"]: float(m["Value"]) for m in job.get("FinalMetricDataList", [])},
         deployment_hint=hint,
         extra=extra,
-    )
-
-
-# -- serverless cost: billed tokens (BillableTokenCount) at a per-model rate from the catalog -------------
-
-
-def serverless_item(spec: FineTuneSpec) -> str:
-    """The catalog key of a serverless job's price: "serverless:<hub model name>"."""
-    return f"serverless:{spec.base_model_for('sagemaker')}"
-
-
-def serverless_estimate(spec: FineTuneSpec, stats: DatasetStats, catalog: Catalog) -> CostEstimate:
-    from finetune_hub import cost
-
-    item = serverless_item(spec)
-    row = catalog.price("sagemaker", item)
-    if row is None or row.unit != cost.TOKEN_UNIT:
-        raise ConfigError(
-            f"no price for SageMaker serverless customization of '{item.split(':', 1)[1]}' in the catalog",
-            hint=f"add a row `{{provider: sagemaker, model: '{item}', usd: <per 1M tokens>, unit: 1M tokens, "
-            "as_of: <date>, source: <url>, verified: false}` to $FTH_HOME/catalog.yaml",
-        )
-    epochs, rule = cost.epochs_for("sagemaker", spec, stats)
-    tokens = stats.tokens * epochs
-    return CostEstimate(
-        provider="sagemaker",
-        model=item,
-        quantity=tokens / 1e6,
-        unit=row.unit,
-        unit_price_usd=row.usd,
-        total_usd=tokens / 1e6 * row.usd,
-        as_of=row.as_of,
-        source=row.source,
-        verified=row.verified,
-        assumptions=[f"billed tokens = {stats.tokens:,} × {epochs} epochs", *([rule] if rule else [])],
-        epochs=epochs,
-        billed_tokens=tokens,
     )

@@ -23,11 +23,11 @@ from typing import Any, ClassVar
 from google.api_core import exceptions as gcs_errors
 from google.genai import types
 
-from finetune_hub import cost, data
+from finetune_hub import data
 from finetune_hub.data.formats import FORMATS, PREFERENCE_FORMATS
 from finetune_hub.errors import ConfigError, DataError, NotFound, ProviderError
 from finetune_hub.job import FineTuneJob, JobState, PreparedData
-from finetune_hub.records import Capability, Checkpoint, CostEstimate, JobEvent, JobResult, JobStatus, Problem
+from finetune_hub.records import Capability, Checkpoint, JobEvent, JobResult, JobStatus, Problem
 from providers.vertex_client import VertexClients, VertexSettings, make_clients, translate
 
 # LoRA rank → Vertex's adapter_size enum (sizes 1–32; which ones a model accepts varies by model).
@@ -212,9 +212,6 @@ class VertexJob(FineTuneJob):
                 hint = "set method: dpo for preference tuning, or give chat examples"
                 problems.append(Problem("error", f"vertex: {path} holds preference pairs; method is sft", hint))
         return problems
-
-    def estimate(self, stats: data.DatasetStats) -> CostEstimate:
-        return cost.estimate(self.provider, self.spec, stats)
 
     def prepare(self) -> PreparedData:
         bucket, prefix = self._bucket()

@@ -120,7 +120,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
                 out.print(f"{args.provider} {planned.base_model}: estimated {describe(planned.estimate)}")
             out.print("dry run: nothing was uploaded or created")
-        return EXIT_BAD_INPUT if any(p.severity == "error" for p in planned.problems) else EXIT_OK
+        return EXIT_BAD_INPUT if planned.errors else EXIT_OK
     job = api.submit(spec, args.provider, over_budget_ok=args.yes)
     if not args.json:
         console().print(f"submitted [bold]{job.local_id}[/] to {args.provider} (remote id {job.remote_id})")

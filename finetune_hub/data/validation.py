@@ -230,13 +230,14 @@ def validate_for(
     validation: Path | None = None,
     suffix: str | None = None,
     model: str | None = None,
+    fmt: str = "auto",
 ) -> tuple[list[Finding], DatasetStats | None]:
     """Errors and warnings that matter before uploading to `provider` (info-level findings left out), and the
     training file's stats from the same pass (None when it could not be read). `plan()` turns the findings into
     Problems (errors block submit, warnings do not) and estimates the cost from the stats."""
     target = packs.normalize(provider)
     targets = [target] if target in packs.PACKS else []
-    report = validate(path, validation=validation, targets=targets, model=model, suffix=suffix)
+    report = validate(path, validation=validation, targets=targets, model=model, suffix=suffix, fmt=fmt)
     found = [f for f in report.summary() if f.severity != "info"]
     train = report.files[0]
     if train.detection is None or not train.detection.format:

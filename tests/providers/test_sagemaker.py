@@ -321,12 +321,12 @@ def test_estimate_is_instance_price_times_instances_and_hours(tmp_path: Path) ->
     assert found.unit == "instance-hour" and found.unit_price_usd == 7.09
     assert found.runtime_hours is not None and found.quantity == pytest.approx(2 * found.runtime_hours)
     assert found.total_usd == pytest.approx(found.quantity * 7.09)
-    assert any("managed spot" in note for note in found.assumptions)
+    assert any("spot capacity" in note for note in found.assumptions)
 
 
 def test_serverless_estimate_needs_a_token_price(tmp_path: Path, fth_home: Path) -> None:
     spec = make_spec(tmp_path, mode="serverless", model_package_group_arn="arn:aws:sagemaker:us-east-1:1:x")
-    with pytest.raises(ConfigError, match="no price for SageMaker serverless"):
+    with pytest.raises(ConfigError, match=r"no sagemaker price for 'serverless:Qwen/Qwen2.5-0.5B-Instruct'"):
         SageMakerJob(spec).estimate(stats(spec.data.train))
     fth_home.mkdir(parents=True, exist_ok=True)
     (fth_home / "catalog.yaml").write_text(
