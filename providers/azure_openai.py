@@ -18,6 +18,7 @@ import openai
 from pydantic import BaseModel, field_validator
 
 from finetune_hub.errors import AuthError, ConfigError, ProviderError
+from finetune_hub.job import Backoff
 from finetune_hub.records import Problem
 from providers.openai import OpenAIJob, OpenAISettings, public_url, sdk_errors
 
@@ -49,7 +50,8 @@ class AzureOpenAIJob(OpenAIJob):
     settings_model: ClassVar[type[BaseModel] | None] = AzureOpenAISettings
     settings: AzureOpenAISettings
     #: seconds between checks while Azure processes an uploaded file
-    processing_poll_s: float = 2.0
+    processing_poll_s: float = 2.0  # first wait between file-status checks; it grows to 30 s
+    processing_timeout_s: float = 1800.0
 
     def connect(self) -> Any:
         endpoint = os.environ.get("AZURE_OPENAI_ENDPOINT", "").rstrip("/")
@@ -100,14 +102,24 @@ class AzureOpenAIJob(OpenAIJob):
 
     def _wait_until_processed(self, file_id: str) -> None:
         """Azure refuses a job whose files it has not finished importing."""
+        backoff = Backoff(initial=self.processing_poll_s, factor=1.5, maximum=30.0)
+        deadline = time.monotonic() + self.processing_timeout_s
         while True:
-            with sdk_errors("check the uploaded file"):
-                found = self.client.files.retrieve(file_id)
+            found = self.retrying(lambda: self._retrieve_file(file_id))
             if found.status == "processed":
                 return
             if found.status == "error":
                 raise ProviderError(f"Azure could not import {file_id}: {found.status_details or 'no details'}")
-            time.sleep(self.processing_poll_s)
+            if time.monotonic() >= deadline:
+                raise ProviderError(
+                    f"Azure is still importing {file_id} ({found.status}) after {self.processing_timeout_s:.0f} s",
+                    hint="submit again later: the upload is remembered and not repeated",
+                )
+            self.retry_sleep(backoff.next())
+
+    def _retrieve_file(self, file_id: str) -> Any:
+        with sdk_errors("check the uploaded file"):
+            return self.client.files.retrieve(file_id)
 
     def _deployment_hint(self, job: Any) -> str | None:
         if not job.fine_tuned_model:

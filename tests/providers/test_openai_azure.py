@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from finetune_hub import api
-from finetune_hub.errors import AuthError, ConfigError
+from finetune_hub.errors import AuthError, ConfigError, ProviderError
 from finetune_hub.records import JobStatus
 from finetune_hub.spec import FineTuneSpec
 from finetune_hub.store import JobStore
@@ -142,3 +142,13 @@ def test_missing_endpoint_or_credentials(
     with pytest.raises(AuthError) as missing:
         api.make_job("azure_openai", spec).account_id()
     assert "azure-identity" in (missing.value.hint or "")
+
+
+def test_a_file_azure_never_finishes_importing_stops_the_submit(
+    tmp_path: Path, store: JobStore, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator.processing_s = 10**6
+    monkeypatch.setattr(AzureOpenAIJob, "processing_timeout_s", 0.0)
+    with pytest.raises(ProviderError, match="still importing"):
+        api.submit(make_spec(tmp_path), "azure_openai", store=store)
+    assert not emulator.jobs
