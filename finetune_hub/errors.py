@@ -58,12 +58,6 @@ class MissingDependency(FthError):
     """An optional extra is not installed."""
 
 
-class JobFailed(FthError):
-    """The remote job ended in failure."""
-
-    exit_code = 1
-
-
 class ProviderError(FthError):
     """The platform answered with an error. `retryable` says whether trying again can help."""
 

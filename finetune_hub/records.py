@@ -123,16 +123,3 @@ def to_plain(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [to_plain(v) for v in obj]
     return obj
-
-
-def from_plain(cls: type[T], data: dict[str, Any]) -> T:
-    """Inverse of `to_plain` for the flat records above (datetimes parsed back)."""
-    kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name not in data:
-            continue
-        value = data[f.name]
-        if isinstance(value, str) and f.name in ("time", "created_at"):
-            value = datetime.fromisoformat(value)
-        kwargs[f.name] = value
-    return cls(**kwargs)

@@ -7,7 +7,6 @@ meta.json exists (written last); a run killed mid-save leaves an incomplete one 
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 from pathlib import Path
@@ -89,7 +88,3 @@ def load(path: Path, *, peft_model: Any, optimizer: torch.optim.Optimizer, sched
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     return state
-
-
-def meta(path: Path) -> dict[str, Any]:
-    return json.loads((path / "meta.json").read_text(encoding="utf-8"))

@@ -19,6 +19,7 @@ import json
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +43,11 @@ class DataError(ValueError):
 class Example:
     input_ids: tuple[int, ...]
     labels: tuple[int, ...]  # unshifted (labels[i] is input_ids[i] where supervised); labels[0] is always -100
-    line: int = 0
 
     def __len__(self) -> int:
         return len(self.input_ids)
 
-    @property
+    @cached_property
     def supervised(self) -> int:
         return sum(1 for t in self.labels if t != IGNORE)
 
@@ -184,7 +184,7 @@ def load_examples(
             ids, labels = ids[:max_seq_length], labels[:max_seq_length]
             report.truncated += 1
         labels[0] = IGNORE
-        example = Example(tuple(ids), tuple(labels), number)
+        example = Example(tuple(ids), tuple(labels))
         if example.supervised == 0:
             report.dropped += 1
             continue

@@ -35,7 +35,6 @@ class TokenLoss(torch.nn.Module):
 
     def __init__(self, peft_model: Any, chunk: int) -> None:
         super().__init__()
-        self.peft_model = peft_model
         self.backbone, self.head, self.softcap = backbone_and_head(peft_model)
         self.chunk = chunk
         self.chunk_fn: Any = chunk_loss_and_grad

@@ -72,10 +72,6 @@ class AwsClients:
     def region(self) -> str:
         return str(self.sagemaker.meta.region_name)
 
-    @property
-    def endpoint(self) -> str:
-        return str(self.sagemaker.meta.endpoint_url)
-
 
 def default_region() -> str | None:
     """The region boto3 would pick (AWS_REGION, AWS_DEFAULT_REGION, the profile), read without a network call."""

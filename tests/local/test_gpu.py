@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from local_backend import attention
-from local_backend.config import TrainConfig
 from local_backend.train import train
+from tests.local.test_training import config
 
 pytestmark = [
     pytest.mark.gpu,
@@ -45,16 +45,9 @@ def test_varlen_kernel_matches_per_sequence_sdpa(heads: int, kv_heads: int) -> N
         torch.testing.assert_close(mine.float(), theirs.float(), atol=3e-2, rtol=3e-2)
 
 
-def _config(model: Path, data: tuple[Path, Path], out: Path, **overrides: object) -> TrainConfig:
-    values = {"model": str(model), "train_file": str(data[0]), "validation_file": str(data[1]),
-              "output_dir": str(out), "epochs": 3, "batch_size": 4, "learning_rate": 1e-2, "lora_rank": 8,
-              "lora_dropout": 0.0, "seed": 7}  # fmt: skip
-    return TrainConfig(**{**values, **overrides})  # type: ignore[arg-type]
-
-
 def test_bf16_varlen_compiled_training_learns(any_model: Path, chat_data, tmp_path: Path) -> None:
     summary = train(
-        _config(any_model, chat_data, tmp_path / "run", epochs=8, tokens_per_batch=2048, max_seq_length=1024)
+        config(any_model, chat_data, tmp_path / "run", epochs=8, tokens_per_batch=2048, max_seq_length=1024)
     )
     assert summary["device"].startswith("cuda")
     assert summary["attention"] == (attention.NAME if attention.kernel_available() else "sdpa")
@@ -62,12 +55,12 @@ def test_bf16_varlen_compiled_training_learns(any_model: Path, chat_data, tmp_pa
 
 
 def test_packed_varlen_and_padded_sdpa_agree_in_bf16(llama_model: Path, chat_data, tmp_path: Path) -> None:
-    packed = train(_config(llama_model, chat_data, tmp_path / "packed", max_steps=3, compile=False))
-    padded = train(_config(llama_model, chat_data, tmp_path / "padded", max_steps=3, packing=False, compile=False))
+    packed = train(config(llama_model, chat_data, tmp_path / "packed", max_steps=3, compile=False))
+    padded = train(config(llama_model, chat_data, tmp_path / "padded", max_steps=3, packing=False, compile=False))
     assert [h["loss"] for h in packed["history"]] == pytest.approx([h["loss"] for h in padded["history"]], rel=2e-2)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None, reason="needs bitsandbytes (the qlora extra)")
 def test_qlora_trains(llama_model: Path, chat_data, tmp_path: Path) -> None:
-    summary = train(_config(llama_model, chat_data, tmp_path / "q", quantize="4bit", max_steps=6, merge=True))
+    summary = train(config(llama_model, chat_data, tmp_path / "q", quantize="4bit", max_steps=6, merge=True))
     assert summary["status"] == "succeeded" and summary["merge_check"]["top1_agreement"] > 0.9
