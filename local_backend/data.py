@@ -119,7 +119,7 @@ def resolve_template(tokenizer: Any, override: str | None) -> tuple[str, str]:
     return FALLBACK_TEMPLATE, "fallback"
 
 
-def _render(tokenizer: Any, template: str, messages: list[dict[str, Any]], tools: Any, generation: bool) -> str:
+def render(tokenizer: Any, template: str, messages: list[dict[str, Any]], tools: Any, generation: bool) -> str:
     clean = [{k: v for k, v in m.items() if k != "weight"} for m in messages]
     text = tokenizer.apply_chat_template(
         clean, tools=tools, chat_template=template, tokenize=False, add_generation_prompt=generation
@@ -131,13 +131,13 @@ def assistant_spans(
     tokenizer: Any, template: str, messages: list[dict[str, Any]], tools: Any = None, where: str = ""
 ) -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the character spans the model must produce (trained turns only)."""
-    full = _render(tokenizer, template, messages, tools, generation=False)
+    full = render(tokenizer, template, messages, tools, generation=False)
     spans = []
     for i, message in enumerate(messages):
         if message["role"] != "assistant" or message.get("weight", 1) == 0:
             continue
-        prompt = _render(tokenizer, template, messages[:i], tools, generation=True)
-        upto = _render(tokenizer, template, messages[: i + 1], tools, generation=False)
+        prompt = render(tokenizer, template, messages[:i], tools, generation=True)
+        upto = render(tokenizer, template, messages[: i + 1], tools, generation=False)
         if not (upto.startswith(prompt) and full.startswith(upto)):
             raise DataError(
                 f"{where}: the chat template does not render a conversation's start as the start of its text "

@@ -9,13 +9,15 @@ reply, then exact-match accuracy and the mean loss on the reference answers for 
 from __future__ import annotations
 
 import argparse
+import functools
 from typing import Any
 
 import torch
 
-from local_backend.data import assistant_spans, read_chat_jsonl, resolve_template, tokenize_with_labels
+from local_backend.data import assistant_spans, read_chat_jsonl, render, resolve_template, tokenize_with_labels
 
 
+@functools.lru_cache(maxsize=2)  # `fth compare` asks the same model one prompt at a time
 def load(model: str, adapter: str | None = None) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -32,8 +34,8 @@ def load(model: str, adapter: str | None = None) -> tuple[Any, Any]:
 
 @torch.no_grad()
 def reply(lm: Any, tokenizer: Any, messages: list[dict[str, Any]], max_new_tokens: int = 64) -> str:
-    template, _ = resolve_template(tokenizer, None)
-    text = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False, add_generation_prompt=True)
+    template, _ = resolve_template(tokenizer, None)  # the adapter's tokenizer carries the training template
+    text = render(tokenizer, template, messages, None, generation=True)
     ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].to(lm.device)
     out = lm.generate(
         input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False,

@@ -65,6 +65,7 @@ def _train(config: TrainConfig, stop: Any) -> dict[str, Any]:
         )
         reports.append(val_report)
     template, _ = data.resolve_template(tokenizer, config.chat_template)
+    tokenizer.chat_template = template  # saved with the adapter and checkpoints: replies render as training did
     warnings = [w for r in reports for w in (r.warnings or [])]
     if eot := data.end_of_turn_warning(tokenizer, template):
         warnings.append(eot)

@@ -189,3 +189,13 @@ def test_two_processes_train_like_one_with_gradient_accumulation(llama_model: Pa
     assert losses(double) == pytest.approx(losses(single), rel=1e-5)
     assert double["val_loss"] == pytest.approx(single["val_loss"], rel=1e-5)
     assert_same_weights(Path(double["adapter"]), Path(single["adapter"]), atol=1e-4)
+
+
+def test_the_adapter_carries_the_template_it_was_trained_with(llama_model: Path, chat_data, tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from local_backend.data import FALLBACK_TEMPLATE
+
+    assert AutoTokenizer.from_pretrained(llama_model).chat_template != FALLBACK_TEMPLATE
+    summary = train(config(llama_model, chat_data, tmp_path / "run", max_steps=2, chat_template=FALLBACK_TEMPLATE))
+    assert AutoTokenizer.from_pretrained(summary["adapter"]).chat_template == FALLBACK_TEMPLATE
