@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from finetune_hub.data import Finding
 
 _H = "finetune_hub.cli.data:"
-_TARGETS = ("openai", "azure_openai", "vertex", "sagemaker", "gradient", "local")
+_TARGETS = ("openai", "azure_openai", "vertex", "sagemaker", "gradient", "local")  # data.exporters.TARGETS
 _SEVERITY_STYLE = {"error": "red", "warning": "yellow", "info": "dim"}
 
 

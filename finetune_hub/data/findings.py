@@ -6,7 +6,7 @@ The rule catalog below is the single place a rule's severity and fix text live; 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 ERROR, WARNING, INFO = "error", "warning", "info"
@@ -232,17 +232,9 @@ class Findings:
     def extend(self, other: Findings, line_offset: int = 0) -> None:
         """Merge findings from another part of the file whose lines start after `line_offset` lines."""
         for item in other.kept:
-            if line_offset and item.line is not None:
-                item = Finding(item.rule, item.severity, item.file, item.line + line_offset, item.message, item.fix)
-            if self.counts[item.rule] < self.keep:
-                self.kept.append(item)
-            self.counts[item.rule] += 1
-            self.severity_counts[item.severity] += 1
+            self.add(replace(item, line=item.line + line_offset) if item.line is not None else item)
         for rule, n in other.counts.items():  # occurrences beyond what `other` kept
-            extra = n - min(n, other.keep)
-            self.counts[rule] += extra
-        for sev, n in other.severity_counts.items():
-            self.severity_counts[sev] += n - sum(1 for f in other.kept if f.severity == sev)
+            self.add_uncounted(rule, n - min(n, other.keep))
 
     @property
     def errors(self) -> int:

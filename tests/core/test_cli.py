@@ -129,3 +129,10 @@ def test_dry_run_prints_the_estimate_in_millions_of_tokens(tmp_path: Path) -> No
     out = fth("submit", "--provider", "openai", "--dry-run", spec, env={"FTH_OFFLINE": "1", "COLUMNS": "200"})
     assert out.returncode == 0, out.stderr
     assert re.search(r"estimated \$0\.\d+ \(0\.\d{3}M tokens × \$\d+\.\d\d/1M tokens, prices as of", out.stdout)
+
+
+def test_the_cli_offers_every_conversion_target() -> None:
+    from finetune_hub.cli.data import _TARGETS
+    from finetune_hub.data.exporters import TARGETS
+
+    assert _TARGETS == TARGETS  # the CLI keeps its own copy so that `fth --help` imports no data code
