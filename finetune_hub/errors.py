@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import os
 import re
+from collections.abc import Mapping
+from contextlib import suppress
 
 _SECRET_ENV_HINTS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")
 _SECRET_PATTERNS = (
@@ -95,6 +99,22 @@ class NotFound(ProviderError):
 
 class InvalidRequest(ProviderError):
     """The platform rejected the request; its message says why."""
+
+
+def retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds to wait, from `retry-after-ms` or `retry-after` (seconds or an HTTP date), any header case."""
+    lower = {str(k).lower(): v for k, v in (headers or {}).items()}
+    with suppress(ValueError, TypeError):
+        if millis := lower.get("retry-after-ms"):
+            return float(millis) / 1000
+    value = lower.get("retry-after")
+    if value is None:
+        return None
+    with suppress(ValueError):
+        return float(value)
+    with suppress(TypeError, ValueError):
+        return max(0.0, (email.utils.parsedate_to_datetime(value) - dt.datetime.now(dt.UTC)).total_seconds())
+    return None
 
 
 def http_error(status: int, message: str, *, retry_after: float | None = None) -> ProviderError:

@@ -11,7 +11,6 @@ import base64
 import binascii
 import csv
 import datetime as dt
-import email.utils
 import io
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -25,7 +24,7 @@ import openai
 from pydantic import BaseModel, ConfigDict, Field
 
 from finetune_hub import data
-from finetune_hub.errors import AuthError, ProviderError, http_error
+from finetune_hub.errors import AuthError, ProviderError, http_error, retry_after
 from finetune_hub.job import FineTuneJob, JobState, PreparedData
 from finetune_hub.records import Capability, Checkpoint, JobEvent, JobResult, JobStatus, Problem
 
@@ -54,28 +53,14 @@ def sdk_errors(action: str) -> Iterator[None]:
         body = exc.body if isinstance(exc.body, dict) else {}
         message = body.get("message") or exc.message
         raise http_error(
-            exc.status_code, f"{action}: {message} (HTTP {exc.status_code})", retry_after=retry_after(exc.response)
+            exc.status_code,
+            f"{action}: {message} (HTTP {exc.status_code})",
+            retry_after=retry_after(exc.response.headers),
         ) from exc
     except openai.APIConnectionError as exc:  # timeouts included
         raise ProviderError(f"{action}: {type(exc).__name__}: {exc}", retryable=True) from exc
     except openai.OpenAIError as exc:
         raise ProviderError(f"{action}: {type(exc).__name__}: {exc}") from exc
-
-
-def retry_after(response: Any) -> float | None:
-    """Seconds to wait, from `retry-after-ms` or `retry-after` (seconds or an HTTP date)."""
-    headers = response.headers
-    with suppress(ValueError):
-        if millis := headers.get("retry-after-ms"):
-            return float(millis) / 1000
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    with suppress(ValueError):
-        return float(value)
-    with suppress(TypeError, ValueError):
-        return max(0.0, (email.utils.parsedate_to_datetime(value) - dt.datetime.now(dt.UTC)).total_seconds())
-    return None
 
 
 def parse_results(text: str) -> list[dict[str, float]]:

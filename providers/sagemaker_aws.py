@@ -26,6 +26,7 @@ from finetune_hub.errors import (
     ProviderError,
     QuotaError,
     http_error,
+    retry_after,
 )
 
 # AWS error codes, grouped by what the caller can do about them. AWS JSON services answer most of these
@@ -124,10 +125,10 @@ def _from_client_error(action: str, exc: bx.ClientError, missing_is_not_found: b
     meta = exc.response.get("ResponseMetadata", {})
     code = str(error.get("Code") or "")
     status = int(meta.get("HTTPStatusCode") or 0)
+    wait = retry_after(meta.get("HTTPHeaders"))
     message = f"{action}: {code or status}: {error.get('Message') or 'no message'}"
     if code in THROTTLED:
-        retry_after = (meta.get("HTTPHeaders") or {}).get("retry-after")
-        return QuotaError(message, retry_after=_seconds(retry_after))
+        return QuotaError(message, retry_after=wait)
     if code in DENIED:
         return AuthError(message, status_code=status, hint="check the AWS credentials and the IAM permissions")
     if code in MISSING or (missing_is_not_found and code == "ValidationException"):
@@ -136,14 +137,7 @@ def _from_client_error(action: str, exc: bx.ClientError, missing_is_not_found: b
         return InvalidRequest(message, status_code=status, hint="ask AWS for a quota increase (Service Quotas)")
     if status == 0:
         return ProviderError(message, retryable=True)
-    return http_error(status, message, retry_after=_seconds((meta.get("HTTPHeaders") or {}).get("retry-after")))
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    return http_error(status, message, retry_after=wait)
 
 
 def log_streams(logs: Any, job_name: str) -> list[str]:

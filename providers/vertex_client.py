@@ -22,7 +22,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 from pydantic import BaseModel, ConfigDict, Field
 
-from finetune_hub.errors import AuthError, FthError, ProviderError, http_error
+from finetune_hub.errors import AuthError, FthError, ProviderError, http_error, retry_after
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
@@ -88,11 +88,11 @@ def translate(doing: str) -> Iterator[None]:
         raise
     except genai_errors.APIError as exc:
         text = f"Vertex AI, {doing}: {exc.status or exc.code}: {exc.message}"
-        raise http_error(exc.code, text, retry_after=_retry_after(exc.response)) from None
+        raise http_error(exc.code, text, retry_after=retry_after(getattr(exc.response, "headers", None))) from None
     except gcs_errors.GoogleAPICallError as exc:
         code = exc.code if isinstance(exc.code, int) else 500
         text = f"Cloud Storage, {doing}: {exc.message}"
-        raise http_error(code, text, retry_after=_retry_after(exc.response)) from None
+        raise http_error(code, text, retry_after=retry_after(getattr(exc.response, "headers", None))) from None
     except auth_errors.DefaultCredentialsError:
         raise AuthError(
             f"no Google Cloud credentials found while {doing}",
@@ -103,11 +103,3 @@ def translate(doing: str) -> Iterator[None]:
     except _TRANSPORT_ERRORS as exc:
         text = f"could not reach Google Cloud while {doing}: {type(exc).__name__}"
         raise ProviderError(text, retryable=True) from None
-
-
-def _retry_after(response: Any) -> float | None:
-    value = getattr(response, "headers", {}).get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
