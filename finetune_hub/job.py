@@ -157,15 +157,20 @@ class FineTuneJob(ABC):
         raise self.unsupported(Capability.PREDICT)
 
     def logs(self, follow: bool = False) -> Iterator[str]:
-        """Log lines; platforms without logs fall back to the event messages (polled until the job ends)."""
-        seen: set[tuple[datetime, str]] = set()
-        backoff = Backoff()
+        """Log lines; platforms without logs fall back to the event messages (polled until the job ends). With
+        a store, each poll is one `sync` and the lines come from the stored events, which it de-duplicates."""
+        if self.store is None or self.record is None:
+            if follow:
+                raise ConfigError("following a job's logs needs the job store (open the job with a store)")
+            yield from (f"{e.time.isoformat()} {e.level.upper():5} {e.message}" for e in self.retrying(self.events))
+            return
+        cursor, backoff = 0, Backoff()
         while True:
-            for event in self.retrying(self.events):
-                if (event.time, event.message) not in seen:
-                    seen.add((event.time, event.message))
-                    yield f"{event.time.isoformat()} {event.level.upper():5} {event.message}"
-            if not follow or self.sync().status.terminal:
+            done = self.sync().status.terminal
+            for seq, event in self.store.events(self.record.id, after_seq=cursor):
+                cursor = seq
+                yield f"{event.time.isoformat()} {event.level.upper():5} {event.message}"
+            if not follow or done:
                 return
             self.retry_sleep(backoff.next())
 

@@ -279,3 +279,21 @@ def test_results_files_parse_plain_or_base64() -> None:
     expected = [{"step": 1.0, "train_loss": 2.5}, {"step": 2.0, "train_loss": 1.5, "valid_loss": 1.7}]
     assert parse_results(csv_text) == expected
     assert parse_results(base64.b64encode(csv_text.encode()).decode()) == expected
+
+
+def test_following_the_logs_prints_every_event_once(tmp_path: Path, store: JobStore, emulator: OpenAIEmulator) -> None:
+    job = submitted(tmp_path, store)
+    emulator.seconds_per_request = 20  # the job moves on with every poll
+    job.retry_sleep = lambda seconds: None  # type: ignore[method-assign]
+    before = len(emulator.requests)
+    lines = list(job.logs(follow=True))
+    assert job.record is not None and job.record.status is JobStatus.SUCCEEDED
+    stored = store.events(job.record.id)
+    assert len(lines) == len(stored) == len(set(lines)) and "successfully completed" in lines[-1]
+    per_poll = [0]  # event listings between one retrieval of the job and the next
+    for r in emulator.requests[before:]:
+        if r.path.endswith(job.remote_id):
+            per_poll.append(0)
+        elif r.path.endswith("/events"):
+            per_poll[-1] += 1
+    assert max(per_poll) <= 2  # the job's progress and sync's new events; the printing asks for nothing more
