@@ -240,6 +240,22 @@ class FineTuneJob(ABC):
         )
         return {"train": train, "validation": valid}
 
+    def converted_data(self, out_dir: Path, *, model: str | None = None) -> tuple[dict[str, Path], list[str]]:
+        """Every data file converted for this platform (role → out_dir/role/<name>.jsonl) and what changed,
+        all before anything is uploaded: a bad validation file sends nothing."""
+        from finetune_hub import data
+
+        report = []
+        if share := self.spec.data.validation_split:
+            report.append(f"validation: {share:.0%} of {self.spec.data.train} held out (seeded)")
+        paths = {}
+        for role, source in self.data_files().items():
+            out = out_dir / role / f"{source.stem}.jsonl"
+            changes = data.convert(source, to=self.provider, out=out, fmt=self.data_format, model=model).changes
+            report += [f"{role}: {change}" for change in changes]
+            paths[role] = out
+        return paths, report
+
     @property
     def data_format(self) -> str:
         """The record format of the files `data_files()` returns: the spec's, or auto-detected chat JSONL

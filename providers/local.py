@@ -195,20 +195,14 @@ class LocalJob(FineTuneJob):
     def prepare(self) -> PreparedData:
         from finetune_hub import data
 
-        report = []
-        if share := self.spec.data.validation_split:
-            report.append(f"validation: {share:.0%} of {self.spec.data.train} held out (seeded)")
         files = {}
         with tempfile.TemporaryDirectory(prefix="fth-local-") as tmp:
-            converted = {}
-            for role, source in self.data_files().items():  # convert and check everything before storing any
-                out = Path(tmp) / f"{role}.jsonl"
-                report += data.convert(source, to="local", out=out, fmt=self.data_format).changes
+            converted, report = self.converted_data(Path(tmp))
+            for out in converted.values():  # what the trainer will read, checked before storing any
                 try:
                     sum(1 for _ in read_chat_jsonl(out))
                 except TrainDataError as exc:
                     raise DataError(str(exc), hint="nothing was started; fix the file and submit again") from None
-                converted[role] = out
             for role, path in converted.items():
                 digest = data.content_hash(path)
                 with _translate():

@@ -169,12 +169,10 @@ class OpenAIJob(FineTuneJob):
         return problems + self.lifecycle_problems()
 
     def prepare(self) -> PreparedData:
-        files, report, model = {}, [], self.base_model()
+        files = {}
         with tempfile.TemporaryDirectory(prefix="fth-") as tmp:
-            for role, source in self.data_files().items():
-                out = Path(tmp, role, source.with_suffix(".jsonl").name)
-                converted = data.convert(source, to=self.provider, out=out, fmt=self.data_format, model=model)
-                report += converted.changes
+            converted, report = self.converted_data(Path(tmp), model=self.base_model())
+            for role, out in converted.items():
                 files[role] = self.upload_once(out, data.content_hash(out), self._upload)
                 self.retrying(partial(self._wait_until_processed, files[role]))
         return PreparedData(files, report)

@@ -196,14 +196,11 @@ class SageMakerJob(FineTuneJob):
     # -- upload and create ---------------------------------------------------------------------------
 
     def prepare(self) -> PreparedData:
-        from finetune_hub import data
 
-        spec, files, report = self.spec, dict[str, str](), list[str]()
+        spec, files = self.spec, dict[str, str]()
         with tempfile.TemporaryDirectory(prefix="fth-sagemaker-") as tmp:
-            for role, source in self.data_files().items():
-                out = Path(tmp) / f"{role}.jsonl"
-                converted = data.convert(source, to=self.provider, out=out, fmt=self.data_format)
-                report += converted.changes
+            converted, report = self.converted_data(Path(tmp))
+            for role, out in converted.items():
                 files[role] = self._upload(out, "data", "data.jsonl").rsplit("/", 1)[0] + "/"
             if not self._serverless:
                 requirements = self.settings.requirements or req.source_requirements()

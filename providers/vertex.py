@@ -215,16 +215,8 @@ class VertexJob(FineTuneJob):
 
     def prepare(self) -> PreparedData:
         bucket, prefix = self._bucket()
-        report: list[str] = []
-        sources = self.data_files()
-        # the declared format, except for a validation split: its files are already OpenAI chat JSONL
         with tempfile.TemporaryDirectory(prefix="fth-vertex-") as tmp:
-            converted: dict[str, Path] = {}
-            for role, source in sources.items():  # convert everything first: bad data uploads nothing
-                out = Path(tmp) / f"{role}.jsonl"
-                changes = data.convert(source, to="vertex", out=out, fmt=self.data_format).changes
-                report += [f"{role}: {change}" for change in changes]
-                converted[role] = out
+            converted, report = self.converted_data(Path(tmp))
             files = {role: self._upload_once(path, bucket, prefix) for role, path in converted.items()}
         return PreparedData(files, report)
 

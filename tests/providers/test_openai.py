@@ -297,3 +297,16 @@ def test_following_the_logs_prints_every_event_once(tmp_path: Path, store: JobSt
         elif r.path.endswith("/events"):
             per_poll[-1] += 1
     assert max(per_poll) <= 2  # the job's progress and sync's new events; the printing asks for nothing more
+
+
+def test_a_bad_validation_file_stops_prepare_before_any_upload(
+    tmp_path: Path, store: JobStore, emulator: OpenAIEmulator
+) -> None:
+    from finetune_hub.data import ConversionError
+
+    spec = make_spec(tmp_path)
+    with open(spec.data.validation or "", "a") as fh:
+        fh.write('{"messages": [\n')  # a truncated last line
+    with pytest.raises(ConversionError, match=r"valid\.jsonl"):
+        api.make_job("openai", spec, store=store).prepare()
+    assert emulator.files == {}
