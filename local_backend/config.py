@@ -101,6 +101,7 @@ class TrainConfig:
         need(self.tokens_per_batch is None or self.tokens_per_batch >= self.max_seq_length, "tokens_per_batch",
              "must be at least max_seq_length (one example must fit)")  # fmt: skip
         need(self.tokens_per_batch is None or self.packing, "tokens_per_batch", "needs packing = true")
+        need(self.attention != "varlen" or self.packing, "attention", "varlen needs packing = true")
         need(self.lora_rank >= 1, "lora_rank", "must be at least 1")
         need(0 <= self.lora_dropout < 1, "lora_dropout", "must be in [0, 1)")
         need(self.quantize in QUANTIZE, "quantize", f"one of {', '.join(QUANTIZE)}")

@@ -36,8 +36,6 @@ def pick_attention(cfg: TrainConfig, device: torch.device) -> str:
     """With "auto": the varlen kernel for packed rows on CUDA, else SDPA (which, given restarting position_ids and no
     attention mask, builds a block-diagonal mask: correct, dense)."""
     if cfg.attention == "varlen" or (cfg.attention == "auto" and cfg.packing and device.type == "cuda"):
-        if not cfg.packing:
-            raise ConfigError("train config: attention = 'varlen' needs packing = true")
         if cfg.attention == "auto" and not attention.kernel_available():
             return "sdpa"
         return attention.register()

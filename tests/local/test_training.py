@@ -160,6 +160,8 @@ def test_merge_round_trip(qwen_model: Path, chat_data, tmp_path: Path) -> None:
 def test_bad_settings_fail_before_loading(llama_model: Path, chat_data, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="report_to"):
         config(llama_model, chat_data, tmp_path / "r", report_to=["neptune"])
+    with pytest.raises(ConfigError, match="varlen needs packing = true"):
+        config(llama_model, chat_data, tmp_path / "r", attention="varlen", packing=False)
     with pytest.raises(ConfigError, match=r"unknown key\(s\): epoch \(did you mean epochs\?\)"):
         TrainConfig.from_dict({"model": "m", "train_file": "t", "output_dir": "o", "epoch": 3})
     if all(__import__("importlib").util.find_spec(m) is None for m in ("wandb",)):
