@@ -27,20 +27,26 @@ def _logits(model: Any, probes: list[Example], device: torch.device) -> list[tor
 
 
 def merge_and_verify(
-    cfg: TrainConfig, adapter_dir: Path, out_dir: Path, *, probes: list[Example], device: torch.device | None = None
+    cfg: TrainConfig,
+    adapter_dir: Path,
+    out_dir: Path,
+    *,
+    probes: list[Example],
+    device: torch.device,
+    dtype: torch.dtype,
+    tokenizer: Any,
 ) -> dict[str, Any]:
+    """Merge on an unquantized copy of the base in the training's weight dtype, save, reload, compare logits."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if device.type == "cuda" and cfg.dtype != "fp32" else torch.float32
     load = {"dtype": dtype, "trust_remote_code": cfg.trust_remote_code}
     base = AutoModelForCausalLM.from_pretrained(cfg.model, **load).to(device)
     peft_model = PeftModel.from_pretrained(base, str(adapter_dir))
     expected = _logits(peft_model, probes, device)
     merged = peft_model.merge_and_unload()
     merged.save_pretrained(out_dir)
-    AutoTokenizer.from_pretrained(adapter_dir).save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
     del merged, peft_model, base
     reloaded = AutoModelForCausalLM.from_pretrained(out_dir, **load).to(device)
     got = _logits(reloaded, probes, device)

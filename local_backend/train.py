@@ -116,7 +116,8 @@ def _train(config: TrainConfig, stop: Any) -> dict[str, Any]:
             from local_backend.merge import merge_and_verify
 
             del trainer, peft_model
-            check = merge_and_verify(config, run.adapter, run.merged, probes=train_examples[:4])
+            check = merge_and_verify(config, run.adapter, run.merged, probes=train_examples[:4], device=device,
+                                     dtype=precision.param_dtype, tokenizer=tokenizer)  # fmt: skip
             summary["merged"] = str(run.merged.resolve())
             summary["merge_check"] = check
             run.add_event(f"merged model saved to {run.merged} (max |Δlogit| {check['max_abs_diff']:.2e})",
