@@ -98,6 +98,7 @@ class FineTuneJob(ABC):
         self.store = store
         self.record = record
         self._client = client
+        self._in_sync: dict[str, Any] | None = None  # answers fetched during the current `sync`
 
     # -- what each platform implements ---------------------------------------------------------------
 
@@ -297,15 +298,33 @@ class FineTuneJob(ABC):
                 wait(exc.retry_after if exc.retry_after is not None else backoff.next())
         raise AssertionError("unreachable")
 
+    def fetched(self, key: str, fetch: Callable[[], T]) -> T:
+        """`fetch()`, asked once per `sync`: refresh, events and result there read the same answer."""
+        if self._in_sync is None:
+            return fetch()
+        if key not in self._in_sync:
+            self._in_sync[key] = fetch()
+        return self._in_sync[key]  # type: ignore[no-any-return]
+
     def sync(self) -> JobState:
         """Refresh the state and new events from the platform and persist them (and the result when done)."""
+        self._in_sync = {}
+        try:
+            return self._sync()
+        finally:
+            self._in_sync = None
+
+    def _sync(self) -> JobState:
         state = self.retrying(self.refresh)
         if self.store is None or self.record is None:
             return state
         if self.spec.budget.auto_cancel:  # cancel once the running cost passes budget.max_usd
             from finetune_hub.cost import enforce_budget
 
-            state = enforce_budget(self, state)
+            checked = enforce_budget(self, state)
+            if checked is not state:  # cancelled: what was fetched before is out of date
+                self._in_sync = {}
+            state = checked
         last = self.store.last_event(self.record.id)
         # Platforms stamp events coarsely (whole seconds): ask from a second earlier, the store drops repeats.
         since = last.time - timedelta(seconds=1) if last else None

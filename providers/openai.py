@@ -233,9 +233,15 @@ class OpenAIJob(FineTuneJob):
             error = f"{job.error.code}: {error}"
         return JobState(self.map_status(job.status), job.status, error=error, progress=progress)
 
+    def _job(self) -> Any:
+        def retrieve() -> Any:
+            with sdk_errors("get the job"):
+                return self.client.fine_tuning.jobs.retrieve(self.remote_id)
+
+        return self.fetched("job", retrieve)
+
     def refresh(self) -> JobState:
-        with sdk_errors("get the job"):
-            job = self.client.fine_tuning.jobs.retrieve(self.remote_id)
+        job = self._job()
         return self._state(job, self._progress() if job.status == "running" else None)
 
     def _progress(self) -> float | None:
@@ -293,8 +299,8 @@ class OpenAIJob(FineTuneJob):
         return sorted(found, key=lambda c: c.step or 0)
 
     def result(self) -> JobResult:
-        with sdk_errors("get the job"):
-            job = self.client.fine_tuning.jobs.retrieve(self.remote_id)
+        job = self._job()
+        with sdk_errors("read the results file"):
             history = parse_results(self.client.files.content(job.result_files[0]).text) if job.result_files else []
         final: dict[str, float] = {}
         for row in history:

@@ -268,9 +268,14 @@ class SageMakerJob(FineTuneJob):
     # -- after submitting ----------------------------------------------------------------------------
 
     def _describe(self, name: str | None = None) -> dict[str, Any]:
-        with translate("DescribeTrainingJob", missing_is_not_found=True):
-            found: dict[str, Any] = self.clients.sagemaker.describe_training_job(TrainingJobName=name or self.remote_id)
-        return found
+        def describe() -> dict[str, Any]:
+            with translate("DescribeTrainingJob", missing_is_not_found=True):
+                found: dict[str, Any] = self.clients.sagemaker.describe_training_job(
+                    TrainingJobName=name or self.remote_id
+                )
+            return found
+
+        return describe() if name else self.fetched("job", describe)
 
     def refresh(self) -> JobState:
         return status.state(self._describe())

@@ -292,8 +292,11 @@ class VertexJob(FineTuneJob):
         return f"projects/{project}/locations/{location}/tuningJobs/{self.remote_id}"
 
     def _get(self) -> types.TuningJob:
-        with translate(f"reading tuning job {self.remote_id}"):
-            return self.sdk.genai.tunings.get(name=self._name())
+        def get() -> types.TuningJob:
+            with translate(f"reading tuning job {self.remote_id}"):
+                return self.sdk.genai.tunings.get(name=self._name())
+
+        return self.fetched("job", get)
 
     def refresh(self) -> JobState:
         job = self._get()

@@ -417,3 +417,12 @@ def test_estimate_uses_the_catalog_price_per_million_tokens_times_epochs(tmp_pat
     assert price is not None and estimate.unit_price_usd == price.usd
     assert estimate.billed_tokens == stats.tokens * 4
     assert estimate.total_usd == pytest.approx(stats.tokens * 4 / 1e6 * price.usd)
+
+
+def test_one_sync_reads_the_job_once(tmp_path: Path, stack: VertexStack, store: JobStore) -> None:
+    job = submit(make_spec(tmp_path, stack), stack, store)
+    stack.vertex.advance(job.remote_id, "succeeded")
+    before = len(stack.vertex.requests)
+    assert job.sync().status is JobStatus.SUCCEEDED and job.record is not None and job.record.result is not None
+    reads = [r for r in stack.vertex.requests[before:] if r.method == "GET" and r.path.endswith(job.remote_id)]
+    assert len(reads) == 1  # refresh, events and result share one answer
