@@ -251,6 +251,7 @@ def run_ours(
         max_steps=args.warmup_ours + args.steps, learning_rate=1e-4, lr_scheduler="constant", warmup_ratio=0.0,
         batch_size=10**6, tokens_per_batch=tokens_per_step, max_seq_length=shape.cap, packing=True,
         lora_rank=16, lora_alpha=32, lora_dropout=0.0, compile="auto" if not args.no_compile else False,
+        fused_lora="auto" if not args.no_fused_lora else False,
         attention=attn, seed=0, save_steps=None, resume="never",
     )  # fmt: skip
     model = build_model(shape, device, precision.param_dtype, attn)
@@ -301,8 +302,46 @@ class StepProfiler:
         self.out.mkdir(parents=True, exist_ok=True)
         table = self.profile.key_averages().table(sort_by=self.sort, row_limit=40)
         (self.out / f"profile_{self.name}.txt").write_text(table)
-        self.profile.export_chrome_trace(str(self.out / f"trace_{self.name}.json"))
-        print(f"profile: {self.out / f'profile_{self.name}.txt'} (top operators), trace_{self.name}.json", flush=True)
+        trace = self.out / f"trace_{self.name}.json"
+        self.profile.export_chrome_trace(str(trace))
+        summary = kernel_summary(trace, steps=3)
+        (self.out / f"kernels_{self.name}.txt").write_text(summary)
+        print(summary, flush=True)
+        print(f"profile: {self.out / f'profile_{self.name}.txt'} (top operators), {trace.name}", flush=True)
+
+
+KERNEL_CLASSES = (
+    ("gemm", ("gemm", "nvjet", "cutlass", "sm90_xmma", "cublas", "splitk")),
+    ("attention", ("flash", "fmha", "attention")),
+    ("compiled (triton)", ("triton",)),
+    ("optimizer", ("adam", "multi_tensor")),
+    ("copy/fill", ("copy", "fill", "memset", "memcpy", "cat", "index", "scatter", "gather")),
+)
+
+
+def kernel_summary(trace: Path, steps: int) -> str:
+    """Device time per step by kernel class and the busiest kernels, from a profiler Chrome trace: how much of
+    the step the GPU computes at all, and on what."""
+    events = [e for e in json.loads(trace.read_text()).get("traceEvents", [])
+              if e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset") and "dur" in e]  # fmt: skip
+    if not events:
+        return "no device kernels in the trace"
+    span = max(e["ts"] + e["dur"] for e in events) - min(e["ts"] for e in events)
+    busy = sum(e["dur"] for e in events)
+    by_class: dict[str, float] = {}
+    by_name: dict[str, list[float]] = {}
+    for e in events:
+        name = e["name"].lower()
+        cls = next((c for c, keys in KERNEL_CLASSES if any(k in name for k in keys)), "other")
+        by_class[cls] = by_class.get(cls, 0.0) + e["dur"]
+        by_name.setdefault(e["name"][:110], []).append(e["dur"])
+    lines = [f"device span {span / steps / 1e3:.1f} ms/step, kernels busy {busy / steps / 1e3:.1f} ms/step "
+             f"({busy / span:.0%}), {len(events) / steps:.0f} kernels/step"]  # fmt: skip
+    lines += [f"  {c:18} {t / steps / 1e3:8.2f} ms/step" for c, t in sorted(by_class.items(), key=lambda x: -x[1])]
+    lines.append("top kernels (ms/step, calls/step, mean us):")
+    top = sorted(by_name.items(), key=lambda x: -sum(x[1]))[:45]
+    lines += [f"  {sum(d) / steps / 1e3:7.2f} {len(d) / steps:6.0f} {sum(d) / len(d):8.1f}  {n}" for n, d in top]
+    return "\n".join(lines)
 
 
 def step_profiler(args: argparse.Namespace, device: torch.device, tokens_per_step: int) -> StepProfiler | None:
@@ -350,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-batch", type=int, default=8, help="padded samples per step for the baseline")
     parser.add_argument("--samples", type=int, help="synthetic samples (default 3000; smoke 200)")
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--no-fused-lora", action="store_true", help="PEFT's own LoRA forward (compiled)")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(

@@ -51,8 +51,13 @@ def varlen_attention(
     if cu is None:  # a single unpacked sequence
         cu = torch.tensor([0, q.shape[0]], dtype=torch.int32, device=q.device)
     max_len = int(kwargs.get("max_length_q") or q.shape[0])
+    device = q.device.type
+    if torch.is_autocast_enabled(device):  # as autocast treats SDPA: QLoRA's float32 norms hand over float32 q/k/v
+        dtype = torch.get_autocast_dtype(device)
+        q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
     kernel = _KERNEL
-    if q.is_cuda and kernel is not None and q.shape[-1] % 8 == 0 and q.shape[-1] <= 256:  # the kernel's head sizes
+    half = q.dtype in (torch.float16, torch.bfloat16)  # the kernel's dtypes and head sizes
+    if q.is_cuda and kernel is not None and half and q.shape[-1] % 8 == 0 and q.shape[-1] <= 256:
         out = _cuda_varlen(kernel, q, k, v, cu, max_len, scaling)
     else:
         out = _segment_sdpa(q, k, v, cu, scaling)

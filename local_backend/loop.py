@@ -141,7 +141,17 @@ class Trainer:
                 batch["max_length_q"] = batch["max_length_k"] = cfg.max_seq_length
         else:
             batch = collate([examples[i] for i in indices], packed=cfg.packing, pad_id=self.pad_id)
-        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+        pin = self.device.type == "cuda"  # pinned memory: the copy is asynchronous and leaves the host free
+        return {
+            k: (v.pin_memory() if pin else v).to(self.device, non_blocking=True) if torch.is_tensor(v) else v
+            for k, v in batch.items()
+        }
+
+    def _step_batches(self, step: int) -> list[dict[str, Any]]:
+        """This rank's micro-batches of one optimizer step, on the device."""
+        accumulation, rank = self.cfg.grad_accumulation, self.dist.rank
+        micro = self.steps[step][1][rank * accumulation : (rank + 1) * accumulation]
+        return [self._batch(indices, self.train_examples) for indices in micro]
 
     def _autocast(self) -> Any:
         dtype = self.precision.autocast
@@ -234,12 +244,11 @@ class Trainer:
         metrics: dict[str, float] = {}
         val_loss = None
         tokens_seen = sum(h.get("tokens", 0) for h in self.history)
+        upcoming = self._step_batches(start) if start < total else []
         for step in range(start, total):
             epoch, micro = self.steps[step]
             step_sup = sum(examples[i].supervised for mb in micro for i in mb)  # global, known before any forward
-            mine = micro[self.dist.rank * cfg.grad_accumulation : (self.dist.rank + 1) * cfg.grad_accumulation]
-            for indices in mine:
-                batch = self._batch(indices, examples)
+            for batch in upcoming:
                 with self._autocast():
                     loss_sum = self.loss_fn(batch)
                 (loss_sum / step_sup).backward()
@@ -252,6 +261,9 @@ class Trainer:
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             done = step + 1
+            # The next step's batches are built and sent while the device still works on this one: the log
+            # line below waits for the device, and the device would otherwise wait for the collation.
+            upcoming = self._step_batches(done) if done < total else []
             if done % cfg.logging_steps == 0 or done == total:
                 metrics = self._log(done, total, epoch, window, window_start, began, start, scheduler, grad_norm)
                 tokens_seen += metrics["tokens"]

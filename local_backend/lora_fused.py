@@ -1,12 +1,15 @@
-"""A faster forward/backward for PEFT's LoRA Linear layers, numerically the same maths.
+"""A faster forward/backward for PEFT's LoRA Linear layers: the adapter folded into the weight for each matmul.
 
-PEFT computes `base(x) + lora_B(lora_A(dropout(x))) * scale` as separate ops: an fp32 copy of the input, the
-two small matmuls, a scaled copy, and an add that reads and writes the full output again; backward mirrors
-that. With dropout 0 and one adapter the whole layer is y = x·Wᵀ + (x·Aᵀ)·(s·B)ᵀ, where the LoRA term can be
-accumulated straight into the base matmul's output (`addmm_`, done in the GEMM epilogue), and in backward
-dx = dy·W + (dy·s·B)·A likewise. Only the forward is swapped (per module); weights, saving, loading and
-merging stay PEFT's own. Layers that don't qualify (dropout, DoRA, quantized base, several adapters,
-merged or disabled adapters) keep PEFT's forward.
+PEFT computes `base(x) + lora_B(lora_A(dropout(x))) * scale` as separate ops over the activations: the two
+small matmuls, a scaled copy, and an add that reads and writes the whole output again; backward mirrors that,
+so a LoRA layer moves its activations two or three extra times. With dropout 0 and one adapter the layer is
+y = x·(W + s·B·A)ᵀ, so here each matmul uses W' = W + s·B·A, built per call (weight-sized, far smaller than
+the activations of a 16k-token step) and rounded once to the compute dtype: forward is one GEMM, and in
+backward dx = dy·W' is one more. The adapter's own gradients need x·Aᵀ and dy·s·B, both thin. W' is rebuilt
+in backward rather than saved, so memory stays that of PEFT. In bf16 the output carries the same rounding as
+PEFT's bf16 path (tests/local/test_kernels.py compares both against float64). Only the forward is swapped
+(per module); weights, saving, loading and merging stay PEFT's own. Layers that don't qualify (dropout, DoRA,
+quantized base, several adapters, merged or disabled adapters) keep PEFT's forward.
 """
 
 from __future__ import annotations
@@ -28,26 +31,23 @@ class _LoraLinear(torch.autograd.Function):
         with torch.autocast(device, enabled=False):
             x2 = x.reshape(-1, x.shape[-1]).to(dtype)
             w, a, b = weight.to(dtype), lora_a.to(dtype), (lora_b * scaling).to(dtype)
-            h = x2 @ a.t()
-            y = x2 @ w.t() if bias is None else torch.addmm(bias.to(dtype), x2, w.t())
-            y.addmm_(h, b.t())
-        ctx.save_for_backward(x2, h, w, a, b)
+            folded = torch.addmm(w, b, a)  # W + s·B·A
+            y = x2 @ folded.t() if bias is None else torch.addmm(bias.to(dtype), x2, folded.t())
+        ctx.save_for_backward(x2, w, a, b)
         ctx.meta = (x.shape, x.dtype, lora_a.dtype, lora_b.dtype, scaling)
         return y.view(*x.shape[:-1], -1)
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        x2, h, w, a, b = ctx.saved_tensors
+        x2, w, a, b = ctx.saved_tensors
         x_shape, x_dtype, a_dtype, b_dtype, scaling = ctx.meta
         dy2 = dy.reshape(-1, dy.shape[-1]).to(x2.dtype)
         g = dy2 @ b  # gradient at h = x·Aᵀ
-        grad_b = (dy2.t() @ h).to(b_dtype) * scaling
+        grad_b = (dy2.t() @ (x2 @ a.t())).to(b_dtype) * scaling
         grad_a = (g.t() @ x2).to(a_dtype)
         dx = None
         if ctx.needs_input_grad[0]:
-            dx = dy2 @ w
-            dx.addmm_(g, a)
-            dx = dx.view(x_shape).to(x_dtype)
+            dx = (dy2 @ torch.addmm(w, b, a)).view(x_shape).to(x_dtype)
         return dx, None, None, grad_a, grad_b, None
 
 

@@ -20,11 +20,13 @@ def chunk_loss_and_grad(logits: torch.Tensor, targets: torch.Tensor) -> tuple[to
     """Σ CE of one chunk and its gradient with respect to the logits (softmax − one-hot), in the logits' dtype.
     Pure tensor code, so `torch.compile` can fuse it into a couple of passes over the chunk."""
     full = logits.float()
-    lse = torch.logsumexp(full, dim=-1)
-    loss = (lse - full.gather(1, targets[:, None]).squeeze(1)).sum()
-    probs = torch.exp(full - lse[:, None])
-    grad = probs.scatter_add(1, targets[:, None], torch.full_like(probs[:, :1], -1.0))
-    return loss, grad.to(logits.dtype)
+    lse = torch.logsumexp(full, dim=-1, keepdim=True)
+    target = full.gather(1, targets[:, None])
+    loss = (lse - target).sum()
+    # Softmax straight into the logits' dtype (one write, no float32 copy of the chunk); the target column,
+    # p − 1, is computed in float32 so that it keeps its precision as p → 1.
+    probs = torch.exp(full - lse).to(logits.dtype)
+    return loss, probs.scatter(1, targets[:, None], (torch.exp(target - lse) - 1).to(logits.dtype))
 
 
 class _LinearCrossEntropy(torch.autograd.Function):

@@ -45,6 +45,21 @@ def test_varlen_kernel_matches_per_sequence_sdpa(heads: int, kv_heads: int) -> N
         torch.testing.assert_close(mine.float(), theirs.float(), atol=3e-2, rtol=3e-2)
 
 
+def test_varlen_kernel_takes_float32_inputs_under_autocast() -> None:
+    """QLoRA keeps the norms in float32, so q/k/v arrive in float32 under bf16 autocast; the kernel takes only
+    fp16/bf16, so the attention casts as autocast does for SDPA."""
+    if not attention.kernel_available():
+        pytest.skip("this torch has no torch.nn.attention.varlen")
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 4, 12, 64, device="cuda") for _ in range(3))
+    cu = torch.tensor([0, 5, 12], dtype=torch.int32, device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out, _ = attention.varlen_attention(None, q, k, v, None, scaling=0.125, cu_seq_lens_q=cu, max_length_q=7)
+        sdpa = F.scaled_dot_product_attention(q[:, :, :5], k[:, :, :5], v[:, :, :5], is_causal=True, scale=0.125)
+    assert out.dtype == sdpa.dtype == torch.bfloat16
+    torch.testing.assert_close(out[0, :5].transpose(0, 1), sdpa[0], atol=2e-2, rtol=2e-2)
+
+
 def test_bf16_varlen_compiled_training_learns(any_model: Path, chat_data, tmp_path: Path) -> None:
     summary = train(
         config(any_model, chat_data, tmp_path / "run", epochs=8, tokens_per_batch=2048, max_seq_length=1024)

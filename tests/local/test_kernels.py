@@ -104,3 +104,49 @@ def test_fused_lora_leaves_other_layers_alone(llama_model: Path) -> None:
     base = AutoModelForCausalLM.from_pretrained(llama_model)
     with_dropout = get_peft_model(base, LoraConfig(r=4, lora_dropout=0.1, target_modules="all-linear"))
     assert fuse_lora_layers(with_dropout) == 0
+
+
+def test_fused_lora_rounds_like_peft_in_bf16() -> None:
+    """Folding the adapter into the weight must not cost precision: under bf16 autocast the fused layer's output
+    and gradients are as close to a float64 reference as PEFT's own bf16 path."""
+    from peft import LoraConfig, get_peft_model
+
+    from local_backend.lora_fused import fuse_lora_layers
+
+    class Block(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = torch.nn.Linear(512, 384, bias=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.proj(x)
+
+    def run(fused: bool) -> tuple[torch.Tensor, ...]:
+        torch.manual_seed(0)
+        block = Block().to(torch.bfloat16)
+        torch.nn.init.normal_(block.proj.weight, std=0.02)
+        model = get_peft_model(block, LoraConfig(r=8, lora_alpha=16, target_modules=["proj"]))
+        layer = model.base_model.model.proj
+        torch.nn.init.normal_(layer.lora_B["default"].weight, std=1e-2)  # a trained adapter, small next to W
+        if fused:
+            assert fuse_lora_layers(model) == 1
+        x = torch.randn(256, 512, dtype=torch.bfloat16, requires_grad=True)
+        dy = torch.randn(256, 384, dtype=torch.bfloat16)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = model(x)
+        y.backward(dy)
+        a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
+        return y.detach(), x.grad, a.grad, b.grad, x.detach(), dy, layer.base_layer.weight.detach(), a, b
+
+    def reference(x: torch.Tensor, dy: torch.Tensor, w: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> tuple:
+        x, dy, w, a, b = (t.detach().double() for t in (x, dy, w, a, b))
+        w_eff = w + 2.0 * b @ a
+        return x @ w_eff.t(), dy @ w_eff, 2.0 * (dy @ b).t() @ x, 2.0 * dy.t() @ (x @ a.t())
+
+    *peft_out, x, dy, w, a, b = run(fused=False)
+    *fused_out, _, _, _, _, _ = run(fused=True)
+    want = reference(x, dy, w, a, b)
+    for name, p, f, r in zip(("y", "dx", "dA", "dB"), peft_out, fused_out, want, strict=True):
+        peft_err = float((p.double() - r).norm() / r.norm())
+        fused_err = float((f.double() - r).norm() / r.norm())
+        assert fused_err <= 1.25 * peft_err + 1e-4, (name, fused_err, peft_err)
