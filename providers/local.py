@@ -42,6 +42,7 @@ from local_backend import runfiles
 from local_backend.data import DataError as TrainDataError
 from local_backend.data import read_chat_jsonl
 from providers.local_runs import DIED, LaunchFailed, LocalRunner
+from providers.trainer_values import learning_rate_warnings, trainer_values
 
 
 class LocalSettings(BaseModel):
@@ -124,7 +125,6 @@ class LocalJob(FineTuneJob):
         DIED: JobStatus.FAILED,
         runfiles.CANCELLED: JobStatus.CANCELLED,
     }
-    DEFAULT_LEARNING_RATE = 2e-4
 
     # -- setup ---------------------------------------------------------------------------------------
 
@@ -145,24 +145,16 @@ class LocalJob(FineTuneJob):
 
     def train_config(self, files: dict[str, str], output_dir: str = "<run directory>") -> train_config.TrainConfig:
         """The spec, mapped onto the trainer's config (what `submit` sends)."""
-        spec, hp, s = self.spec, self.spec.hyperparameters, self.settings
-        lora = spec.lora
-        lr = hp.learning_rate or self.DEFAULT_LEARNING_RATE * (hp.learning_rate_multiplier or 1.0)
+        spec, s = self.spec, self.settings
         model = self.base_model()
         if Path(model).expanduser().is_dir():  # a local model: absolute, since the trainer runs elsewhere
             model = str(Path(model).expanduser().resolve())
-        values: dict[str, Any] = {
-            "model": model, "train_file": files["train"], "validation_file": files.get("validation"),
-            "output_dir": output_dir, "epochs": hp.epochs or 3, "learning_rate": lr, "batch_size": hp.batch_size or 8,
-            "max_seq_length": hp.max_seq_length or 2048, "warmup_ratio": hp.warmup_ratio if hp.warmup_ratio is not None
-            else 0.03, "seed": spec.seed if spec.seed is not None else 42, "packing": s.packing,
-            "tokens_per_batch": s.packed_length, "grad_accumulation": s.grad_accumulation, "save_steps": s.save_steps,
-            "eval_steps": s.eval_steps, "max_steps": s.max_steps, "report_to": list(s.report_to), "merge": s.merge,
-            "run_name": spec.name,
+        values = trainer_values(spec, model) | {
+            "train_file": files["train"], "validation_file": files.get("validation"), "output_dir": output_dir,
+            "packing": s.packing, "tokens_per_batch": s.packed_length, "grad_accumulation": s.grad_accumulation,
+            "save_steps": s.save_steps, "eval_steps": s.eval_steps, "max_steps": s.max_steps,
+            "report_to": list(s.report_to), "merge": s.merge, "run_name": spec.name,
         }  # fmt: skip
-        if lora is not None:
-            values.update(lora_rank=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                          target_modules=lora.target_modules, quantize=lora.quantize)  # fmt: skip
         values.update(s.trainer)
         try:
             return train_config.TrainConfig.from_dict(values)
@@ -186,10 +178,7 @@ class LocalJob(FineTuneJob):
         if cfg.quantize != "none" and importlib.util.find_spec("bitsandbytes") is None:
             need = f"lora.quantize '{cfg.quantize}' (QLoRA) needs bitsandbytes (on a CPU: bitsandbytes >= 0.48)"
             problems.append(Problem("error", need, "pip install 'finetune-hub[qlora]', or set lora.quantize: none"))
-        if self.spec.hyperparameters.learning_rate and self.spec.hyperparameters.learning_rate_multiplier:
-            problems.append(
-                Problem("warning", "both learning_rate and learning_rate_multiplier given: using learning_rate")
-            )
+        problems += [Problem("warning", w) for w in learning_rate_warnings(self.spec)]
         return problems
 
     def prepare(self) -> PreparedData:

@@ -33,6 +33,7 @@ from providers.sagemaker_aws import (
     read_streams,
     translate,
 )
+from providers.trainer_values import learning_rate_warnings
 
 if TYPE_CHECKING:
     pass
@@ -162,8 +163,6 @@ class SageMakerJob(FineTuneJob):
             error("no S3 bucket for the data and the model", "set providers.sagemaker.bucket: <bucket name>")
         if not (s.region or default_region()):
             error("no AWS region", "set providers.sagemaker.region, or AWS_REGION in the environment")
-        if spec.hyperparameters.learning_rate_multiplier is not None:
-            error("learning_rate_multiplier is not supported", "set hyperparameters.learning_rate instead")
         if self._serverless:
             if not knows_serverless_jobs():
                 error("the installed boto3 predates serverless model customization", "pip install -U boto3")
@@ -191,6 +190,7 @@ class SageMakerJob(FineTuneJob):
         if s.spot and s.max_wait_hours and s.max_wait_hours < (s.max_runtime_hours or 24):
             error("max_wait_hours must be at least max_runtime_hours (SageMaker rule for spot jobs)")
         found += [Problem("error", f"sagemaker: {m}") for m in req.trainer_config_problems(spec, s)]
+        found += [Problem("warning", f"sagemaker: {m}") for m in learning_rate_warnings(spec)]
         return found
 
     # -- upload and create ---------------------------------------------------------------------------

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from providers.trainer_values import trainer_values
+
 if TYPE_CHECKING:
     from finetune_hub.spec import FineTuneSpec
     from providers.sagemaker import SageMakerSettings
@@ -43,8 +45,6 @@ DLC_ACCOUNTS: Mapping[str, str] = {
 
 #: the hyperparameter names are TrainConfig's field names; these are filled in by the entry point
 PATH_FIELDS = frozenset({"train_file", "validation_file", "output_dir"})
-#: epochs when the spec sets none: what the estimate assumes (finetune_hub.cost) and the local adapter runs
-DEFAULT_EPOCHS = 3
 TAG_JOB_ID, TAG_KEY, TAG_SPEC = "fth:job-id", "fth:idempotency-key", "fth:spec"
 
 
@@ -71,28 +71,9 @@ def hub_content_arn(model: str, region: str, version: str | None) -> str:
     )
 
 
-def trainer_values(spec: FineTuneSpec, settings: SageMakerSettings) -> dict[str, Any]:
-    """The local trainer's config values (`local_backend.config.TrainConfig` names) from the spec, with
-    the settings' `hyperparameters` passed through on top."""
-    hp = spec.hyperparameters
-    values: dict[str, Any] = {
-        "model": spec.base_model_for("sagemaker"),
-        "epochs": hp.epochs or DEFAULT_EPOCHS,
-        "learning_rate": hp.learning_rate,
-        "batch_size": hp.batch_size,
-        "max_seq_length": hp.max_seq_length,
-        "warmup_ratio": hp.warmup_ratio,
-        "seed": spec.seed,
-    }
-    if spec.lora is not None:
-        values |= {
-            "lora_rank": spec.lora.rank,
-            "lora_alpha": spec.lora.alpha,
-            "lora_dropout": spec.lora.dropout,
-            "target_modules": spec.lora.target_modules,
-            "quantize": spec.lora.quantize,
-        }
-    return {k: v for k, v in values.items() if v is not None} | dict(settings.hyperparameters)
+def job_trainer_values(spec: FineTuneSpec, settings: SageMakerSettings) -> dict[str, Any]:
+    """The trainer's config values from the spec, with the settings' `hyperparameters` passed through on top."""
+    return trainer_values(spec, spec.base_model_for("sagemaker")) | dict(settings.hyperparameters)
 
 
 def trainer_config_problems(spec: FineTuneSpec, settings: SageMakerSettings) -> list[str]:
@@ -100,7 +81,7 @@ def trainer_config_problems(spec: FineTuneSpec, settings: SageMakerSettings) -> 
     from local_backend.config import ConfigError as TrainConfigError
     from local_backend.config import TrainConfig
 
-    values = trainer_values(spec, settings)
+    values = job_trainer_values(spec, settings)
     if paths := sorted(PATH_FIELDS & set(values)):
         return [f"hyperparameters: {', '.join(paths)} are set by the job itself (from its S3 channels)"]
     try:
@@ -147,7 +128,7 @@ class JobInputs:
 def trainer_request(job: JobInputs) -> dict[str, Any]:
     """CreateTrainingJob for the project's own LoRA trainer in a PyTorch deep-learning container."""
     settings, files = job.settings, job.files
-    values = trainer_values(job.spec, settings)
+    values = job_trainer_values(job.spec, settings)
     channels = [s3_channel("training", files["train"])]
     if "validation" in files:
         channels.append(s3_channel("validation", files["validation"]))

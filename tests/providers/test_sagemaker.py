@@ -162,6 +162,25 @@ def test_check_catches_what_the_trainer_would_reject(tmp_path: Path) -> None:
     assert any("needs mode: serverless" in p.message for p in SageMakerJob(dpo).check())
 
 
+def test_the_trainer_gets_the_same_values_as_the_local_adapter(tmp_path: Path) -> None:
+    """One mapping for both adapters that run the project's trainer: a multiplier from an OpenAI or Vertex spec
+    scales the trainer's default learning rate, with a warning where an absolute rate overrides it."""
+    from providers.local import LocalJob
+    from providers.sagemaker_request import job_trainer_values
+
+    raw = make_spec(tmp_path).model_dump(mode="json", exclude_none=True)
+    raw["hyperparameters"] = {"learning_rate_multiplier": 0.5}
+    spec = FineTuneSpec.from_dict(raw)
+    values = job_trainer_values(spec, SageMakerJob(spec).settings)
+    local = LocalJob(spec).train_config({"train": "t.jsonl"}, "out")
+    assert values["learning_rate"] == local.learning_rate == 1e-4
+    assert (values["epochs"], values["lora_rank"]) == (local.epochs, local.lora_rank) == (3, 8)
+    raw["hyperparameters"] = {"learning_rate_multiplier": 0.5, "learning_rate": 3e-4}
+    both = FineTuneSpec.from_dict(raw)
+    assert job_trainer_values(both, SageMakerJob(both).settings)["learning_rate"] == 3e-4
+    assert any("using learning_rate" in p.message for p in SageMakerJob(both).check() if p.severity == "warning")
+
+
 def test_credentials_in_the_environment_block_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"environment\.HF_TOKEN looks like a credential"):
         SageMakerJob(make_spec(tmp_path, environment={"HF_TOKEN": "hf_abc"}))
