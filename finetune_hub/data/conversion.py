@@ -62,21 +62,28 @@ def _join(parts: list[Path], staged: Path, prefix: bytes) -> None:
             part.unlink()
 
 
-def _copy_lines(source: Path, staged: Path, prefix: bytes, exact: bool) -> None:
+def _copy_lines(source: Path, staged: Path, prefix: bytes, exact: bool, copied: Path | None) -> None:
     """`source` as valid JSONL: without its BOM and blank lines, every line ending in a newline. When it has
-    neither (`exact`) and no prefix is needed, the kernel copies its bytes whole."""
-    if exact and not prefix:
-        shutil.copyfile(source, staged)
-        with open(staged, "rb+") as sink:  # a last line without its newline gets one
-            if sink.seek(0, os.SEEK_END) and (sink.seek(-1, os.SEEK_END), sink.read(1))[1] != b"\n":
-                sink.write(b"\n")
+    neither (`exact`), its bytes whole: `copied` (made while scanning) where there is one."""
+    if not exact:
+        with open(source, "rb") as lines, open(staged, "wb") as sink:
+            sink.write(prefix)
+            for number, raw in enumerate(lines, start=1):
+                raw = raw.removeprefix(BOM) if number == 1 else raw
+                if raw.strip():
+                    sink.write(raw if raw.endswith(b"\n") else raw + b"\n")
         return
-    with open(source, "rb") as lines, open(staged, "wb") as sink:
-        sink.write(prefix)
-        for number, raw in enumerate(lines, start=1):
-            raw = raw.removeprefix(BOM) if number == 1 else raw
-            if raw.strip():
-                sink.write(raw if raw.endswith(b"\n") else raw + b"\n")
+    if copied is not None and not prefix:
+        os.replace(copied, staged)
+    elif not prefix:
+        shutil.copyfile(source, staged)
+    else:
+        with open(source, "rb") as whole, open(staged, "wb") as sink:
+            sink.write(prefix)
+            shutil.copyfileobj(whole, sink, 16 << 20)
+    with open(staged, "rb+") as sink:  # a last line without its newline gets one
+        if sink.seek(0, os.SEEK_END) > len(prefix) and (sink.seek(-1, os.SEEK_END), sink.read(1))[1] != b"\n":
+            sink.write(b"\n")
 
 
 def convert(
@@ -116,7 +123,8 @@ def convert(
             _join(result.parts, staged, FILE_PREFIX.get(to, b""))
         else:  # the source's own lines (scan.ScanPlan.copies_source)
             blank_lines = bool(result.findings.counts.get("jsonl.blank_line"))
-            _copy_lines(source, staged, FILE_PREFIX.get(to, b""), exact=not (result.has_bom or blank_lines))
+            exact = not (result.has_bom or blank_lines)
+            _copy_lines(source, staged, FILE_PREFIX.get(to, b""), exact, result.source_copy)
         os.replace(staged, out)
 
     report = ConversionReport(

@@ -2,7 +2,8 @@
 
 JSONL files over a few MB are split into line-aligned byte ranges scanned by worker processes; each worker
 writes its converted part, and the parts are merged in order (line numbers shifted by the lines before them).
-A pass-through export (ScanPlan.copies_source) writes nothing here: `convert` copies the valid source once.
+A pass-through export (ScanPlan.copies_source) writes no parts: the kernel copies the source file meanwhile, on a
+thread (the GIL is free during the copy), and `convert` keeps that copy if the scan finds the file valid.
 Memory per example is 16 bytes (token count, fingerprint, line), so a multi-GB file stays in a few hundred MB.
 """
 
@@ -13,16 +14,17 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 from array import array
 from collections import Counter
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from finetune_hub.data import packs, rules
-from finetune_hub.data.exporters import exporter_for, is_passthrough
+from finetune_hub.data.exporters import FILE_PREFIX, exporter_for, is_passthrough
 from finetune_hub.data.findings import ERROR, Findings, RecordError, finding
 from finetune_hub.data.formats import FORMATS, classify, mapped
 from finetune_hub.data.importers import DROPPED, importer_for, kind_of
@@ -49,8 +51,8 @@ class ScanPlan:
 
     @property
     def copies_source(self) -> bool:
-        """The export is the source's own lines (OpenAI chat JSONL to a target that reads it as is): nothing is
-        written while scanning, and `convert` copies the file once the scan found it valid."""
+        """The export is the source's own lines (OpenAI chat JSONL to a target that reads it as is): no parts are
+        written, the file is copied whole beside the scan."""
         canonical = self.container == "jsonl" and self.fmt in ("openai_chat", "openai_dpo") and not self.mapping
         return canonical and self.export_to is not None and is_passthrough(self.export_to)
 
@@ -74,6 +76,7 @@ class ScanResult:
     fingerprints: array[int] = field(default_factory=lambda: array("Q"))
     example_lines: array[int] = field(default_factory=lambda: array("I"))
     parts: list[Path] = field(default_factory=list)  # converted output, in order
+    source_copy: Path | None = None  # a pass-through export: the source's bytes, copied while scanning
 
     def merge(self, other: ScanResult) -> None:
         offset = self.lines
@@ -281,6 +284,16 @@ def default_workers(size: int) -> int:
 
 def scan(plan: ScanPlan, out_dir: Path | None = None, workers: int | None = None) -> ScanResult:
     """Scan a whole file or dataset directory; JSONL in parallel byte ranges when that pays."""
+    if not (plan.copies_source and out_dir is not None) or FILE_PREFIX.get(plan.export_to or ""):
+        return _scan(plan, out_dir, workers)
+    with ThreadPoolExecutor(max_workers=1) as copier:
+        copy = copier.submit(shutil.copyfile, plan.path, out_dir / "source-copy")
+        result = _scan(plan, out_dir, workers)
+        result.source_copy = Path(copy.result())
+    return result
+
+
+def _scan(plan: ScanPlan, out_dir: Path | None, workers: int | None) -> ScanResult:
     if plan.container != "jsonl":
         return scan_rows(plan, table_rows(plan.path, plan.container, plan.mapping), out_dir)
     size = plan.path.stat().st_size

@@ -105,6 +105,15 @@ def test_azure_output_has_a_bom_and_the_same_lines(tmp_path: Path) -> None:
     assert validate(out, targets=["azure_openai"]).ok  # with the BOM, nothing to say about it
 
 
+def test_azure_output_ends_the_last_line(tmp_path: Path) -> None:
+    source = tmp_path / "d.jsonl"
+    source.write_text("\n".join(json.dumps(chat(i)) for i in range(12)))  # no final newline
+    out = tmp_path / "azure.jsonl"
+    convert(source, to="azure_openai", out=out)
+    assert out.read_bytes() == b"\xef\xbb\xbf" + source.read_bytes() + b"\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["azure.jsonl", "d.jsonl"]  # no staging left behind
+
+
 def test_openai_pass_through_keeps_bytes_and_drops_blank_lines(tmp_path: Path) -> None:
     lines = [json.dumps(chat(i), ensure_ascii=False).replace("City", "Cité") for i in range(12)]
     source = tmp_path / "d.jsonl"
