@@ -244,12 +244,20 @@ class OpenAIJob(FineTuneJob):
         job = self._job()
         return self._state(job, self._progress() if job.status == "running" else None)
 
+    def _events_page(self) -> Any:
+        """The newest events (newest first; iterating goes on to older pages), shared by progress and events."""
+
+        def newest() -> Any:
+            with sdk_errors("list the job's events"):
+                return self.client.fine_tuning.jobs.list_events(self.remote_id, limit=100)
+
+        return self.fetched("events", newest)
+
     def _progress(self) -> float | None:
         """Steps done out of all steps, from the newest metrics event (they carry `step` and `total_steps`).
         Progress is a nicety: a transient failure here leaves it unknown rather than failing the refresh."""
         try:
-            with sdk_errors("read the job's progress"):
-                newest = self.client.fine_tuning.jobs.list_events(self.remote_id, limit=5).data
+            newest = self._events_page().data
         except ProviderError as exc:
             if exc.retryable:
                 return None
@@ -275,7 +283,7 @@ class OpenAIJob(FineTuneJob):
     def events(self, since: dt.datetime | None = None) -> list[JobEvent]:
         found = []
         with sdk_errors("list the job's events"):
-            for event in self.client.fine_tuning.jobs.list_events(self.remote_id, limit=100):  # newest first
+            for event in self._events_page():  # newest first
                 at = _time(event.created_at)
                 if since is not None and at <= since:
                     break
