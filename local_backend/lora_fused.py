@@ -70,6 +70,9 @@ def fuse_lora_layers(peft_model: Any) -> int:
     for module in peft_model.modules():
         if type(module) is not LoraLinear or type(module.base_layer) is not torch.nn.Linear:
             continue
+        base = module.base_layer
+        if base.weight.requires_grad or (base.bias is not None and base.bias.requires_grad):
+            continue  # the fused backward gives the frozen base no gradient
         names = list(module.lora_A)
         plain = all(
             isinstance(module.lora_dropout[n], torch.nn.Identity)

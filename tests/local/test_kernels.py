@@ -104,6 +104,12 @@ def test_fused_lora_leaves_other_layers_alone(llama_model: Path) -> None:
     base = AutoModelForCausalLM.from_pretrained(llama_model)
     with_dropout = get_peft_model(base, LoraConfig(r=4, lora_dropout=0.1, target_modules="all-linear"))
     assert fuse_lora_layers(with_dropout) == 0
+    trained_base = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(llama_model),
+        LoraConfig(r=4, lora_dropout=0.0, target_modules="all-linear"),
+    )
+    trained_base.base_model.model.model.layers[0].self_attn.q_proj.base_layer.weight.requires_grad_(True)
+    assert fuse_lora_layers(trained_base) == 7 * 2 - 1  # that layer keeps PEFT's forward
 
 
 def test_fused_lora_rounds_like_peft_in_bf16() -> None:
