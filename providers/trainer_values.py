@@ -6,25 +6,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from finetune_hub.data.billing import TARGET_EPOCHS
 from local_backend.config import TrainConfig
 
 if TYPE_CHECKING:
     from finetune_hub.spec import FineTuneSpec
 
-DEFAULT_EPOCHS = TARGET_EPOCHS
-
 
 def trainer_values(spec: FineTuneSpec, model: str) -> dict[str, Any]:
     """`learning_rate_multiplier` (OpenAI's and Vertex's knob, so their specs move here unchanged) scales the
     trainer's default learning rate; an absolute `learning_rate` wins over it."""
+    from finetune_hub.data.billing import TARGET_EPOCHS  # what the estimates assume when epochs are unset
+
     hp = spec.hyperparameters
     learning_rate = hp.learning_rate
     if learning_rate is None and hp.learning_rate_multiplier is not None:
         learning_rate = TrainConfig.learning_rate * hp.learning_rate_multiplier
     values: dict[str, Any] = {
         "model": model,
-        "epochs": hp.epochs or DEFAULT_EPOCHS,
+        "epochs": hp.epochs or TARGET_EPOCHS,
         "learning_rate": learning_rate,
         "batch_size": hp.batch_size,
         "max_seq_length": hp.max_seq_length,
