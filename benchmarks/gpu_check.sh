@@ -3,7 +3,9 @@
 #   1. the tests marked `gpu` (varlen kernel vs SDPA, bf16 + compiled training, QLoRA when bitsandbytes is there)
 #   2. benchmarks/local_throughput.py on the Llama-3.2-1B shape (baseline Trainer vs ours)
 # Installs nothing: it needs only what the `local` extra names (torch, transformers, peft, accelerate,
-# safetensors; pytest for step 1), which GPU images usually have. Logs and JSON go to $OUT (default /tmp/fth-gpu).
+# safetensors; pytest for step 1), which GPU images usually have; the QLoRA test also needs bitsandbytes (skipped
+# without it: put a wheel on PYTHONPATH first). Logs and JSON go to $OUT (default /tmp/fth-gpu); extra arguments
+# go to the benchmark (e.g. --tokens-per-step 16384,32768, or --profile DIR for the kernel breakdown).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1

@@ -10,8 +10,9 @@ bf16 autocast, fused AdamW, constant LR, no gradient checkpointing. Reported per
 tokens/s over the timed steps, MFU with the LoRA FLOP count (4·N_mm + 6·N_lora + 12·L·d_attn·ctx per
 token; 989 TFLOP/s dense bf16 for H100/H200, and the GEMM ceiling measured here), and peak memory.
 Needs only torch + transformers + peft; prints a compact table last and writes --json. With --profile, three
-timed steps of ours run under torch.profiler: DIR gets the top operators by device (or CPU) time and a Chrome
-trace per tokens-per-step budget.
+timed steps of ours run under torch.profiler: DIR gets the top operators by device (or CPU) time, the device
+time per step by kernel class with the busiest kernels (also printed), and a Chrome trace, per tokens-per-step
+budget. --no-fused-lora runs ours with PEFT's own LoRA forward, to measure what local_backend/lora_fused.py buys.
 """
 
 from __future__ import annotations
