@@ -94,7 +94,7 @@ class SageMakerJob(FineTuneJob):
             Capability.LORA_RANK: None,
             Capability.EPOCHS: None,
             Capability.LEARNING_RATE: None,
-            Capability.LEARNING_RATE_MULTIPLIER: "SageMaker trains with an absolute learning_rate",
+            Capability.LEARNING_RATE_MULTIPLIER: None,  # scales the trainer's default, 2e-4 (as for local)
             Capability.BATCH_SIZE: None,
             Capability.SEED: None,
             Capability.VALIDATION: None,
