@@ -156,8 +156,8 @@ class TiktokenCounter(TokenCounter):
         self._word, self._spaced_word = self._first.__getitem__, self._spaced.__getitem__
 
     def count_text(self, text: str) -> int:
-        n = self._texts.get(text)  # roles, system prompts, templated turns: seen before, counted once
-        if n is not None:
+        short = len(text) <= _SHORT_TEXT  # only short texts are remembered: a long one is not hashed for nothing
+        if short and (n := self._texts.get(text)) is not None:  # roles, system prompts, templated turns
             return n
         if self.split:
             words = text.split(" ")
@@ -167,7 +167,7 @@ class TiktokenCounter(TokenCounter):
                 n = len(self._encode(text))
         else:
             n = len(self._encode(text))
-        if len(text) <= _SHORT_TEXT and len(self._texts) < _TEXT_MEMO:
+        if short and len(self._texts) < _TEXT_MEMO:
             self._texts[text] = n
         return n
 
