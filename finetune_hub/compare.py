@@ -223,18 +223,20 @@ def compare(
     evaluations: list[Evaluation] = []
     bases_done: set[tuple[str, str]] = set()
     for record, summary in zip(records, summaries, strict=True):
-        job = None
-        if record.status is not JobStatus.SUCCEEDED or not record.model:
+        tuned = record.status is JobStatus.SUCCEEDED and bool(record.model)
+        base = include_base and (record.provider, summary.base_model) not in bases_done
+        if not tuned:
             why = f"no fine-tuned model (status {record.status.value})"
             evaluations.append(
                 Evaluation(record.id, record.id, record.provider, "—", False, {}, 0, len(prompts), error=why)
             )
-        else:
-            job = api.open_job(record.id, store=store, client=(clients or {}).get(record.provider))
-            evaluations.append(evaluate(job, record.model, prompts, scorers))
-        if include_base and (record.provider, summary.base_model) not in bases_done:
+        if not (tuned or base):
+            continue
+        job = api.open_job(record.id, store=store, client=(clients or {}).get(record.provider))
+        if tuned:
+            evaluations.append(evaluate(job, str(record.model), prompts, scorers))
+        if base:
             bases_done.add((record.provider, summary.base_model))
-            job = job or api.open_job(record.id, store=store, client=(clients or {}).get(record.provider))
             evaluations.append(evaluate(job, summary.base_model, prompts, scorers, is_base=True))
     shown = [{"line": p.line, "prompt": _prompt_text(p), "reference": p.reference} for p in prompts]
     return Comparison(utcnow().isoformat(), summaries, list(metrics), str(eval_file), shown, evaluations)

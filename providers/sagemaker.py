@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -34,9 +34,6 @@ from providers.sagemaker_aws import (
     translate,
 )
 from providers.trainer_values import learning_rate_warnings
-
-if TYPE_CHECKING:
-    pass
 
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
 _SECRETISH = ("TOKEN", "SECRET", "PASSWORD", "CREDENTIAL", "API_KEY", "ACCESS_KEY", "PRIVATE_KEY")
@@ -196,7 +193,6 @@ class SageMakerJob(FineTuneJob):
     # -- upload and create ---------------------------------------------------------------------------
 
     def prepare(self) -> PreparedData:
-
         spec, files = self.spec, dict[str, str]()
         with tempfile.TemporaryDirectory(prefix="fth-sagemaker-") as tmp:
             converted, report = self.converted_data(Path(tmp))

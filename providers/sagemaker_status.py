@@ -1,17 +1,14 @@
-"""Reading a SageMaker training job back: its DescribeTrainingJob answer as a JobState, events, a
-JobResult, and the serverless token price. Pure functions of the answer (no network)."""
+"""Reading a SageMaker training job back: its DescribeTrainingJob answer as a JobState, events and a
+JobResult. Pure functions of the answer (no network)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from finetune_hub.job import JobState
 from finetune_hub.records import JobEvent, JobResult, JobStatus
-
-if TYPE_CHECKING:
-    pass
 
 Q, R = JobStatus.QUEUED, JobStatus.RUNNING
 _SECONDARY = {  # SecondaryStatus while TrainingJobStatus is InProgress

@@ -73,10 +73,8 @@ def _copy_lines(source: Path, staged: Path, prefix: bytes, exact: bool, copied: 
                 if raw.strip():
                     sink.write(raw if raw.endswith(b"\n") else raw + b"\n")
         return
-    if copied is not None and not prefix:
+    if copied is not None:  # the scan copies only where no prefix is needed
         os.replace(copied, staged)
-    elif not prefix:
-        shutil.copyfile(source, staged)
     else:
         with open(source, "rb") as whole, open(staged, "wb") as sink:
             sink.write(prefix)

@@ -81,14 +81,8 @@ def _vertex(record: dict[str, Any]) -> list[Problem]:
                     problems.append(("vertex.image_not_gcs", f"messages[{i}].content[{j}] is {url[:40]!r}"))
                 elif m.get("role") != "user":
                     images.add(f"images of {m.get('role')} turns")
-    dropped: list[str] = sorted(
-        {
-            key
-            for m in messages
-            for key in ("name", "weight")
-            if key in m and m.get(key) != 1 and not (key == "name" and m.get("role") == "function")
-        }
-    )
+    # a weight of 1 is what Vertex does anyway: only weight 0 is a real loss
+    dropped = sorted({key for m in messages for key in vertex_format.lost_fields(m) if m.get(key) != 1})
     dropped += sorted(images)
     if "parallel_tool_calls" in record:
         dropped.append("parallel_tool_calls")

@@ -58,6 +58,16 @@ def _parts(content: Any, changes: list[str], *, images: bool) -> list[Record]:
     return parts
 
 
+def lost_fields(message: Record) -> list[str]:
+    """The message fields a Vertex line has no place for (a legacy function message's `name` is the function's,
+    carried in its functionResponse). The exporter reports them, the Vertex rule pack warns of them."""
+    return [
+        key
+        for key in ("name", "weight")
+        if key in message and not (key == "name" and message.get("role") == "function")
+    ]
+
+
 def to_vertex(record: Record) -> tuple[Record, list[str]]:
     """One canonical chat record as a Vertex tuning line, and the keys of what changed (see CHANGES)."""
     if "messages" not in record:
@@ -69,10 +79,7 @@ def to_vertex(record: Record) -> tuple[Record, list[str]]:
     call_names: dict[str, str] = {}
     for message in record["messages"]:
         role, content = message.get("role"), message.get("content")
-        if "name" in message and role != "function":  # a legacy function message's name is the function's
-            changes.append("vertex.name_dropped")
-        if "weight" in message:
-            changes.append("vertex.weight_dropped")
+        changes += [f"vertex.{key}_dropped" for key in lost_fields(message)]
         if role in ("tool", "function"):
             if role == "function":
                 name = str(message.get("name", ""))
@@ -194,7 +201,7 @@ def _check_tools(tools: Any) -> list[Record]:
 
 
 _LINE = frozenset({"contents", "systemInstruction", "system_instruction", "tools"})
-_TURN = frozenset({"role", "parts"})
+TURN_FIELDS = frozenset({"role", "parts"})  # what a Vertex turn holds
 _PART_FIELDS = MappingProxyType(  # what the canonical record keeps of each kind of part
     {
         "text": frozenset({"text"}),
@@ -228,14 +235,16 @@ def from_vertex(record: Record) -> Imported:
         raise RecordError("vertex.part_malformed", "'systemInstruction' must be {'parts': [{'text': ...}]}")
     for part in _check_parts(system.get("parts", []), "systemInstruction", "a system instruction", ("text",)):
         messages.append({"role": "system", "content": part["text"]})
-    changes += dropped(system, _TURN, "systemInstruction.") + _part_losses(system.get("parts", []), "systemInstruction")
+    changes += dropped(system, TURN_FIELDS, "systemInstruction.") + _part_losses(
+        system.get("parts", []), "systemInstruction"
+    )
     open_calls: list[tuple[str, str]] = []  # (id, name) not answered yet, in call order
     n_calls = 0
     for i, turn in enumerate(contents):
         if not isinstance(turn, dict) or not isinstance(turn.get("parts"), list):
             raise RecordError("message_missing_key", f"contents[{i}] needs 'role' and a 'parts' list")
         parts, role, where = turn["parts"], turn.get("role", "user"), f"contents[{i}]"
-        changes += dropped(turn, _TURN, "contents[].")
+        changes += dropped(turn, TURN_FIELDS, "contents[].")
         if any(isinstance(p, dict) and "functionResponse" in p for p in parts):
             for p in _check_parts(parts, where, "a turn of tool answers", ("functionResponse",)):
                 answer = p["functionResponse"]

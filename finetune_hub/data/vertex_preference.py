@@ -13,7 +13,7 @@ from typing import Any
 
 from finetune_hub.data.findings import RecordError
 from finetune_hub.data.importers import Imported, dropped
-from finetune_hub.data.vertex_format import from_vertex
+from finetune_hub.data.vertex_format import TURN_FIELDS, from_vertex
 
 Record = dict[str, Any]
 Problem = tuple[str, str]  # (rule id, message)
@@ -172,7 +172,6 @@ def _completion_text(entry: Record, i: int) -> str:
 
 _LINE = frozenset({"contents", "system_instruction", "systemInstruction", "completions"})
 _COMPLETION = frozenset({"score", "completion"})
-_TURN = frozenset({"role", "parts"})
 
 
 def from_vertex_preference(record: Record) -> Imported:
@@ -196,7 +195,7 @@ def from_vertex_preference(record: Record) -> Imported:
     texts = {entry["score"]: _completion_text(entry, i) for i, entry in enumerate(entries)}
     for entry in entries:
         changes += dropped(entry, _COMPLETION, "completions[].") + dropped(
-            entry["completion"], _TURN, "completions[].completion."
+            entry["completion"], TURN_FIELDS, "completions[].completion."
         )
     pair = {"input": prompt, **{key: [{"role": "assistant", "content": texts[score]}] for key, score in OUTPUTS}}
     return pair, changes
