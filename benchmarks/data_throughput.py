@@ -3,6 +3,7 @@
     python benchmarks/data_throughput.py                 # 1 GB file (default)
     python benchmarks/data_throughput.py --size-mb 300   # smaller
     TIKTOKEN_CACHE_DIR=~/tiktoken python benchmarks/data_throughput.py --size-mb 300
+    python benchmarks/data_throughput.py --repeat 3     # each approach 3 times, alternating; medians
 
 It writes a chat JSONL of English-like text (fixed system prompt, 1-3 turns, ~1.2 KB per example), then runs, each
 in its own process on the same file:
@@ -287,6 +288,7 @@ def main() -> None:
     parser.add_argument("--dir", help="where to write the files (default: a temporary folder)")
     parser.add_argument("--workers", type=int, help="finetune-hub worker processes (default: one per CPU)")
     parser.add_argument("--skip-cookbook", action="store_true", help="only run finetune-hub")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each approach, alternating; medians shown")
     parser.add_argument("--run", choices=["ours", "cookbook"], help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     parser.add_argument("--tiktoken-file", help=argparse.SUPPRESS)
@@ -317,20 +319,25 @@ def main() -> None:
             print("tokenizer: cl100k_base not loadable offline; a 50k BPE trained on the data, for both")
         common = ["--file", str(data)] + (["--tiktoken-file", tiktoken_file] if tiktoken_file else [])
         workers = ["--workers", str(args.workers)] if args.workers else []
-        rows = {}
         ours = ["--run", "ours", *common, "--out", str(Path(tmp) / "out.jsonl"), *workers]
-        rows["ours"] = measure(ours)
-        rows["ours~"] = measure([*ours, "--approximate"])
+        approaches = {"ours": ours, "ours~": [*ours, "--approximate"]}
         if not args.skip_cookbook:
-            rows["cookbook"] = measure(["--run", "cookbook", *common])
+            approaches["cookbook"] = ["--run", "cookbook", *common]
+        runs: dict[str, list[dict[str, object]]] = {name: [] for name in approaches}
+        for _ in range(args.repeat):  # round-robin, so a slow spell of the machine hits every approach
+            for name, argv in approaches.items():
+                runs[name].append(measure(argv))
+        rows = {name: sorted(found, key=lambda row: row["wall_s"])[len(found) // 2] for name, found in runs.items()}
         cpus = len(os.sched_getaffinity(0))
-        print(f"\n{size_mb:,.0f} MB, {n:,} examples, {cpus} CPUs")
+        median = f", median of {args.repeat} runs" if args.repeat > 1 else ""
+        print(f"\n{size_mb:,.0f} MB, {n:,} examples, {cpus} CPUs{median}")
         print("ours = exact counts with the cookbook's tokenizer; ours~ = approximate counts (offline default)")
         print(f"{'approach':<10} {'MB/s':>8} {'wall s':>8} {'RSS main MB':>12} {'PSS tree MB':>12}  tokens")
         for name, row in rows.items():
+            spread = "  (" + ", ".join(f"{size_mb / r['wall_s']:.1f}" for r in runs[name]) + " MB/s)"
             print(
                 f"{name:<10} {size_mb / row['wall_s']:>8.1f} {row['wall_s']:>8.1f} {row['peak_rss_main_mb']:>12.0f} "
-                f"{row['peak_pss_tree_mb']:>12.0f}  {row['tokens']:,}"
+                f"{row['peak_pss_tree_mb']:>12.0f}  {row['tokens']:,}{spread * (args.repeat > 1)}"
             )
         if "cookbook" in rows:
             for name in ("ours", "ours~"):

@@ -14,6 +14,7 @@ Problem = tuple[str, str]  # (rule id, message)
 
 ALLOWED_KEYS = frozenset({"role", "content", "name", "weight", "tool_calls", "tool_call_id", "function_call"})
 ROLES = frozenset({"system", "user", "assistant", "tool", "function"})  # "function": legacy, the cookbook allows it
+_PLAIN_ROLES = frozenset({"system", "user", "assistant"})
 PART_TYPES = frozenset({"text", "image_url"})
 
 
@@ -96,6 +97,18 @@ def check_messages(
             problems.append(("message_type", f"{where}[{i}] is a {_type(m)}"))
             continue
         role, content = m.get("role"), m.get("content")
+        if len(m) == 2 and role in _PLAIN_ROLES and type(content) is str and content and not content.isspace():
+            # the common {role, content} turn: nothing below can fail (the keys can only be role and content)
+            if pending:
+                problems.append(("tool_call_unanswered", f"messages[{last_caller}]: call(s) {pending} never answered"))
+                pending = []
+            if role == "assistant":
+                has_assistant = trained = True
+            elif role == "user":
+                has_user = True
+            else:
+                has_system = True
+            continue
         calling = role == "assistant" and bool(m.get("tool_calls") or m.get("function_call"))
         if role is None or ("content" not in m and not calling):
             problems.append(("message_missing_key", f"{where}[{i}] has no '{'role' if role is None else 'content'}'"))

@@ -18,6 +18,7 @@ from typing import Any
 Record = dict[str, Any]
 TOKENS_PER_MESSAGE, TOKENS_PER_NAME, REPLY_PRIMING = 3, 1, 3
 _SHORT_TEXT, _TEXT_MEMO = 1024, 8192  # whole texts remembered: up to 8,192 of at most 1,024 characters
+_ROLE_MEMO = 64  # roles remembered (a file may hold any number of bad ones)
 _TIKTOKEN_URL = "https://openaipublic.blob.core.windows.net/encodings/{}.tiktoken"
 
 
@@ -26,6 +27,9 @@ class TokenCounter:
 
     name = "base"
     exact = False
+
+    def __init__(self) -> None:
+        self._role_tokens: dict[str, int] = {}  # roles repeat in every message; counting them was 7% of the time
 
     def count_text(self, text: str) -> int:
         raise NotImplementedError
@@ -43,7 +47,7 @@ class TokenCounter:
 
     def messages(self, messages: list[Any]) -> tuple[int, int]:
         """(all tokens, tokens in trained assistant turns) of a messages list."""
-        count = self.count_text
+        count, role_tokens = self.count_text, self._role_tokens
         total = trained = 0
         for m in messages:
             if type(m) is not dict:
@@ -51,7 +55,11 @@ class TokenCounter:
             content, role = m.get("content"), m.get("role")
             n = TOKENS_PER_MESSAGE + (count(content) if type(content) is str else self._content(content))
             if type(role) is str:
-                n += count(role)
+                if (r := role_tokens.get(role)) is None:
+                    r = count(role)
+                    if len(role_tokens) < _ROLE_MEMO:
+                        role_tokens[role] = r
+                n += r
             if len(m) > 2:  # more than role and content: a name, tool calls or a weight
                 if "name" in m and isinstance(m["name"], str):
                     n += TOKENS_PER_NAME + count(m["name"])
@@ -89,6 +97,7 @@ class ApproximateCounter(TokenCounter):
     exact = False
 
     def __init__(self, why: str) -> None:
+        super().__init__()
         self.name = f"approximate (~4 characters per token): {why}"
 
     def count_text(self, text: str) -> int:
@@ -145,6 +154,7 @@ class TiktokenCounter(TokenCounter):
     exact = True
 
     def __init__(self, encoding: Any, label: str | None = None) -> None:
+        super().__init__()
         self.encoding = encoding
         self.name = label or f"tiktoken {encoding.name}"
         self._encode = encoding.encode_ordinary
@@ -178,6 +188,7 @@ class HFCounter(TokenCounter):
     exact = True
 
     def __init__(self, tokenizer: Any, label: str) -> None:
+        super().__init__()
         self.tokenizer = tokenizer
         self.name = label
         self.templated = bool(getattr(tokenizer, "chat_template", None))

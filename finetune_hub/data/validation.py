@@ -4,7 +4,7 @@ token limits, platform packs). Every finding has a rule id, severity, file, line
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,23 +63,35 @@ class ValidationReport:
         return self.findings + more
 
 
-def _order(values: array[int]) -> Iterable[Any]:
-    """Indices of `values` in sorted order, stable (numpy when present: 8 bytes per example, not ~80)."""
+def _repeats(values: array[int]) -> Iterator[tuple[int, int]]:
+    """(index, index of its first occurrence) for every value seen before, in sorted order; numpy when present
+    (8 bytes per example and no Python loop over unique values), a sorted index list otherwise."""
     try:
         import numpy as np
     except ImportError:
-        return sorted(range(len(values)), key=values.__getitem__)
-    return np.argsort(np.frombuffer(values, dtype=np.uint64), kind="stable") if len(values) else []
+        first_index, previous = 0, None
+        for index in sorted(range(len(values)), key=values.__getitem__):
+            if values[index] != previous:
+                first_index, previous = index, values[index]
+            else:
+                yield index, first_index
+        return
+    if len(values) < 2:
+        return
+    order = np.argsort(np.frombuffer(values, dtype=np.uint64), kind="stable")
+    ordered = np.frombuffer(values, dtype=np.uint64)[order]
+    starts = np.empty(len(order), dtype=bool)
+    starts[0], starts[1:] = True, ordered[1:] != ordered[:-1]
+    repeats = np.flatnonzero(~starts)
+    if len(repeats):
+        group_start = np.maximum.accumulate(np.where(starts, np.arange(len(order)), 0))
+        yield from zip(order[repeats].tolist(), order[group_start[repeats]].tolist(), strict=True)
 
 
 def duplicate_findings(result: ScanResult, file: str, findings: Findings) -> None:
     """`duplicate_example` for each example whose fingerprint an earlier example already had."""
-    prints, lines = result.fingerprints, result.example_lines
-    first_index, previous = 0, None
-    for index in map(int, _order(prints)):
-        if prints[index] != previous:
-            first_index, previous = index, prints[index]
-            continue
+    lines = result.example_lines
+    for index, first_index in _repeats(result.fingerprints):
         if findings.wants("duplicate_example"):
             message = f"same example as line {lines[first_index]}"
             findings.add(finding("duplicate_example", file, lines[index], message))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ import pytest
 
 from finetune_hub.data import ConversionError, convert, stats, validate
 from finetune_hub.data.scan import ScanPlan, scan
+from finetune_hub.data.validation import _repeats
 from tests.data.conftest import chat, write_lines
 
 TOOLS = [
@@ -280,3 +283,12 @@ def test_validate_notes_the_fields_a_conversion_would_drop(tmp_path: Path) -> No
     assert report.counts["format.field_dropped"] == 5
     first = next(f for f in report.findings if f.rule == "format.field_dropped")
     assert (first.line, first.severity) == (1, "info") and first.message.startswith("category:")
+
+
+@pytest.mark.parametrize("numpy", [True, False])
+def test_repeats_name_each_repeat_and_its_first_occurrence(monkeypatch: pytest.MonkeyPatch, numpy: bool) -> None:
+    if not numpy:
+        monkeypatch.setitem(sys.modules, "numpy", None)  # `import numpy` raises ImportError: the fallback path
+    values = array("Q", [7, 2**64 - 1, 7, 3, 2**64 - 1, 7, 5])
+    assert sorted(_repeats(values)) == [(2, 0), (4, 1), (5, 0)]
+    assert list(_repeats(array("Q", [1, 2, 3]))) == [] and list(_repeats(array("Q"))) == []
