@@ -58,12 +58,15 @@ def _parts(content: Any, changes: list[str], *, images: bool) -> list[Record]:
     return parts
 
 
+LOST_MESSAGE_FIELDS = ("name", "weight")  # what a Vertex turn has no place for
+
+
 def lost_fields(message: Record) -> list[str]:
     """The message fields a Vertex line has no place for (a legacy function message's `name` is the function's,
     carried in its functionResponse). The exporter reports them, the Vertex rule pack warns of them."""
     return [
         key
-        for key in ("name", "weight")
+        for key in LOST_MESSAGE_FIELDS
         if key in message and not (key == "name" and message.get("role") == "function")
     ]
 
