@@ -16,7 +16,7 @@ in its own process on the same file:
 Both count with the same tiktoken encoding: cl100k_base (the cookbook's) when tiktoken can load it; otherwise
 a BPE trained here on the generated text and saved as a .tiktoken file, used by both (stated in the output).
 Reported: MB/s, wall seconds, peak RSS of the main process, and peak total PSS of the process tree (sampled
-every 50 ms; PSS splits shared pages fairly between processes, so worker processes are not double-counted).
+every 100 ms; PSS splits shared pages fairly between processes, so worker processes are not double-counted).
 Dirty pages are flushed (os.sync) before each run, so no run pays for the writes of the one before.
 """
 
@@ -273,7 +273,7 @@ def measure(argv: list[str]) -> dict[str, object]:
             peak_rss_main = max(peak_rss_main, parent.memory_info().rss)
         except psutil.NoSuchProcess:
             pass
-        time.sleep(0.05)
+        time.sleep(0.1)  # each sample costs ~2 ms of CPU, which the runs measured need
     wall = time.perf_counter() - start
     output = proc.stdout.read() if proc.stdout else ""
     if proc.returncode:
