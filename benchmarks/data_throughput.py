@@ -341,7 +341,9 @@ def main() -> None:
             )
         if "cookbook" in rows:
             for name in ("ours", "ours~"):
-                print(f"speed-up {name}: {rows['cookbook']['wall_s'] / rows[name]['wall_s']:.1f}x")
+                rounds = [c["wall_s"] / o["wall_s"] for c, o in zip(runs["cookbook"], runs[name], strict=True)]
+                each = f" (per round: {', '.join(f'{r:.1f}' for r in rounds)})" if args.repeat > 1 else ""
+                print(f"speed-up {name}: {rows['cookbook']['wall_s'] / rows[name]['wall_s']:.1f}x{each}")
 
 
 if __name__ == "__main__":
