@@ -63,19 +63,22 @@ def _print_findings(findings: list[Finding]) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from finetune_hub.cli.output import scan_progress
     from finetune_hub.data import validate
     from finetune_hub.data.findings import RULES
 
-    report = validate(
-        args.data,
-        validation=args.validation,
-        targets=args.targets,
-        model=args.model,
-        fmt=args.format,
-        columns=args.columns,
-        suffix=args.suffix,
-        workers=args.workers,
-    )
+    with scan_progress([args.data, args.validation], quiet=args.json) as progress:
+        report = validate(
+            args.data,
+            validation=args.validation,
+            targets=args.targets,
+            model=args.model,
+            fmt=args.format,
+            columns=args.columns,
+            suffix=args.suffix,
+            workers=args.workers,
+            progress=progress,
+        )
     code = EXIT_OK if report.ok else EXIT_BAD_INPUT
     if args.json:
         from finetune_hub.cli.output import print_json
@@ -122,18 +125,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    from finetune_hub.cli.output import scan_progress
     from finetune_hub.data import ConversionError, convert
 
     try:
-        report = convert(
-            args.data,
-            to=args.to,
-            out=args.output,
-            fmt=args.format,
-            columns=args.columns,
-            model=args.model,
-            workers=args.workers,
-        )
+        with scan_progress([args.data], quiet=args.json) as progress:
+            report = convert(
+                args.data,
+                to=args.to,
+                out=args.output,
+                fmt=args.format,
+                columns=args.columns,
+                model=args.model,
+                workers=args.workers,
+                progress=progress,
+            )
     except ConversionError as exc:
         if args.json:
             raise
@@ -165,10 +171,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    from finetune_hub.cli.output import scan_progress
     from finetune_hub.data import stats
     from finetune_hub.data.billing import billed_tokens
 
-    result = stats(args.data, model=args.model, fmt=args.format, columns=args.columns, workers=args.workers)
+    with scan_progress([args.data], quiet=args.json) as progress:
+        result = stats(
+            args.data, model=args.model, fmt=args.format, columns=args.columns, workers=args.workers, progress=progress
+        )
     p10, p50, p90 = result.quantiles(0.1, 0.5, 0.9)
     billed = [billed_tokens(result, t, model=args.model, epochs=args.epochs) for t in args.targets]
     if args.json:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from finetune_hub.records import to_plain
@@ -48,3 +51,22 @@ def print_problems(problems: list[Problem]) -> None:
     for p in problems:
         color = "red" if p.severity == "error" else "yellow"
         out.print(f"[{color}]{p.severity}[/]: {escape(p.message)}" + (f" [dim]({escape(p.hint)})[/]" if p.hint else ""))
+
+
+@contextmanager
+def scan_progress(paths: list[str | None], *, quiet: bool) -> Iterator[Callable[[int], None] | None]:
+    """A transient bar of the bytes scanned, on stderr, while datasets of 16 MB or more are read where a person
+    watches (a terminal, no --json). Yields the callback for the data functions' `progress`, or None."""
+    from finetune_hub.data.sources import data_size
+
+    err = console(stderr=True)
+    total = sum(data_size(Path(p)) for p in paths if p and Path(p).exists())
+    if quiet or not err.is_terminal or total < 16 << 20:
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    columns = (TextColumn("scanning"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("scan", total=total)
+        yield lambda scanned: bar.advance(task, scanned)

@@ -15,6 +15,7 @@ from pathlib import Path
 from finetune_hub.data.exporters import CHANGES, FILE_PREFIX, TARGETS
 from finetune_hub.data.findings import Finding
 from finetune_hub.data.formats import parse_mapping
+from finetune_hub.data.scan import Progress
 from finetune_hub.data.sources import BOM
 from finetune_hub.data.validation import analyze
 from finetune_hub.errors import DataError
@@ -93,8 +94,10 @@ def convert(
     columns: str | dict[str, str] | None = None,
     model: str | None = None,
     workers: int | None = None,
+    progress: Progress | None = None,
 ) -> ConversionReport:
-    """Write `source` as platform `to` reads it (see exporters.TARGETS); raises ConversionError on bad data."""
+    """Write `source` as platform `to` reads it (see exporters.TARGETS); raises ConversionError on bad data.
+    `progress` is called with the bytes scanned as the scan goes."""
     if to not in TARGETS:
         raise DataError(f"unknown conversion target {to!r}", hint=f"use one of: {', '.join(TARGETS)}")
     source, out = Path(source), Path(out)
@@ -109,6 +112,7 @@ def convert(
             export_to=to,
             out_dir=Path(tmp),
             workers=workers,
+            progress=progress,
         )
         found = result.findings.sorted()
         if result.findings.errors:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from finetune_hub.data.scan import ScanResult
+    from finetune_hub.data.scan import Progress, ScanResult
 
 
 @dataclass(frozen=True)
@@ -62,13 +62,17 @@ def stats(
     fmt: str = "auto",
     columns: str | dict[str, str] | None = None,
     workers: int | None = None,
+    progress: Progress | None = None,
 ) -> DatasetStats:
-    """Counts, token distribution and roles of a dataset in one streaming pass (tokens as `model` sees them)."""
+    """Counts, token distribution and roles of a dataset in one streaming pass (tokens as `model` sees them);
+    `progress` is called with the bytes scanned as the scan goes."""
     from finetune_hub.data.formats import parse_mapping
     from finetune_hub.data.validation import analyze
     from finetune_hub.errors import DataError
 
-    report, result = analyze(Path(path), model=model, fmt=fmt, mapping=parse_mapping(columns), workers=workers)
+    report, result = analyze(
+        Path(path), model=model, fmt=fmt, mapping=parse_mapping(columns), workers=workers, progress=progress
+    )
     if report.detection is None or not report.detection.format:
         blocking = result.findings.sorted()
         raise DataError(str(blocking[0]) if blocking else f"{path}: unreadable", hint="run `fth validate` on it")

@@ -16,8 +16,8 @@ import os
 import shutil
 from array import array
 from collections import Counter
-from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -29,10 +29,12 @@ from finetune_hub.data.exporters import FILE_PREFIX, exporter_for, is_passthroug
 from finetune_hub.data.findings import ERROR, Findings, RecordError, finding
 from finetune_hub.data.formats import FORMATS, classify, mapped
 from finetune_hub.data.importers import DROPPED, importer_for, kind_of
-from finetune_hub.data.sources import BOM, decode_json_line, jsonl_lines, split_ranges, table_rows
+from finetune_hub.data.sources import BOM, data_size, decode_json_line, jsonl_lines, split_ranges, table_rows
 from finetune_hub.data.tokens import TokenCounter, counter_for
 
 PARALLEL_MIN_BYTES = 16 << 20  # below this, starting workers costs more than it saves
+_RANGE_BYTES = 32 << 20  # a JSONL range is at most about this big (progress moves every range)
+Progress = Callable[[int], None]  # called with the bytes just scanned
 _CHANGE_LINES = 5  # lines remembered per kind of change, for the report
 _CHANGE_KINDS = 100  # distinct change keys kept (dropped field names come from the data, so they are capped)
 
@@ -289,30 +291,45 @@ def default_workers(size: int) -> int:
     return max(1, min(cpus, 16, size // (PARALLEL_MIN_BYTES // 2)))
 
 
-def scan(plan: ScanPlan, out_dir: Path | None = None, workers: int | None = None) -> ScanResult:
-    """Scan a whole file or dataset directory; JSONL in parallel byte ranges when that pays."""
+def scan(
+    plan: ScanPlan, out_dir: Path | None = None, workers: int | None = None, progress: Progress | None = None
+) -> ScanResult:
+    """Scan a whole file or dataset directory; JSONL in parallel byte ranges when that pays. `progress` is
+    called with the bytes of each range scanned (a JSONL file's ranges are at most 32 MB; a table is one)."""
     if not (plan.copies_source and out_dir is not None) or FILE_PREFIX.get(plan.export_to or ""):
-        return _scan(plan, out_dir, workers)
+        return _scan(plan, out_dir, workers, progress or _ignore)
     with ThreadPoolExecutor(max_workers=1) as copier:
         copy = copier.submit(shutil.copyfile, plan.path, out_dir / "source-copy")
-        result = _scan(plan, out_dir, workers)
+        result = _scan(plan, out_dir, workers, progress or _ignore)
         result.source_copy = Path(copy.result())
     return result
 
 
-def _scan(plan: ScanPlan, out_dir: Path | None, workers: int | None) -> ScanResult:
+def _ignore(scanned: int) -> None:
+    pass
+
+
+def _scan(plan: ScanPlan, out_dir: Path | None, workers: int | None, progress: Progress) -> ScanResult:
     if plan.container != "jsonl":
-        return scan_rows(plan, table_rows(plan.path, plan.container, plan.mapping), out_dir)
+        result = scan_rows(plan, table_rows(plan.path, plan.container, plan.mapping), out_dir)
+        progress(data_size(plan.path))
+        return result
     size = plan.path.stat().st_size
     workers = workers or default_workers(size)
+    # more ranges than workers evens out uneven lines; ranges of at most 32 MB let progress move
+    ranges = split_ranges(plan.path, max(workers * 4 if workers > 1 else 1, size // _RANGE_BYTES))
+    total = ScanResult()
     if workers <= 1:
-        return scan_range(plan, 0, size, out_dir, 0)
-    ranges = split_ranges(plan.path, workers * 4)  # more ranges than workers evens out uneven lines
+        for k, (a, b) in enumerate(ranges):
+            total.merge(scan_range(plan, a, b, out_dir, k))
+            progress(b - a)
+        return total
     if plan.count_tokens:
         _counter(plan.model, plan.provider)  # loaded once here; forked workers inherit it
-    total = ScanResult()
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(scan_range, plan, a, b, out_dir, k) for k, (a, b) in enumerate(ranges)]
-        for future in futures:
+        futures = {pool.submit(scan_range, plan, a, b, out_dir, k): b - a for k, (a, b) in enumerate(ranges)}
+        for future in as_completed(futures):
+            progress(futures[future])
+        for future in futures:  # in file order (dicts keep it)
             total.merge(future.result())
     return total

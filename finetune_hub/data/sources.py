@@ -27,6 +27,13 @@ _MAX_JSON_ELEMENT = 256 << 20  # a JSON-array element larger than this is report
 _DECODE = msgspec.json.Decoder().decode  # stateless
 
 
+def data_size(path: Path) -> int:
+    """Bytes of a file, or of every file in a dataset directory."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
 def split_ranges(path: Path, parts: int) -> list[tuple[int, int]]:
     """Byte ranges of about equal size, each starting at a line start."""
     size = path.stat().st_size

@@ -15,7 +15,8 @@ from finetune_hub.data.dataset_stats import DatasetStats
 from finetune_hub.data.detect import detect
 from finetune_hub.data.findings import Finding, Findings, finding
 from finetune_hub.data.formats import Detection, parse_mapping
-from finetune_hub.data.scan import ScanPlan, ScanResult, scan
+from finetune_hub.data.scan import Progress, ScanPlan, ScanResult, scan
+from finetune_hub.data.sources import data_size
 
 
 @dataclass
@@ -140,6 +141,7 @@ def analyze(
     workers: int | None = None,
     suffix: str | None = None,
     count_tokens: bool = True,
+    progress: Progress | None = None,
 ) -> tuple[FileReport, ScanResult]:
     """Detect, scan and apply the whole-file rules to one file; findings are in the returned scan."""
     path = Path(path)
@@ -150,7 +152,7 @@ def analyze(
         result.findings.add(finding("file.not_found", file, None, f"{path} does not exist"))
         return FileReport(path, role, None), result
     detection = detect(path, fmt, mapping)
-    report = FileReport(path, role, detection, bytes=_size(path))
+    report = FileReport(path, role, detection, bytes=data_size(path))
     if not detection.format:
         result = ScanResult()
         message = f"{detection.reason}; none matches a known format (map columns with --columns FIELD=COLUMN)"
@@ -168,7 +170,7 @@ def analyze(
         provider=targets[0] if targets else None,
         count_tokens=count_tokens,
     )
-    result = scan(plan, out_dir=out_dir, workers=workers)
+    result = scan(plan, out_dir=out_dir, workers=workers, progress=progress)
     findings = result.findings
     if result.records == 0 and not findings.errors:
         findings.add(finding("file.empty", file, None))
@@ -190,12 +192,6 @@ def analyze(
     return report, result
 
 
-def _size(path: Path) -> int:
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size
-
-
 def validate(
     train: Path,
     *,
@@ -206,10 +202,13 @@ def validate(
     columns: str | dict[str, str] | None = None,
     suffix: str | None = None,
     workers: int | None = None,
+    progress: Progress | None = None,
 ) -> ValidationReport:
-    """Everything wrong with a training (and validation) file, for every platform in `targets`."""
+    """Everything wrong with a training (and validation) file, for every platform in `targets`. `progress` is
+    called with the bytes scanned as the scan goes (of both files)."""
     mapping = parse_mapping(columns)
     common: dict[str, Any] = {"targets": targets, "model": model, "fmt": fmt, "mapping": mapping, "workers": workers}
+    common["progress"] = progress
     files, scans = [], {}
     report, result = analyze(Path(train), role="train", suffix=suffix, **common)
     files.append(report)

@@ -86,3 +86,25 @@ def test_cli_imports_no_heavy_module() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_scan_progress_shows_a_bar_only_for_a_person_and_a_big_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from finetune_hub.cli.output import scan_progress
+
+    big, small = tmp_path / "big.jsonl", tmp_path / "small.jsonl"
+    with open(big, "wb") as fh:
+        fh.truncate(20 << 20)  # sparse: its size is all the bar reads
+    small.write_text("{}\n")
+    with scan_progress([str(big)], quiet=False) as progress:
+        assert progress is None  # stderr is not a terminal here
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich treats the stream as a terminal
+    for paths, quiet in (([str(small), None], False), ([str(big)], True)):
+        with scan_progress(paths, quiet=quiet) as progress:
+            assert progress is None
+    with scan_progress([str(big), None], quiet=False) as progress:
+        assert progress is not None
+        progress(10 << 20)
+        progress(10 << 20)
+    assert "21.0/21.0 MB" in capsys.readouterr().err  # 20 MiB, in the decimal units rich shows

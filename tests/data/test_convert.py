@@ -292,3 +292,22 @@ def test_repeats_name_each_repeat_and_its_first_occurrence(monkeypatch: pytest.M
     values = array("Q", [7, 2**64 - 1, 7, 3, 2**64 - 1, 7, 5])
     assert sorted(_repeats(values)) == [(2, 0), (4, 1), (5, 0)]
     assert list(_repeats(array("Q", [1, 2, 3]))) == [] and list(_repeats(array("Q"))) == []
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_reports_every_byte_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int) -> None:
+    monkeypatch.setattr("finetune_hub.data.scan._RANGE_BYTES", 50_000)  # several ranges from a small file
+    source = write_lines(tmp_path / "d.jsonl", [chat(i) for i in range(2000)])
+    plan = ScanPlan(path=source, container="jsonl", fmt="openai_chat", display=str(source))
+    steps: list[int] = []
+    result = scan(plan, workers=workers, progress=steps.append)
+    assert len(steps) > 2 and sum(steps) == source.stat().st_size
+    assert result.examples == 2000 and list(result.example_lines) == list(range(1, 2001))
+
+
+def test_stats_progress_covers_a_table_in_one_step(tmp_path: Path) -> None:
+    source = tmp_path / "d.csv"
+    source.write_text("prompt,completion\nhi,hello\nbye,goodbye\n")
+    steps: list[int] = []
+    assert stats(source, progress=steps.append).examples == 2
+    assert steps == [source.stat().st_size]
