@@ -327,9 +327,12 @@ def _scan(plan: ScanPlan, out_dir: Path | None, workers: int | None, progress: P
     if plan.count_tokens:
         _counter(plan.model, plan.provider)  # loaded once here; forked workers inherit it
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(scan_range, plan, a, b, out_dir, k): b - a for k, (a, b) in enumerate(ranges)}
+        futures = [pool.submit(scan_range, plan, a, b, out_dir, k) for k, (a, b) in enumerate(ranges)]
+        sizes = {future: b - a for future, (a, b) in zip(futures, ranges, strict=True)}
+        merged = 0
         for future in as_completed(futures):
-            progress(futures[future])
-        for future in futures:  # in file order (dicts keep it)
-            total.merge(future.result())
+            progress(sizes[future])
+            while merged < len(futures) and futures[merged].done():  # in file order, while the others scan
+                total.merge(futures[merged].result())
+                merged += 1
     return total
