@@ -33,6 +33,7 @@ from finetune_hub.data.sources import BOM, data_size, decode_json_line, jsonl_li
 from finetune_hub.data.tokens import TokenCounter, counter_for
 
 PARALLEL_MIN_BYTES = 16 << 20  # below this, starting workers costs more than it saves
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _RANGE_BYTES = 32 << 20  # a JSONL range is at most about this big (progress moves every range)
 Progress = Callable[[int], None]  # called with the bytes just scanned
 _CHANGE_LINES = 5  # lines remembered per kind of change, for the report
@@ -241,7 +242,7 @@ def scan_range(plan: ScanPlan, start: int, end: int, out_dir: Path | None, index
             for number, raw in jsonl_lines(fh, start, end):
                 result.lines = number
                 if number == 1 and start == 0:
-                    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+                    if raw[:2] in UTF16_BOMS:
                         scanner.flag(1, "encoding.utf16")
                         result.records += 1
                         break
@@ -315,6 +316,11 @@ def _scan(plan: ScanPlan, out_dir: Path | None, workers: int | None, progress: P
         progress(data_size(plan.path))
         return result
     size = plan.path.stat().st_size
+    with open(plan.path, "rb") as fh:
+        if fh.read(2) in UTF16_BOMS:  # reported at line 1; the rest is not lines of UTF-8 to scan
+            result = scan_range(plan, 0, size, out_dir, 0)
+            progress(size)
+            return result
     workers = workers or default_workers(size)
     # more ranges than workers evens out uneven lines; ranges of at most 32 MB let progress move
     ranges = split_ranges(plan.path, max(workers * 4 if workers > 1 else 1, size // _RANGE_BYTES))

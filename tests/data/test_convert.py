@@ -311,3 +311,14 @@ def test_stats_progress_covers_a_table_in_one_step(tmp_path: Path) -> None:
     steps: list[int] = []
     assert stats(source, progress=steps.append).examples == 2
     assert steps == [source.stat().st_size]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_utf16_file_is_one_finding_however_it_is_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    monkeypatch.setattr("finetune_hub.data.scan._RANGE_BYTES", 50_000)
+    source = tmp_path / "d.jsonl"
+    source.write_text("".join(json.dumps(chat(i)) + "\n" for i in range(2000)), encoding="utf-16")
+    report = validate(source, workers=workers)
+    assert report.counts == {"encoding.utf16": 1} and report.errors == 1
