@@ -34,7 +34,7 @@ from finetune_hub.data.tokens import TokenCounter, counter_for
 
 PARALLEL_MIN_BYTES = 16 << 20  # below this, starting workers costs more than it saves
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
-_RANGE_BYTES = 32 << 20  # a JSONL range is at most about this big (progress moves every range)
+_RANGE_BYTES = 32 << 20  # a worker's JSONL range is at most about this big (progress moves every range)
 Progress = Callable[[int], None]  # called with the bytes just scanned
 _CHANGE_LINES = 5  # lines remembered per kind of change, for the report
 _CHANGE_KINDS = 100  # distinct change keys kept (dropped field names come from the data, so they are capped)
@@ -90,14 +90,21 @@ class ScanResult:
         self.has_bom = self.has_bom or other.has_bom
         self.counter, self.exact = other.counter or self.counter, other.exact
         self.roles.update(other.roles)
-        self.changes.update(other.changes)
-        for key, lines in other.change_lines.items():
-            mine = self.change_lines.setdefault(key, [])
-            mine += [n + offset for n in lines[: _CHANGE_LINES - len(mine)]]
+        for key, examples in other.changes.items():
+            self.count_change(key, examples, [n + offset for n in other.change_lines.get(key, ())])
         self.token_counts += other.token_counts
         self.fingerprints += other.fingerprints
         self.example_lines += array("I", (n + offset for n in other.example_lines))
         self.parts += other.parts
+
+    def count_change(self, key: str, examples: int, lines: list[int]) -> None:
+        """Counts `examples` with change `key`, keeping its first lines; past _CHANGE_KINDS kinds (the names
+        of dropped fields come from the data), a new kind is counted in one bucket per change."""
+        if key not in self.changes and len(self.changes) >= _CHANGE_KINDS:
+            key = f"{key.partition(':')[0]}:(other fields)"
+        self.changes[key] += examples
+        kept = self.change_lines.setdefault(key, [])
+        kept += lines[: _CHANGE_LINES - len(kept)]
 
 
 @functools.lru_cache(maxsize=8)
@@ -194,14 +201,8 @@ class Scanner:
 
     def _note(self, line: int, changes: list[str]) -> None:
         """Counts each kind of change once per example, with the first lines where it happened."""
-        counts, where = self.result.changes, self.result.change_lines
         for key in dict.fromkeys(changes):
-            if key not in counts and len(counts) >= _CHANGE_KINDS:
-                key = f"{key.partition(':')[0]}:(other fields)"
-            counts[key] += 1
-            lines = where.setdefault(key, [])
-            if len(lines) < _CHANGE_LINES:
-                lines.append(line)
+            self.result.count_change(key, 1, [line])
 
     def _count(self, canonical: dict[str, Any], kind: str) -> None:
         result = self.result
@@ -230,8 +231,12 @@ def _open_part(plan: ScanPlan, out_dir: Path | None, index: int) -> tuple[Path |
     return path, open(path, "wb")
 
 
-def scan_range(plan: ScanPlan, start: int, end: int, out_dir: Path | None, index: int) -> ScanResult:
-    """Scan the JSONL lines in [start, end): one worker's share."""
+def scan_range(
+    plan: ScanPlan, start: int, end: int, out_dir: Path | None, index: int, progress: Progress | None = None
+) -> ScanResult:
+    """Scan the JSONL lines in [start, end): one worker's share, or a whole file (with `progress` told the
+    bytes scanned every 16,384 lines)."""
+    reported = start
     part, out = _open_part(plan, out_dir, index)
     scanner = Scanner(plan, out)
     result = scanner.result
@@ -241,6 +246,9 @@ def scan_range(plan: ScanPlan, start: int, end: int, out_dir: Path | None, index
         with open(plan.path, "rb") as fh:
             for number, raw in jsonl_lines(fh, start, end):
                 result.lines = number
+                if number & 0x3FFF == 0 and progress is not None:
+                    progress(fh.tell() - reported)
+                    reported = fh.tell()
                 if number == 1 and start == 0:
                     if raw[:2] in UTF16_BOMS:
                         scanner.flag(1, "encoding.utf16")
@@ -266,6 +274,8 @@ def scan_range(plan: ScanPlan, start: int, end: int, out_dir: Path | None, index
             out.close()
     if part is not None:
         result.parts.append(part)
+    if progress is not None:
+        progress(end - reported)
     return result
 
 
@@ -296,7 +306,8 @@ def scan(
     plan: ScanPlan, out_dir: Path | None = None, workers: int | None = None, progress: Progress | None = None
 ) -> ScanResult:
     """Scan a whole file or dataset directory; JSONL in parallel byte ranges when that pays. `progress` is
-    called with the bytes of each range scanned (a JSONL file's ranges are at most 32 MB; a table is one)."""
+    called with the bytes just scanned: per range of at most 32 MB in parallel, every 16,384 lines in one
+    process, at the end for a table."""
     if not (plan.copies_source and out_dir is not None) or FILE_PREFIX.get(plan.export_to or ""):
         return _scan(plan, out_dir, workers, progress or _ignore)
     with ThreadPoolExecutor(max_workers=1) as copier:
@@ -316,20 +327,14 @@ def _scan(plan: ScanPlan, out_dir: Path | None, workers: int | None, progress: P
         progress(data_size(plan.path))
         return result
     size = plan.path.stat().st_size
-    with open(plan.path, "rb") as fh:
-        if fh.read(2) in UTF16_BOMS:  # reported at line 1; the rest is not lines of UTF-8 to scan
-            result = scan_range(plan, 0, size, out_dir, 0)
-            progress(size)
-            return result
     workers = workers or default_workers(size)
+    with open(plan.path, "rb") as fh:
+        utf16 = fh.read(2) in UTF16_BOMS  # reported at line 1; the rest is not lines of UTF-8 to scan
+    if workers <= 1 or utf16:
+        return scan_range(plan, 0, size, out_dir, 0, progress)
     # more ranges than workers evens out uneven lines; ranges of at most 32 MB let progress move
-    ranges = split_ranges(plan.path, max(workers * 4 if workers > 1 else 1, size // _RANGE_BYTES))
+    ranges = split_ranges(plan.path, max(workers * 4, size // _RANGE_BYTES))
     total = ScanResult()
-    if workers <= 1:
-        for k, (a, b) in enumerate(ranges):
-            total.merge(scan_range(plan, a, b, out_dir, k))
-            progress(b - a)
-        return total
     if plan.count_tokens:
         _counter(plan.model, plan.provider)  # loaded once here; forked workers inherit it
     with ProcessPoolExecutor(max_workers=workers) as pool:

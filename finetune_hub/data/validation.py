@@ -65,8 +65,8 @@ class ValidationReport:
 
 
 def _repeats(values: array[int]) -> Iterator[tuple[int, int]]:
-    """(index, index of its first occurrence) for every value seen before, in sorted order; numpy when present
-    (8 bytes per example and no Python loop over unique values), a sorted index list otherwise."""
+    """(index, index of its first occurrence) for every value seen before, in sorted order. numpy, when present,
+    sorts in about 17 bytes per example (and ~40 per repeat) and loops only over the repeats; else a sorted list."""
     try:
         import numpy as np
     except ImportError:
@@ -77,16 +77,16 @@ def _repeats(values: array[int]) -> Iterator[tuple[int, int]]:
             else:
                 yield index, first_index
         return
-    if len(values) < 2:
-        return
     order = np.argsort(np.frombuffer(values, dtype=np.uint64), kind="stable")
     ordered = np.frombuffer(values, dtype=np.uint64)[order]
-    starts = np.empty(len(order), dtype=bool)
-    starts[0], starts[1:] = True, ordered[1:] != ordered[:-1]
-    repeats = np.flatnonzero(~starts)
-    if len(repeats):
-        group_start = np.maximum.accumulate(np.where(starts, np.arange(len(order)), 0))
-        yield from zip(order[repeats].tolist(), order[group_start[repeats]].tolist(), strict=True)
+    same = ordered[1:] == ordered[:-1]  # same[k]: sorted position k + 1 repeats position k
+    del ordered
+    repeats = np.flatnonzero(same) + 1
+    if not len(repeats):
+        return
+    firsts = np.flatnonzero(np.diff(same.astype(np.int8), prepend=0) == 1)  # where each run of equals starts
+    group = firsts[np.searchsorted(firsts, repeats, side="right") - 1]
+    yield from zip(order[repeats].tolist(), order[group].tolist(), strict=True)
 
 
 def duplicate_findings(result: ScanResult, file: str, findings: Findings) -> None:

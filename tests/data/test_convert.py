@@ -296,13 +296,13 @@ def test_repeats_name_each_repeat_and_its_first_occurrence(monkeypatch: pytest.M
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_progress_reports_every_byte_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int) -> None:
-    monkeypatch.setattr("finetune_hub.data.scan._RANGE_BYTES", 50_000)  # several ranges from a small file
-    source = write_lines(tmp_path / "d.jsonl", [chat(i) for i in range(2000)])
+    monkeypatch.setattr("finetune_hub.data.scan._RANGE_BYTES", 1 << 20)  # several ranges from a small file
+    source = write_lines(tmp_path / "d.jsonl", [chat(i % 5000) for i in range(40_000)])  # one process: every 16,384
     plan = ScanPlan(path=source, container="jsonl", fmt="openai_chat", display=str(source))
     steps: list[int] = []
     result = scan(plan, workers=workers, progress=steps.append)
     assert len(steps) > 2 and sum(steps) == source.stat().st_size
-    assert result.examples == 2000 and list(result.example_lines) == list(range(1, 2001))
+    assert result.examples == 40_000 and list(result.example_lines) == list(range(1, 40_001))
 
 
 def test_stats_progress_covers_a_table_in_one_step(tmp_path: Path) -> None:
@@ -322,3 +322,18 @@ def test_a_utf16_file_is_one_finding_however_it_is_split(
     source.write_text("".join(json.dumps(chat(i)) + "\n" for i in range(2000)), encoding="utf-16")
     report = validate(source, workers=workers)
     assert report.counts == {"encoding.utf16": 1} and report.errors == 1
+
+
+def test_change_kinds_are_capped_per_file_not_per_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("finetune_hub.data.scan._RANGE_BYTES", 2_000)
+    turns = [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]
+    source = write_lines(tmp_path / "d.jsonl", [{"conversations": turns, f"extra{i}": 1} for i in range(400)])
+    plan = ScanPlan(path=source, container="jsonl", fmt="sharegpt", display=str(source), export_to="openai")
+    results = []
+    for workers in (1, 2):
+        (tmp_path / str(workers)).mkdir()
+        results.append(scan(plan, out_dir=tmp_path / str(workers), workers=workers))
+    one, two = results
+    assert len(two.parts) > 2 and len(one.changes) <= 101
+    assert two.changes == one.changes and two.change_lines == one.change_lines
+    assert one.changes["source.field_dropped:(other fields)"] > 250
