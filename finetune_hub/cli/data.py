@@ -24,6 +24,11 @@ def _source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="processes for large JSONL files (default: one per CPU)")
 
 
+def _source(args: argparse.Namespace) -> dict[str, Any]:
+    """The options `_source_args` adds, as the data functions' keywords."""
+    return {"fmt": args.format, "columns": args.columns, "model": args.model, "workers": args.workers}
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("validate", help="check a dataset for every problem, for each platform (exit 2 on errors)")
     _source_args(p)
@@ -72,12 +77,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             args.data,
             validation=args.validation,
             targets=args.targets,
-            model=args.model,
-            fmt=args.format,
-            columns=args.columns,
             suffix=args.suffix,
-            workers=args.workers,
             progress=progress,
+            **_source(args),
         )
     code = EXIT_OK if report.ok else EXIT_BAD_INPUT
     if args.json:
@@ -130,16 +132,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     try:
         with scan_progress([args.data], quiet=args.json) as progress:
-            report = convert(
-                args.data,
-                to=args.to,
-                out=args.output,
-                fmt=args.format,
-                columns=args.columns,
-                model=args.model,
-                workers=args.workers,
-                progress=progress,
-            )
+            report = convert(args.data, to=args.to, out=args.output, progress=progress, **_source(args))
     except ConversionError as exc:
         if args.json:
             raise
@@ -176,9 +169,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from finetune_hub.data.billing import billed_tokens
 
     with scan_progress([args.data], quiet=args.json) as progress:
-        result = stats(
-            args.data, model=args.model, fmt=args.format, columns=args.columns, workers=args.workers, progress=progress
-        )
+        result = stats(args.data, progress=progress, **_source(args))
     p10, p50, p90 = result.quantiles(0.1, 0.5, 0.9)
     billed = [billed_tokens(result, t, model=args.model, epochs=args.epochs) for t in args.targets]
     if args.json:
