@@ -212,7 +212,7 @@ class Scanner:
             try:
                 tokens, trained = self.counter.example(canonical, kind)
             except (TypeError, AttributeError, ValueError):  # malformed parts: already reported
-                tokens = trained = 0  # (try costs nothing; contextlib.suppress cost 1 µs an example)
+                tokens = trained = 0  # (a try costs nothing; contextlib.suppress cost 1 µs an example)
         result.token_counts.append(min(tokens, 0xFFFFFFFF))
         result.trained_tokens += trained
 
@@ -247,8 +247,9 @@ def scan_range(
             for number, raw in jsonl_lines(fh, start, end):
                 result.lines = number
                 if number & 0x3FFF == 0 and progress is not None:
-                    progress(fh.tell() - reported)
-                    reported = fh.tell()
+                    here = fh.tell()
+                    progress(here - reported)
+                    reported = here
                 if number == 1 and start == 0:
                     if raw[:2] in UTF16_BOMS:
                         scanner.flag(1, "encoding.utf16")
