@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +14,7 @@ from finetune_hub.records import to_plain
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from finetune_hub.data.scan import Progress
     from finetune_hub.errors import FthError
     from finetune_hub.records import Problem
 
@@ -54,14 +55,14 @@ def print_problems(problems: list[Problem]) -> None:
 
 
 @contextmanager
-def scan_progress(paths: list[str | None], *, quiet: bool) -> Iterator[Callable[[int], None] | None]:
+def scan_progress(paths: list[str | None], *, quiet: bool) -> Iterator[Progress | None]:
     """A transient bar of the bytes scanned, on stderr, while datasets of 16 MB or more are read where a person
     watches (a terminal, no --json). Yields the callback for the data functions' `progress`, or None."""
     from finetune_hub.data.sources import data_size
 
     err = console(stderr=True)
-    total = sum(data_size(Path(p)) for p in paths if p and Path(p).exists())
-    if quiet or not err.is_terminal or total < 16 << 20:
+    total = 0 if quiet or not err.is_terminal else sum(data_size(Path(p)) for p in paths if p and Path(p).exists())
+    if total < 16 << 20:
         yield None
         return
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn

@@ -81,8 +81,7 @@ def _vertex(record: dict[str, Any]) -> list[Problem]:
                     problems.append(("vertex.image_not_gcs", f"messages[{i}].content[{j}] is {url[:40]!r}"))
                 elif m.get("role") != "user":
                     images.add(f"images of {m.get('role')} turns")
-    # a weight of 1 is what Vertex does anyway: only weight 0 is a real loss
-    dropped = sorted({key for m in messages for key in vertex_format.lost_fields(m) if m.get(key) != 1})
+    dropped = vertex_format.warned_losses(messages)
     dropped += sorted(images)
     if "parallel_tool_calls" in record:
         dropped.append("parallel_tool_calls")

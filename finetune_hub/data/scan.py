@@ -309,17 +309,23 @@ def scan(
     """Scan a whole file or dataset directory; JSONL in parallel byte ranges when that pays. `progress` is
     called with the bytes just scanned: per range of at most 32 MB in parallel, every 16,384 lines in one
     process, at the end for a table."""
+    progress = progress or _ignore
     if not (plan.copies_source and out_dir is not None) or FILE_PREFIX.get(plan.export_to or ""):
-        return _scan(plan, out_dir, workers, progress or _ignore)
+        return _scan(plan, out_dir, workers, progress)
     with ThreadPoolExecutor(max_workers=1) as copier:
         copy = copier.submit(shutil.copyfile, plan.path, out_dir / "source-copy")
-        result = _scan(plan, out_dir, workers, progress or _ignore)
+        result = _scan(plan, out_dir, workers, progress)
         result.source_copy = Path(copy.result())
     return result
 
 
 def _ignore(scanned: int) -> None:
     pass
+
+
+def _starts_utf16(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) in UTF16_BOMS
 
 
 def _scan(plan: ScanPlan, out_dir: Path | None, workers: int | None, progress: Progress) -> ScanResult:
@@ -329,9 +335,7 @@ def _scan(plan: ScanPlan, out_dir: Path | None, workers: int | None, progress: P
         return result
     size = plan.path.stat().st_size
     workers = workers or default_workers(size)
-    with open(plan.path, "rb") as fh:
-        utf16 = fh.read(2) in UTF16_BOMS  # reported at line 1; the rest is not lines of UTF-8 to scan
-    if workers <= 1 or utf16:
+    if workers <= 1 or _starts_utf16(plan.path):  # UTF-16: reported at line 1, the rest is not UTF-8 lines
         return scan_range(plan, 0, size, out_dir, 0, progress)
     # more ranges than workers evens out uneven lines; ranges of at most 32 MB let progress move
     ranges = split_ranges(plan.path, max(workers * 4, size // _RANGE_BYTES))

@@ -77,8 +77,9 @@ def _repeats(values: array[int]) -> Iterator[tuple[int, int]]:
             else:
                 yield index, first_index
         return
-    order = np.argsort(np.frombuffer(values, dtype=np.uint64), kind="stable")
-    ordered = np.frombuffer(values, dtype=np.uint64)[order]
+    prints = np.frombuffer(values, dtype=np.uint64)
+    order = np.argsort(prints, kind="stable")
+    ordered = prints[order]
     same = ordered[1:] == ordered[:-1]  # same[k]: sorted position k + 1 repeats position k
     del ordered
     repeats = np.flatnonzero(same) + 1
@@ -207,8 +208,14 @@ def validate(
     """Everything wrong with a training (and validation) file, for every platform in `targets`. `progress` is
     called with the bytes scanned as the scan goes (of both files)."""
     mapping = parse_mapping(columns)
-    common: dict[str, Any] = {"targets": targets, "model": model, "fmt": fmt, "mapping": mapping, "workers": workers}
-    common["progress"] = progress
+    common: dict[str, Any] = {
+        "targets": targets,
+        "model": model,
+        "fmt": fmt,
+        "mapping": mapping,
+        "workers": workers,
+        "progress": progress,
+    }
     files, scans = [], {}
     report, result = analyze(Path(train), role="train", suffix=suffix, **common)
     files.append(report)

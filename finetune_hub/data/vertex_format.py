@@ -58,17 +58,19 @@ def _parts(content: Any, changes: list[str], *, images: bool) -> list[Record]:
     return parts
 
 
-LOST_MESSAGE_FIELDS = ("name", "weight")  # what a Vertex turn has no place for
-
-
 def lost_fields(message: Record) -> list[str]:
     """The message fields a Vertex line has no place for (a legacy function message's `name` is the function's,
     carried in its functionResponse). The exporter reports them, the Vertex rule pack warns of them."""
     return [
         key
-        for key in LOST_MESSAGE_FIELDS
+        for key in ("name", "weight")
         if key in message and not (key == "name" and message.get("role") == "function")
     ]
+
+
+def warned_losses(messages: list[Record]) -> list[str]:
+    """The lost fields worth a warning, once each: a weight of 1 is what Vertex does anyway."""
+    return sorted({key for m in messages for key in lost_fields(m) if m.get(key) != 1})
 
 
 def to_vertex(record: Record) -> tuple[Record, list[str]]:

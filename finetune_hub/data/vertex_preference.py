@@ -13,7 +13,7 @@ from typing import Any
 
 from finetune_hub.data.findings import RecordError
 from finetune_hub.data.importers import Imported, dropped
-from finetune_hub.data.vertex_format import LOST_MESSAGE_FIELDS, TURN_FIELDS, from_vertex
+from finetune_hub.data.vertex_format import TURN_FIELDS, from_vertex, lost_fields, warned_losses
 
 Record = dict[str, Any]
 Problem = tuple[str, str]  # (rule id, message)
@@ -81,7 +81,7 @@ def check(record: Record) -> list[Problem]:
             problems.append(("vertex.preference_output", f"{key}[0] has no text"))
     everything = prompt + [m for _, messages in outputs for m in messages]
     dropped = ["tool calls"] if any(_uses_tools(m) for m in prompt) else []
-    dropped += sorted({key for m in everything for key in LOST_MESSAGE_FIELDS if key in m and m.get(key) != 1})
+    dropped += warned_losses(everything)
     dropped += ["input.tools"] if _prompt(record).get("tools") else []
     dropped += _extra_fields(record)
     if dropped:
@@ -102,7 +102,7 @@ def _parts(content: Any, changes: list[str]) -> list[Record]:
 
 
 def _dropped_keys(message: Record, changes: list[str]) -> None:
-    changes += [f"vertex.{key}_dropped" for key in LOST_MESSAGE_FIELDS if key in message]
+    changes += [f"vertex.{key}_dropped" for key in lost_fields(message)]
 
 
 def _completion(output: Any, key: str, changes: list[str]) -> Record:
