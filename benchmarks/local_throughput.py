@@ -287,12 +287,15 @@ def run_ours(
 class StepProfiler:
     """torch.profiler over three optimizer steps after the warm-up, stepped by the trainer's per-step report."""
 
+    steps = 3
+
     def __init__(self, out: Path, device: torch.device, warmup: int, name: str) -> None:
         from torch.profiler import ProfilerActivity, profile, schedule
 
         self.out, self.name, self.sort = out, name, "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-        self.profile = profile(activities=activities, schedule=schedule(wait=max(warmup - 1, 0), warmup=1, active=3))
+        timing = schedule(wait=max(warmup - 1, 0), warmup=1, active=self.steps)
+        self.profile = profile(activities=activities, schedule=timing)
         self.profile.start()
 
     def log(self, metrics: dict[str, float], step: int) -> None:
@@ -305,7 +308,7 @@ class StepProfiler:
         (self.out / f"profile_{self.name}.txt").write_text(table)
         trace = self.out / f"trace_{self.name}.json"
         self.profile.export_chrome_trace(str(trace))
-        summary = kernel_summary(trace, steps=3)
+        summary = kernel_summary(trace, steps=self.steps)
         (self.out / f"kernels_{self.name}.txt").write_text(summary)
         print(summary, flush=True)
         print(f"profile: {self.out / f'profile_{self.name}.txt'} (top operators), {trace.name}", flush=True)

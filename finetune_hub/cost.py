@@ -377,5 +377,6 @@ def enforce_budget(job: FineTuneJob, state: JobState) -> JobState:
         job.store.add_events(
             job.record.id, [JobEvent(utcnow(), message, level="warn", id=f"fth-budget-{job.record.id}")]
         )
-    cancelled = job.retrying(job.cancel)
+    with job.changing():
+        cancelled = job.retrying(job.cancel)
     return replace(cancelled, error=cancelled.error or message)

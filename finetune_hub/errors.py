@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
 import os
 import re
 from collections.abc import Mapping
@@ -112,6 +110,9 @@ def retry_after(headers: Mapping[str, str] | None) -> float | None:
         return None
     with suppress(ValueError):
         return float(value)
+    import datetime as dt  # here, not at start-up: every command imports this module, few see an HTTP date
+    import email.utils
+
     with suppress(TypeError, ValueError):
         return max(0.0, (email.utils.parsedate_to_datetime(value) - dt.datetime.now(dt.UTC)).total_seconds())
     return None

@@ -7,6 +7,7 @@ store, `wait` with backoff and a progress display, and plain records for reports
 
 from __future__ import annotations
 
+import contextlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
@@ -163,14 +164,14 @@ class FineTuneJob(ABC):
         if self.store is None or self.record is None:
             if follow:
                 raise ConfigError("following a job's logs needs the job store (open the job with a store)")
-            yield from (f"{e.time.isoformat()} {e.level.upper():5} {e.message}" for e in self.retrying(self.events))
+            yield from map(_log_line, self.retrying(self.events))
             return
         cursor, backoff = 0, Backoff()
         while True:
             done = self.sync().status.terminal
             for seq, event in self.store.events(self.record.id, after_seq=cursor):
-                cursor = seq
-                yield f"{event.time.isoformat()} {event.level.upper():5} {event.message}"
+                cursor = max(cursor, seq)  # events come in time order, and a late one may be stamped earlier
+                yield _log_line(event)
             if not follow or done:
                 return
             self.retry_sleep(backoff.next())
@@ -306,6 +307,16 @@ class FineTuneJob(ABC):
             self._in_sync[key] = fetch()
         return self._in_sync[key]  # type: ignore[no-any-return]
 
+    @contextlib.contextmanager
+    def changing(self) -> Iterator[None]:
+        """Around a call that changes the platform's state inside a sync (auto-cancel): its own reads fetch anew,
+        and what the sync had fetched before is dropped."""
+        before, self._in_sync = self._in_sync, None
+        try:
+            yield
+        finally:
+            self._in_sync = None if before is None else {}
+
     def sync(self) -> JobState:
         """Refresh the state and new events from the platform and persist them (and the result when done)."""
         self._in_sync = {}
@@ -321,10 +332,7 @@ class FineTuneJob(ABC):
         if self.spec.budget.auto_cancel:  # cancel once the running cost passes budget.max_usd
             from finetune_hub.cost import enforce_budget
 
-            checked = enforce_budget(self, state)
-            if checked is not state:  # cancelled: what was fetched before is out of date
-                self._in_sync = {}
-            state = checked
+            state = enforce_budget(self, state)
         last = self.store.last_event(self.record.id)
         # Platforms stamp events coarsely (whole seconds): ask from a second earlier, the store drops repeats.
         since = last.time - timedelta(seconds=1) if last else None
@@ -430,3 +438,7 @@ class _WaitDisplay:
 
     def close(self) -> None:
         self._progress.stop()
+
+
+def _log_line(event: JobEvent) -> str:
+    return f"{event.time.isoformat()} {event.level.upper():5} {event.message}"

@@ -17,7 +17,7 @@ import torch
 from local_backend.data import assistant_spans, read_chat_jsonl, render, resolve_template, tokenize_with_labels
 
 
-@functools.lru_cache(maxsize=2)  # `fth compare` asks the same model one prompt at a time
+@functools.lru_cache(maxsize=1)  # `fth compare` asks one model every prompt, then the next
 def load(model: str, adapter: str | None = None) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

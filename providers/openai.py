@@ -15,7 +15,6 @@ import io
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -174,7 +173,7 @@ class OpenAIJob(FineTuneJob):
             converted, report = self.converted_data(Path(tmp), model=self.base_model())
             for role, out in converted.items():
                 files[role] = self.upload_once(out, data.content_hash(out), self._upload)
-                self.retrying(partial(self._wait_until_processed, files[role]))
+                self._wait_until_processed(files[role])  # retries its own status checks
         return PreparedData(files, report)
 
     def _upload(self, path: Path) -> str:

@@ -40,7 +40,10 @@ class ProgressJob(FineTuneJob):
     def submit(self, prepared: PreparedData, idempotency_key: str) -> str:
         return "r1"
 
-    def refresh(self) -> JobState:
+    def refresh(self) -> JobState:  # one describe per sync, as the adapters do
+        return self.fetched("job", self._describe)
+
+    def _describe(self) -> JobState:
         if self.cancelled:
             return JobState(JobStatus.CANCELLED, "cancelled")
         return JobState(JobStatus.RUNNING, "running", progress=next(self.client))
@@ -51,9 +54,11 @@ class ProgressJob(FineTuneJob):
     def checkpoints(self) -> list[Checkpoint]:
         return []
 
-    def cancel(self) -> JobState:
+    def cancel(self) -> JobState:  # as SageMaker's: look, stop, look again
+        if self.refresh().status.terminal:
+            return self.refresh()
         self.cancelled = True
-        return JobState(JobStatus.CANCELLING, "cancelling")
+        return self.refresh()
 
     def result(self) -> JobResult:
         return JobResult()
@@ -75,8 +80,8 @@ def test_auto_cancel_when_the_running_cost_passes_the_budget() -> None:
     job, store = started({"max_usd": 5.0, "auto_cancel": True}, estimated=10.0)
     assert job.sync().status is JobStatus.RUNNING  # 0.2 × $10 = $2
     assert job.sync().status is JobStatus.RUNNING  # $4
-    state = job.sync()  # $6 > $5: cancelled
-    assert state.status is JobStatus.CANCELLING and job.cancelled
+    state = job.sync()  # $6 > $5: cancelled, and the cancel's last look is not the sync's earlier one
+    assert state.status is JobStatus.CANCELLED and job.cancelled
     assert "auto-cancel: running cost $6.00 passed the budget of $5.00" in (state.error or "")
     assert any("auto-cancel" in e.message for _, e in store.events(job.record.id))  # type: ignore[union-attr]
     assert job.sync().status is JobStatus.CANCELLED
