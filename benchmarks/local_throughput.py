@@ -3,6 +3,7 @@
     python benchmarks/local_throughput.py            # Llama-3.2-1B shape on a CUDA GPU (~3-5 minutes)
     python benchmarks/local_throughput.py --smoke    # tiny model on the CPU, seconds (checks the script)
     python benchmarks/local_throughput.py --skip-baseline --profile DIR   # where our step's time goes
+    python benchmarks/local_throughput.py --skip-baseline --log-every 5 --warmup-ours 10   # one GPU sync per 5 steps
 
 Both variants train the same random-initialised model (LoRA r16, alpha 32, dropout 0, all linear layers)
 on the same synthetic chat mix (docs/local.md, local-training.md §7.2: mean ~1064 tokens, ~61% supervised),
@@ -253,7 +254,7 @@ def run_ours(
         batch_size=10**6, tokens_per_batch=tokens_per_step, max_seq_length=shape.cap, packing=True,
         lora_rank=16, lora_alpha=32, lora_dropout=0.0, compile="auto" if not args.no_compile else False,
         fused_lora="auto" if not args.no_fused_lora else False,
-        attention=attn, seed=0, save_steps=None, resume="never",
+        attention=attn, seed=0, save_steps=None, resume="never", logging_steps=args.log_every,
     )  # fmt: skip
     model = build_model(shape, device, precision.param_dtype, attn)
     peft_model = apply_lora(model, cfg)
@@ -266,7 +267,7 @@ def run_ours(
     wall = time.perf_counter() - began
     if profiler is not None:
         profiler.close()
-    timed = outcome["history"][args.warmup_ours :]
+    timed = [h for h in outcome["history"] if h["step"] > args.warmup_ours]  # a log line covers log_every steps
     seconds = [h["seconds"] for h in timed]
     tokens = [h["tokens"] for h in timed]
     result = {
@@ -394,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, help="synthetic samples (default 3000; smoke 200)")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--no-fused-lora", action="store_true", help="PEFT's own LoRA forward (compiled)")
+    parser.add_argument(
+        "--log-every", type=int, default=1, help="our steps per log line; each line waits for the GPU (default 1)"
+    )
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
@@ -406,6 +410,10 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cpu") if smoke else torch.device("cuda")
     args.steps = args.steps or (3 if smoke else 10)
     args.warmup_ours = args.warmup_ours if args.warmup_ours is not None else (2 if smoke else 6)
+    if args.warmup_ours % args.log_every or args.steps % args.log_every:
+        parser.error("--log-every must divide the warm-up and the timed steps (e.g. --log-every 5 --warmup-ours 10)")
+    if args.profile and args.log_every != 1:
+        parser.error("--profile counts steps by log lines: leave --log-every at 1")
     budgets = [int(t) for t in (args.tokens_per_step or ("2048" if smoke else "16384")).split(",")]
     args.samples = args.samples or (200 if smoke else 3000)
     shape = TINY if smoke else LLAMA_1B
