@@ -274,8 +274,8 @@ def run_ours(
         "variant": f"finetune-hub: packed {tokens_per_step} tok/step, {attn}, chunked CE, "
         f"{'compiled' if trainer.compiled else 'eager'}, fused LoRA x{trainer.fused_lora_layers}",
         "tokens_per_s": sum(tokens) / sum(seconds),
-        "median_step_s": statistics.median(seconds),
-        "tokens_per_step": sum(tokens) / len(tokens),
+        "median_step_s": statistics.median(seconds) / args.log_every,
+        "tokens_per_step": sum(tokens) / len(tokens) / args.log_every,
         "peak_gib": peak_memory(device),
         "warmup_s": wall - sum(seconds),
         "losses": [round(h["loss"], 4) for h in outcome["history"]],
