@@ -48,6 +48,51 @@ class TokenLoss(torch.nn.Module):
         )
 
 
+class LateRead:
+    """Device values read a step later without draining the GPU: a non-blocking copy into pinned memory and an
+    event. `.item()` would wait for everything queued on the stream, the next step included, so each log line
+    would leave the GPU idle while the host launches the next step's first kernels."""
+
+    def __init__(self, values: torch.Tensor) -> None:
+        cuda = values.device.type == "cuda"
+        self.host = torch.empty(values.shape, dtype=values.dtype, pin_memory=cuda)
+        self.host.copy_(values, non_blocking=cuda)
+        self.event = torch.cuda.Event() if cuda else None  # type: ignore[no-untyped-call]
+        if self.event is not None:
+            self.event.record()
+
+    def values(self) -> list[float]:
+        if self.event is not None:
+            self.event.synchronize()  # waits for the work before the copy only
+        return [float(v) for v in self.host.tolist()]
+
+
+@dataclass
+class _Staged:
+    """A log line whose values are still on their way from the device."""
+
+    done: int
+    epoch: int
+    sums: LateRead  # loss sum and real tokens (summed across ranks), grad norm
+    supervised: int
+    lr: float
+
+
+@dataclass
+class _Clock:
+    """Wall time of the steps: one lap per log line, and the mean step time for the ETA."""
+
+    start_step: int
+    began: float = field(default_factory=time.perf_counter)
+    last: float = 0.0
+
+    def lap(self, done: int) -> tuple[float, float]:
+        """(seconds since the previous lap, seconds per step so far)."""
+        now = time.perf_counter()
+        elapsed, self.last = now - (self.last or self.began), now
+        return max(elapsed, 1e-9), (now - self.began) / max(done - self.start_step, 1)
+
+
 def plan_steps(lengths: Sequence[int], cfg: TrainConfig, world: int) -> list[tuple[int, list[list[int]]]]:
     """Every optimizer step of the run as (epoch, micro-batches across all ranks); a pure function of the
     config and the data, which is what makes the data position of a checkpoint a single step number."""
@@ -240,10 +285,11 @@ class Trainer:
         cfg, examples = self.cfg, self.train_examples
         self.peft_model.train()
         window = self._new_window()
-        window_start = began = time.perf_counter()
+        clock = _Clock(start)
         metrics: dict[str, float] = {}
         val_loss = None
         tokens_seen = sum(h.get("tokens", 0) for h in self.history)
+        staged: _Staged | None = None
         upcoming = self._step_batches(start) if start < total else []
         for step in range(start, total):
             epoch, micro = self.steps[step]
@@ -252,8 +298,8 @@ class Trainer:
                 with self._autocast():
                     loss_sum = self.loss_fn(batch)
                 (loss_sum / step_sup).backward()
-                window["loss"] += loss_sum.detach().double()
-                window["tok"] += batch["num_tokens"]
+                window["sums"][0] += loss_sum.detach()
+                window["sums"][1] += batch["num_tokens"]
             window["sup"] += step_sup
             self.dist.sum_grads(self.params)
             grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm or float("inf"))
@@ -261,59 +307,64 @@ class Trainer:
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             done = step + 1
-            # The next step's batches are built and sent while the device still works on this one: the log
-            # line below waits for the device, and the device would otherwise wait for the collation.
+            # While the device works on this step, the host builds and sends the next step's batches and reads the
+            # previous log line (its values are ready by now): the device never waits for the host between steps.
             upcoming = self._step_batches(done) if done < total else []
+            ready = [staged] if staged is not None else []
+            staged = None
             if done % cfg.logging_steps == 0 or done == total:
-                metrics = self._log(done, total, epoch, window, window_start, began, start, scheduler, grad_norm)
-                tokens_seen += metrics["tokens"]
+                sums = torch.cat([self.dist.sum_(window["sums"]), grad_norm.double()[None]])
+                staged = _Staged(done, epoch, LateRead(sums), window["sup"], scheduler.get_last_lr()[0])
                 window = self._new_window()
-                window_start = time.perf_counter()
-            if self.val_examples and cfg.eval_steps and done % cfg.eval_steps == 0 and done < total:
+            evaluate = bool(self.val_examples and cfg.eval_steps and done % cfg.eval_steps == 0 and done < total)
+            stop = self._stop_requested()
+            save = stop or (cfg.save_steps and done % cfg.save_steps == 0 and done < total)
+            if staged is not None and (evaluate or save or done == total):
+                ready.append(staged)  # read now: events stay in order and checkpoints carry this step's metrics
+                staged = None
+            for line in ready:
+                metrics = self._log(line, total, clock)
+                tokens_seen += metrics["tokens"]
+            if evaluate:
                 val_loss = self.evaluate()
                 self._event(
                     f"step {done}/{total} val_loss {val_loss:.4f}", kind="metrics", step=done, val_loss=val_loss
                 )
-            stop = self._stop_requested()
-            if stop or (cfg.save_steps and done % cfg.save_steps == 0 and done < total):
+            if save:
                 self._save(done, optimizer, scheduler, initial_val, metrics)
             if stop:
                 state = PAUSED if stop == "pause" else CANCELLED
                 self._event(
                     f"{state} at step {done}/{total}; resume continues from checkpoint step-{done:06d}", kind="status"
                 )
-                return self._outcome(state, done, total, initial_val, val_loss, tokens_seen, began)
+                return self._outcome(state, done, total, initial_val, val_loss, tokens_seen, clock.began)
         if self.val_examples:
             val_loss = self.evaluate()
             self._event(f"step {total}/{total} val_loss {val_loss:.4f}", kind="metrics", step=total, val_loss=val_loss)
         if cfg.save_steps:
             self._save(total, optimizer, scheduler, initial_val, metrics)
-        return self._outcome(SUCCEEDED, total, total, initial_val, val_loss, tokens_seen, began)
+        return self._outcome(SUCCEEDED, total, total, initial_val, val_loss, tokens_seen, clock.began)
 
     def _new_window(self) -> dict[str, Any]:
-        """Sums since the last log line: loss (on the device, no sync), supervised and real tokens."""
-        return {"loss": torch.zeros((), dtype=torch.float64, device=self.device), "sup": 0, "tok": 0}
+        """Sums since the last log line: loss and real tokens on the device (no sync), supervised tokens."""
+        return {"sums": torch.zeros(2, dtype=torch.float64, device=self.device), "sup": 0}
 
-    def _log(self, done: int, total: int, epoch: int, window: dict[str, Any], window_start: float, began: float,
-             start: int, scheduler: Any, grad_norm: torch.Tensor) -> dict[str, Any]:  # fmt: skip
-        loss_sum = self.dist.sum_(window["loss"].clone())
-        tokens = int(self.dist.sum_(torch.tensor(float(window["tok"]), device=self.device)).item())
-        loss = float(loss_sum / max(window["sup"], 1))  # the sync point: timings below are real
-        now = time.perf_counter()
-        elapsed = max(now - window_start, 1e-9)
-        rate = (now - began) / max(done - start, 1)
+    def _log(self, staged: _Staged, total: int, clock: _Clock) -> dict[str, Any]:
+        loss_sum, tokens, grad_norm = staged.sums.values()  # waits for the step that made them, no later one
+        done, supervised = staged.done, staged.supervised
+        elapsed, per_step = clock.lap(done)
         metrics = {
-            "step": done, "total_steps": total, "epoch": epoch, "loss": loss, "lr": scheduler.get_last_lr()[0],
-            "grad_norm": float(grad_norm), "tokens": tokens, "supervised_tokens": window["sup"],
-            "seconds": elapsed, "tokens_per_s": tokens / elapsed, "supervised_tokens_per_s": window["sup"] / elapsed,
-            "eta_s": rate * (total - done),
+            "step": done, "total_steps": total, "epoch": staged.epoch, "loss": loss_sum / max(supervised, 1),
+            "lr": staged.lr, "grad_norm": grad_norm, "tokens": int(tokens), "supervised_tokens": supervised,
+            "seconds": elapsed, "tokens_per_s": tokens / elapsed, "supervised_tokens_per_s": supervised / elapsed,
+            "eta_s": per_step * (total - done),
         }  # fmt: skip
         self.history.append(metrics)
         if self.reporters is not None:
             self.reporters.log({k: metrics[k] for k in ("loss", "lr", "grad_norm", "tokens_per_s")}, done)
         self._event(
-            f"step {done}/{total} loss {loss:.4f} lr {metrics['lr']:.2e} {metrics['tokens_per_s']:,.0f} tok/s "
-            f"eta {metrics['eta_s']:.0f}s", kind="metrics", **metrics,
+            f"step {done}/{total} loss {metrics['loss']:.4f} lr {metrics['lr']:.2e} {metrics['tokens_per_s']:,.0f} "
+            f"tok/s eta {metrics['eta_s']:.0f}s", kind="metrics", **metrics,
         )  # fmt: skip
         return metrics
 

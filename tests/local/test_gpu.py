@@ -1,8 +1,9 @@
-"""Checks that need a CUDA GPU (skipped elsewhere): the varlen kernel, bf16 + compile training, QLoRA."""
+"""Checks that need a CUDA GPU (skipped elsewhere): the varlen kernel, bf16 + compile training, QLoRA, late reads."""
 
 from __future__ import annotations
 
 import importlib.util
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from local_backend import attention
+from local_backend.loop import LateRead
 from local_backend.train import train
 from tests.local.test_training import config
 
@@ -79,3 +81,15 @@ def test_packed_varlen_and_padded_sdpa_agree_in_bf16(llama_model: Path, chat_dat
 def test_qlora_trains(llama_model: Path, chat_data, tmp_path: Path) -> None:
     summary = train(config(llama_model, chat_data, tmp_path / "q", quantize="4bit", max_steps=6, merge=True))
     assert summary["status"] == "succeeded" and summary["merge_check"]["top1_agreement"] > 0.9
+
+
+def test_a_late_read_does_not_wait_for_work_queued_after_it() -> None:
+    """The log line's read waits for the step that made the values, not for the next one already queued."""
+    late = LateRead(torch.arange(3, device="cuda", dtype=torch.float64) * 1.5)
+    torch.cuda._sleep(2_000_000_000)  # about a second of device time, queued after the copy
+    start = time.perf_counter()
+    assert late.values() == [0.0, 1.5, 3.0]
+    read = time.perf_counter() - start
+    start = time.perf_counter()
+    torch.cuda.synchronize()
+    assert read < 0.1 < time.perf_counter() - start

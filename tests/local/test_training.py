@@ -102,6 +102,23 @@ def test_gradient_accumulation_normalises_by_supervised_tokens(llama_model: Path
     assert_same_weights(Path(whole["adapter"]), Path(split["adapter"]), atol=1e-4)
 
 
+def test_log_lines_are_read_a_step_late_but_stay_in_order(llama_model: Path, chat_data, tmp_path: Path) -> None:
+    # A log line's values are read during the next step; a validation, a checkpoint or the end reads it at once.
+    settings = {"max_steps": 7, "batch_size": 2, "logging_steps": 2, "eval_steps": 3, "save_steps": 4}
+    summary = train(config(llama_model, chat_data, tmp_path / "run", **settings))
+    run = RunFiles(tmp_path / "run")
+    order = [
+        ("loss" if "loss" in e["data"] else "val" if e["kind"] == "metrics" else "checkpoint", e["data"]["step"])
+        for e in run.read_events()
+        if e["kind"] in ("metrics", "checkpoint")
+    ]
+    assert order == [("val", 0), ("loss", 2), ("val", 3), ("loss", 4), ("checkpoint", 4), ("loss", 6), ("val", 6),
+                     ("loss", 7), ("val", 7), ("checkpoint", 7)]  # fmt: skip
+    assert [h["step"] for h in summary["history"]] == [2, 4, 6, 7]
+    assert sum(h["tokens"] for h in summary["history"]) == summary["trained_tokens"] > 0
+    assert json.loads((run.checkpoints / "step-000004" / "meta.json").read_text())["metrics"]["step"] == 4
+
+
 def test_pause_then_resume_continues_exactly(llama_model: Path, chat_data, tmp_path: Path) -> None:
     settings = {"max_steps": 6, "lora_dropout": 0.1, "save_steps": 100}  # dropout: the RNG must be restored too
     straight = train(config(llama_model, chat_data, tmp_path / "straight", **settings))
