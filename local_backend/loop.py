@@ -84,12 +84,15 @@ class _Clock:
 
     start_step: int
     began: float = field(default_factory=time.perf_counter)
-    last: float = 0.0
+    last: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.last = self.began
 
     def lap(self, done: int) -> tuple[float, float]:
         """(seconds since the previous lap, seconds per step so far)."""
         now = time.perf_counter()
-        elapsed, self.last = now - (self.last or self.began), now
+        elapsed, self.last = now - self.last, now
         return max(elapsed, 1e-9), (now - self.began) / max(done - self.start_step, 1)
 
 
