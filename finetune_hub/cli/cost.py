@@ -85,10 +85,8 @@ def cmd_prices(args: argparse.Namespace) -> int:
 
     from finetune_hub.cli.output import console
 
-    model = Column("model / instance", overflow="fold", min_width=14)
-    table = Table("platform", model, "price", "as of", "age", "status", title="prices")
-    if args.verbose:
-        table.add_column("source")
+    table = Table(Column("platform", no_wrap=True), Column("model / instance", overflow="fold"),
+                  Column("price", no_wrap=True), "as of (age)", "status", title="prices")  # fmt: skip
     for r in prices:
         flags = [] if r.verified else ["[yellow]unverified[/]"]
         flags += ["[red]stale[/]"] if r.stale(today, stale_days) else []
@@ -97,14 +95,17 @@ def cmd_prices(args: argparse.Namespace) -> int:
         unit = r.unit.replace("1M tokens", "1M tok").replace("instance-hour", "inst-h")
         cells = [
             r.provider,
-            escape(r.model) + (" [dim](hosting)[/]" if r.kind == "hosting" else ""),
+            escape(r.model)
+            + (" [dim](hosting)[/]" if r.kind == "hosting" else "")
+            + (f"\n[dim]{escape(r.source)}[/]" if args.verbose else ""),
             f"${r.usd:,.2f}/{unit}",
-            r.as_of,
-            "—" if age is None else f"{age} d",
+            r.as_of + ("" if age is None else f" [dim]({age} d)[/]"),
             " ".join(flags) or "[green]verified[/]",
         ]
-        table.add_row(*cells, *([escape(r.source)] if args.verbose else []))
+        table.add_row(*cells)
     out = console()
+    if out.measure(table, options=out.options.update_width(10_000)).maximum > out.width:
+        table.columns[3].max_width = table.columns[4].max_width = 10  # two lines each: the width goes to the ids
     out.print(table)
     events = Table("platform", Column("model", overflow="fold"), "event", "date", "in", title="lifecycle")
     for ev in sorted(lifecycle, key=lambda r: r.date):
@@ -127,27 +128,31 @@ def _estimate_table(rows: list[PlatformEstimate], verbose: bool) -> None:
     from finetune_hub.cli.output import console
     from finetune_hub.cost import money
 
-    table = Table(
-        "platform", "priced by", "epochs", "billed tokens", "runtime", "price", "total", "as of", title="estimates"
-    )
+    cells: list[list[str]] = []  # platform, priced by, epochs, billed tokens, runtime, price, total, as of
     for row in rows:
         e = row.estimate
         if e is None:
-            table.add_row(row.provider, escape(row.base_model or "—"), "", "", "", "", "[red]—[/]", "")
+            cells.append([row.provider, escape(row.base_model or "—"), "", "", "", "", "[red]—[/]", ""])
             continue
-        runtime = "—" if e.runtime_hours is None else f"{e.runtime_hours:,.2f} h"
         verified = "" if e.verified else " [yellow]?[/]"
-        table.add_row(
-            row.provider,
-            escape(e.model),
-            str(e.epochs or "—"),
+        cells.append([
+            row.provider, escape(e.model), str(e.epochs or "—"),
             f"{e.billed_tokens:,}" if e.billed_tokens is not None else "—",
-            runtime,
-            f"${e.unit_price_usd:,.2f}/{e.unit}{verified}",
-            f"[bold]{money(e.total_usd)}[/]",
-            e.as_of,
-        )
+            "—" if e.runtime_hours is None else f"{e.runtime_hours:,.2f} h",
+            f"${e.unit_price_usd:,.2f}/{e.unit}{verified}", f"[bold]{money(e.total_usd)}[/]", e.as_of,
+        ])  # fmt: skip
+    table = Table(
+        "platform", "priced by", "epochs", "billed tokens", "runtime", "price", "total", "as of", title="estimates"
+    )
+    for c in cells:
+        table.add_row(*c)
     out = console()
+    if out.measure(table, options=out.options.update_width(10_000)).maximum > out.width:  # narrow: stack pairs
+        table = Table("platform\n[dim]priced by[/]", "billed tokens\n[dim]epochs[/]", "price\n[dim]as of[/]",
+                      "total\n[dim]runtime[/]", title="estimates")  # fmt: skip
+        for platform, by, epochs, tokens, runtime, price, total, as_of in cells:
+            table.add_row(f"{platform}\n[dim]{by}[/]", f"{tokens}\n[dim]{epochs}[/]", f"{price}\n[dim]{as_of}[/]",
+                          f"{total}\n[dim]{runtime}[/]")  # fmt: skip
     out.print(table)
     out.print("[dim]? = price not verified against the platform's page (`fth prices` lists sources)[/]")
     for row in rows:

@@ -101,3 +101,8 @@ def test_prices_table_lists_every_row(capsys: pytest.CaptureFixture[str], monkey
     for instance in ("ml.g5.2xlarge", "ml.g5.12xlarge", "ml.p4d.24xlarge"):
         assert instance in out
     assert "unverified" in out and "stale" in out and "openai" not in out
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["prices"]) == 0
+    table = capsys.readouterr().out.split("lifecycle")[0]
+    assert "…" not in table and max(len(line) for line in table.splitlines()) <= 80
+    assert "gpt-4.1-2025-04-14" in table and "ml.p4d.24xlarge" in table

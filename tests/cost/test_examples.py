@@ -57,3 +57,18 @@ def test_estimate_table_for_the_example_prints_every_platform(
     for provider in ("openai", "azure_openai", "vertex", "sagemaker", "local"):
         assert f"│ {provider} " in table
     assert table.index("│ local ") < table.index("│ sagemaker ")  # cheapest first
+
+
+def test_estimate_table_fits_an_80_column_terminal_without_cutting_values(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("FTH_TODAY", "2026-11-27")
+    assert main(["estimate", str(EXAMPLE)]) == 0
+    table = capsys.readouterr().out.split("? = price")[0]
+    assert "…" not in table and max(len(line) for line in table.splitlines()) <= 80
+    assert main(["estimate", str(EXAMPLE), "--json"]) == 0
+    for row in json.loads(capsys.readouterr().out):
+        e = row["estimate"]
+        for value in (row["provider"], e["model"], e["as_of"], f"{e['billed_tokens']:,}"):
+            assert value in table, value
