@@ -83,7 +83,7 @@ def cmd_prices(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Column, Table
 
-    from finetune_hub.cli.output import console
+    from finetune_hub.cli.output import console, too_wide
 
     table = Table(Column("platform", no_wrap=True), Column("model / instance", overflow="fold"),
                   Column("price", no_wrap=True), "as of (age)", "status", title="prices")  # fmt: skip
@@ -104,7 +104,7 @@ def cmd_prices(args: argparse.Namespace) -> int:
         ]
         table.add_row(*cells)
     out = console()
-    if out.measure(table, options=out.options.update_width(10_000)).maximum > out.width:
+    if too_wide(out, table):
         table.columns[3].max_width = table.columns[4].max_width = 10  # two lines each: the width goes to the ids
     out.print(table)
     events = Table("platform", Column("model", overflow="fold"), "event", "date", "in", title="lifecycle")
@@ -125,7 +125,7 @@ def _estimate_table(rows: list[PlatformEstimate], verbose: bool) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from finetune_hub.cli.output import console
+    from finetune_hub.cli.output import console, too_wide
     from finetune_hub.cost import money
 
     cells: list[list[str]] = []  # platform, priced by, epochs, billed tokens, runtime, price, total, as of
@@ -147,7 +147,7 @@ def _estimate_table(rows: list[PlatformEstimate], verbose: bool) -> None:
     for c in cells:
         table.add_row(*c)
     out = console()
-    if out.measure(table, options=out.options.update_width(10_000)).maximum > out.width:  # narrow: stack pairs
+    if too_wide(out, table):  # stack the values in pairs rather than cut them short
         table = Table("platform\n[dim]priced by[/]", "billed tokens\n[dim]epochs[/]", "price\n[dim]as of[/]",
                       "total\n[dim]runtime[/]", title="estimates")  # fmt: skip
         for platform, by, epochs, tokens, runtime, price, total, as_of in cells:

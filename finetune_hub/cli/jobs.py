@@ -132,25 +132,29 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _records_table(records: list[JobRecord]) -> None:
-    from rich.table import Table
+    from rich.table import Column, Table
 
-    from finetune_hub.cli.output import console
+    from finetune_hub.cli.output import console, too_wide
     from finetune_hub.cost import money
 
-    table = Table("id", "provider", "name", "status", "model", "estimated", "actual", "created")
+    cells: list[list[str]] = []  # id, provider, name, status, model, estimated, actual, created
     for r in records:
         color = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}.get(r.status.value, "cyan")
-        table.add_row(
-            r.id,
-            r.provider,
-            r.name,
-            f"[{color}]{r.status.value}[/]",
-            r.model or "—",
-            money(r.estimated_usd),
-            _actual(r),
-            r.created_at[:19].replace("T", " "),
-        )
-    console().print(table)
+        cells.append([
+            r.id, r.provider, r.name, f"[{color}]{r.status.value}[/]", r.model or "—", money(r.estimated_usd),
+            _actual(r), r.created_at[:16].replace("T", " "),
+        ])  # fmt: skip
+    table = Table("id", "provider", "name", "status", "model", "estimated", "actual", "created")
+    for c in cells:
+        table.add_row(*c)
+    out = console()
+    if too_wide(out, table):  # pairs of values on two lines; ids are never cut (they are what commands take)
+        table = Table(Column("id\n[dim]name[/]", overflow="fold"), "provider\n[dim]status[/]",
+                      Column("model\n[dim]created[/]", overflow="fold"), "estimated\n[dim]actual[/]")  # fmt: skip
+        for job_id, provider, name, status, model, estimated, actual, created in cells:
+            table.add_row(f"{job_id}\n[dim]{name}[/]", f"{provider}\n{status}", f"{model}\n[dim]{created}[/]",
+                          f"{estimated}\n[dim]{actual}[/]")  # fmt: skip
+    out.print(table)
 
 
 def _actual(record: JobRecord) -> str:

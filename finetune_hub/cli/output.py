@@ -13,6 +13,7 @@ from finetune_hub.records import to_plain
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
     from finetune_hub.data.scan import Progress
     from finetune_hub.errors import FthError
@@ -23,6 +24,11 @@ def console(stderr: bool = False) -> Console:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False)
+
+
+def too_wide(out: Console, table: Table) -> bool:
+    """True when `table` would have to cut or wrap cells to fit the terminal (an 80-column one, say)."""
+    return out.measure(table, options=out.options.update_width(10_000)).maximum > out.width
 
 
 def print_json(data: Any) -> None:

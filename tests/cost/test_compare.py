@@ -204,3 +204,18 @@ def test_cli_compare_without_eval_needs_no_metric_package(monkeypatch: pytest.Mo
     monkeypatch.setitem(sys.modules, "rouge_score", None)  # not installed: importing it fails
     job = finished_job(JobStore(), "openai", losses=[2.0, 1.0], actual=1.2, est=1.0)
     assert main(["compare", job]) == 0
+
+
+def test_cli_list_keeps_ids_whole_in_an_80_column_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from finetune_hub.cli import main
+
+    store = JobStore()
+    ids = [finished_job(store, p, losses=[1.0], actual=1.2, est=1.0) for p in ("openai", "azure_openai")]
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["list"]) == 0
+    table = capsys.readouterr().out
+    assert "…" not in table and max(len(line) for line in table.splitlines()) <= 80
+    for value in (*ids, "azure_openai", "openai-tuned", "+$0.20, +20%"):
+        assert value in table, value
