@@ -57,13 +57,10 @@ class Distributed:
             p.grad = flat[offset : offset + n].view_as(g).to(g.dtype)
             offset += n
 
-    def any(self, flag: bool, device: torch.device) -> bool:
-        """True on every rank if it is true on any (e.g. a stop request seen by rank 0)."""
-        if self.world <= 1:
-            return flag
-        t = torch.tensor([1.0 if flag else 0.0], device=device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item())
+    def max_(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.world > 1:
+            dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return tensor
 
     def barrier(self) -> None:
         if self.world > 1:

@@ -22,6 +22,7 @@ from local_backend import checkpoint
 from local_backend.config import ConfigError, TrainConfig
 from local_backend.data import Example, collate, plan_batches
 from local_backend.distributed import Distributed
+from local_backend.late import LateRead, Mark
 from local_backend.lora_fused import fuse_lora_layers
 from local_backend.loss import chunk_loss_and_grad, linear_cross_entropy
 from local_backend.model import Precision, backbone_and_head, decoder_layers
@@ -48,25 +49,6 @@ class TokenLoss(torch.nn.Module):
         )
 
 
-class LateRead:
-    """Device values read a step later without draining the GPU: a non-blocking copy into pinned memory and an
-    event. `.item()` would wait for everything queued on the stream, the next step included, so each log line
-    would leave the GPU idle while the host launches the next step's first kernels."""
-
-    def __init__(self, values: torch.Tensor) -> None:
-        cuda = values.device.type == "cuda"
-        self.host = torch.empty(values.shape, dtype=values.dtype, pin_memory=cuda)
-        self.host.copy_(values, non_blocking=cuda)
-        self.event = torch.cuda.Event() if cuda else None  # type: ignore[no-untyped-call]
-        if self.event is not None:
-            self.event.record()
-
-    def values(self) -> list[float]:
-        if self.event is not None:
-            self.event.synchronize()  # waits for the work before the copy only
-        return [float(v) for v in self.host.tolist()]
-
-
 @dataclass
 class _Staged:
     """A log line whose values are still on their way from the device."""
@@ -80,20 +62,19 @@ class _Staged:
 
 @dataclass
 class _Clock:
-    """Wall time of the steps: one lap per log line, and the mean step time for the ETA."""
+    """Time between log lines on the device's timeline (late.Mark), and the mean step time for the ETA."""
 
     start_step: int
-    began: float = field(default_factory=time.perf_counter)
-    last: float = field(init=False)
+    start: Mark
+    last: Mark = field(init=False)
 
     def __post_init__(self) -> None:
-        self.last = self.began
+        self.last = self.start
 
-    def lap(self, done: int) -> tuple[float, float]:
-        """(seconds since the previous lap, seconds per step so far)."""
-        now = time.perf_counter()
-        elapsed, self.last = now - self.last, now
-        return max(elapsed, 1e-9), (now - self.began) / max(done - self.start_step, 1)
+    def lap(self, mark: Mark, done: int) -> tuple[float, float]:
+        """(seconds since the previous lap, seconds per step so far); `mark` must have been waited for."""
+        elapsed, self.last = mark.seconds_since(self.last), mark
+        return max(elapsed, 1e-9), mark.seconds_since(self.start) / max(done - self.start_step, 1)
 
 
 def plan_steps(lengths: Sequence[int], cfg: TrainConfig, world: int) -> list[tuple[int, list[list[int]]]]:
@@ -155,6 +136,7 @@ class Trainer:
     stop: StopRequests = field(default_factory=StopRequests)
     fused_lora_layers: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    _stop_vote: LateRead | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.loss_fn = TokenLoss(self.peft_model, self.cfg.loss_chunk_size)
@@ -230,8 +212,15 @@ class Trainer:
 
     def _stop_requested(self) -> str | None:
         request = self.stop.requested or (self.run.request() if self.dist.main else None)
-        stop = self.dist.any(request is not None, self.device)
-        return (request or "cancel") if stop else None
+        if self.dist.world == 1:
+            return request
+        # Ranks agree on a stop through an all-reduce that is read a step late, as log lines are: no step waits for
+        # it, and every rank stops after the same step (one step later than a single process would).
+        flag = torch.tensor([float(request is not None)])
+        if self.device.type == "cuda":
+            flag = flag.pin_memory().to(self.device, non_blocking=True)
+        vote, self._stop_vote = self._stop_vote, LateRead(self.dist.max_(flag))
+        return (request or "cancel") if vote is not None and vote.values()[0] > 0 else None
 
     def _event(self, message: str, **data: Any) -> None:
         if self.dist.main:
@@ -288,65 +277,72 @@ class Trainer:
         cfg, examples = self.cfg, self.train_examples
         self.peft_model.train()
         window = self._new_window()
-        clock = _Clock(start)
+        clock = _Clock(start, Mark(self.device))
         metrics: dict[str, float] = {}
         val_loss = None
         tokens_seen = sum(h.get("tokens", 0) for h in self.history)
-        staged: _Staged | None = None
+        staged: _Staged | None = None  # the last log line, while its values are on their way
         upcoming = self._step_batches(start) if start < total else []
-        for step in range(start, total):
-            epoch, micro = self.steps[step]
-            step_sup = sum(examples[i].supervised for mb in micro for i in mb)  # global, known before any forward
-            for batch in upcoming:
-                with self._autocast():
-                    loss_sum = self.loss_fn(batch)
-                (loss_sum / step_sup).backward()
-                window["sums"][0] += loss_sum.detach()
-                window["sums"][1] += batch["num_tokens"]
-            window["sup"] += step_sup
-            self.dist.sum_grads(self.params)
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm or float("inf"))
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            done = step + 1
-            # While the device works on this step, the host builds and sends the next step's batches and reads the
-            # previous log line (its values are ready by now): the device never waits for the host between steps.
-            upcoming = self._step_batches(done) if done < total else []
-            ready = [staged] if staged is not None else []
-            staged = None
-            if done % cfg.logging_steps == 0 or done == total:
-                sums = torch.cat([self.dist.sum_(window["sums"]), grad_norm.double()[None]])
-                staged = _Staged(done, epoch, LateRead(sums), window["sup"], scheduler.get_last_lr()[0])
-                window = self._new_window()
-            evaluate = bool(self.val_examples and cfg.eval_steps and done % cfg.eval_steps == 0 and done < total)
-            stop = self._stop_requested()
-            save = stop or (cfg.save_steps and done % cfg.save_steps == 0 and done < total)
-            if staged is not None and (evaluate or save or done == total):
-                ready.append(staged)  # read now: events stay in order and checkpoints carry this step's metrics
+        try:
+            for step in range(start, total):
+                epoch, micro = self.steps[step]
+                step_sup = sum(examples[i].supervised for mb in micro for i in mb)  # global, known before a forward
+                for batch in upcoming:
+                    with self._autocast():
+                        loss_sum = self.loss_fn(batch)
+                    (loss_sum / step_sup).backward()
+                    window["sums"][0] += loss_sum.detach()
+                    window["sums"][1] += batch["num_tokens"]
+                window["sup"] += step_sup
+                self.dist.sum_grads(self.params)
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm or float("inf"))
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                done = step + 1
+                # While the device works on this step, the host builds and sends the next step's batches and reads
+                # the previous log line (ready by now): the device never waits for the host between steps.
+                upcoming = self._step_batches(done) if done < total else []
+                ready = [staged] if staged is not None else []
                 staged = None
-            for line in ready:
-                metrics = self._log(line, total, clock)
-                tokens_seen += metrics["tokens"]
-            if evaluate:
-                val_loss = self.evaluate()
-                self._event(
-                    f"step {done}/{total} val_loss {val_loss:.4f}", kind="metrics", step=done, val_loss=val_loss
-                )
-            if save:
-                self._save(done, optimizer, scheduler, initial_val, metrics)
-            if stop:
-                state = PAUSED if stop == "pause" else CANCELLED
-                self._event(
-                    f"{state} at step {done}/{total}; resume continues from checkpoint step-{done:06d}", kind="status"
-                )
-                return self._outcome(state, done, total, initial_val, val_loss, tokens_seen, clock.began)
+                evaluate = bool(self.val_examples and cfg.eval_steps and done % cfg.eval_steps == 0 and done < total)
+                stop = self._stop_requested()
+                save = bool(stop or (cfg.save_steps and done % cfg.save_steps == 0 and done < total))
+                if done % cfg.logging_steps == 0 or done == total or save:  # a checkpoint holds every token so far
+                    sums = torch.cat([self.dist.sum_(window["sums"]), grad_norm.double()[None]])
+                    staged = _Staged(done, epoch, LateRead(sums), window["sup"], scheduler.get_last_lr()[0])
+                    window = self._new_window()
+                    if evaluate or save or done == total:  # read now: events stay in step order
+                        ready.append(staged)
+                        staged = None
+                for line in ready:
+                    metrics = self._log(line, total, clock)
+                    tokens_seen += metrics["tokens"]
+                if evaluate:
+                    val_loss = self.evaluate()
+                    self._event(
+                        f"step {done}/{total} val_loss {val_loss:.4f}", kind="metrics", step=done, val_loss=val_loss
+                    )
+                if save:
+                    self._save(done, optimizer, scheduler, initial_val, metrics)
+                if stop:
+                    state = PAUSED if stop == "pause" else CANCELLED
+                    self._event(
+                        f"{state} at step {done}/{total}; resume continues from checkpoint step-{done:06d}",
+                        kind="status",
+                    )
+                    return self._outcome(state, done, total, initial_val, val_loss, tokens_seen, clock.start.host)
+        except Exception:
+            if staged is not None:
+                with contextlib.suppress(Exception):  # the last good step's line, if the device can still give it
+                    self._log(staged, total, clock)
+            raise
         if self.val_examples:
             val_loss = self.evaluate()
             self._event(f"step {total}/{total} val_loss {val_loss:.4f}", kind="metrics", step=total, val_loss=val_loss)
         if cfg.save_steps:
             self._save(total, optimizer, scheduler, initial_val, metrics)
-        return self._outcome(SUCCEEDED, total, total, initial_val, val_loss, tokens_seen, clock.began)
+        return self._outcome(SUCCEEDED, total, total, initial_val, val_loss, tokens_seen, clock.start.host)
 
     def _new_window(self) -> dict[str, Any]:
         """Sums since the last log line: loss and real tokens on the device (no sync), supervised tokens."""
@@ -355,7 +351,7 @@ class Trainer:
     def _log(self, staged: _Staged, total: int, clock: _Clock) -> dict[str, Any]:
         loss_sum, tokens, grad_norm = staged.sums.values()  # waits for the step that made them, no later one
         done, supervised = staged.done, staged.supervised
-        elapsed, per_step = clock.lap(done)
+        elapsed, per_step = clock.lap(staged.sums.mark, done)
         metrics = {
             "step": done, "total_steps": total, "epoch": staged.epoch, "loss": loss_sum / max(supervised, 1),
             "lr": staged.lr, "grad_norm": grad_norm, "tokens": int(tokens), "supervised_tokens": supervised,

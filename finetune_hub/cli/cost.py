@@ -105,7 +105,8 @@ def cmd_prices(args: argparse.Namespace) -> int:
         table.add_row(*cells)
     out = console()
     if too_wide(out, table):
-        table.columns[3].max_width = table.columns[4].max_width = 10  # two lines each: the width goes to the ids
+        for column in table.columns[3:]:  # two lines each: the width goes to the ids
+            column.max_width, column.overflow = 10, "fold"
     out.print(table)
     events = Table("platform", Column("model", overflow="fold"), "event", "date", "in", title="lifecycle")
     for ev in sorted(lifecycle, key=lambda r: r.date):
@@ -123,7 +124,7 @@ def cmd_prices(args: argparse.Namespace) -> int:
 
 def _estimate_table(rows: list[PlatformEstimate], verbose: bool) -> None:
     from rich.markup import escape
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from finetune_hub.cli.output import console, too_wide
     from finetune_hub.cost import money
@@ -148,8 +149,9 @@ def _estimate_table(rows: list[PlatformEstimate], verbose: bool) -> None:
         table.add_row(*c)
     out = console()
     if too_wide(out, table):  # stack the values in pairs rather than cut them short
-        table = Table("platform\n[dim]priced by[/]", "billed tokens\n[dim]epochs[/]", "price\n[dim]as of[/]",
-                      "total\n[dim]runtime[/]", title="estimates")  # fmt: skip
+        table = Table(Column("platform\n[dim]priced by[/]", overflow="fold"), "billed tokens\n[dim]epochs[/]",
+                      Column("price\n[dim]as of[/]", overflow="fold"), "total\n[dim]runtime[/]",
+                      title="estimates")  # fmt: skip
         for platform, by, epochs, tokens, runtime, price, total, as_of in cells:
             table.add_row(f"{platform}\n[dim]{by}[/]", f"{tokens}\n[dim]{epochs}[/]", f"{price}\n[dim]{as_of}[/]",
                           f"{total}\n[dim]{runtime}[/]")  # fmt: skip

@@ -132,6 +132,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _records_table(records: list[JobRecord]) -> None:
+    from rich.markup import escape
     from rich.table import Column, Table
 
     from finetune_hub.cli.output import console, too_wide
@@ -141,8 +142,8 @@ def _records_table(records: list[JobRecord]) -> None:
     for r in records:
         color = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}.get(r.status.value, "cyan")
         cells.append([
-            r.id, r.provider, r.name, f"[{color}]{r.status.value}[/]", r.model or "—", money(r.estimated_usd),
-            _actual(r), r.created_at[:16].replace("T", " "),
+            r.id, r.provider, escape(r.name), f"[{color}]{r.status.value}[/]", escape(r.model or "—"),
+            money(r.estimated_usd), _actual(r), r.created_at[:16].replace("T", " "),
         ])  # fmt: skip
     table = Table("id", "provider", "name", "status", "model", "estimated", "actual", "created")
     for c in cells:
@@ -150,7 +151,8 @@ def _records_table(records: list[JobRecord]) -> None:
     out = console()
     if too_wide(out, table):  # pairs of values on two lines; ids are never cut (they are what commands take)
         table = Table(Column("id\n[dim]name[/]", overflow="fold"), "provider\n[dim]status[/]",
-                      Column("model\n[dim]created[/]", overflow="fold"), "estimated\n[dim]actual[/]")  # fmt: skip
+                      Column("model\n[dim]created[/]", overflow="fold"),
+                      Column("estimated\n[dim]actual[/]", overflow="fold"))  # fmt: skip
         for job_id, provider, name, status, model, estimated, actual, created in cells:
             table.add_row(f"{job_id}\n[dim]{name}[/]", f"{provider}\n{status}", f"{model}\n[dim]{created}[/]",
                           f"{estimated}\n[dim]{actual}[/]")  # fmt: skip

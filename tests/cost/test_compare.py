@@ -213,9 +213,10 @@ def test_cli_list_keeps_ids_whole_in_an_80_column_terminal(
 
     store = JobStore()
     ids = [finished_job(store, p, losses=[1.0], actual=1.2, est=1.0) for p in ("openai", "azure_openai")]
+    store.update(ids[0], model="ft:[/]tuned")  # shown as written, never read as markup
     monkeypatch.setenv("COLUMNS", "80")
     assert main(["list"]) == 0
     table = capsys.readouterr().out
     assert "…" not in table and max(len(line) for line in table.splitlines()) <= 80
-    for value in (*ids, "azure_openai", "openai-tuned", "+$0.20, +20%"):
+    for value in (*ids, "azure_openai", "openai-tuned", "+$0.20, +20%", "ft:[/]tuned"):
         assert value in table, value

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from local_backend import attention
-from local_backend.loop import LateRead
+from local_backend.late import LateRead
 from local_backend.train import train
 from tests.local.test_training import config
 

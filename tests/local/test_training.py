@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -119,6 +120,27 @@ def test_log_lines_are_read_a_step_late_but_stay_in_order(llama_model: Path, cha
     assert json.loads((run.checkpoints / "step-000004" / "meta.json").read_text())["metrics"]["step"] == 4
 
 
+def test_a_pause_between_log_lines_keeps_every_token(llama_model: Path, chat_data, tmp_path: Path) -> None:
+    settings = {"max_steps": 4, "batch_size": 2, "logging_steps": 2, "save_steps": 100}
+    straight = train(config(llama_model, chat_data, tmp_path / "straight", **settings))
+    run = RunFiles(tmp_path / "paused")
+    run.root.mkdir(parents=True)
+    run.control.write_text(json.dumps({"request": "pause"}))  # honoured after step 1, which is no log step
+    paused = train(config(llama_model, chat_data, run.root, **settings))
+    assert paused["status"] == "paused" and [h["step"] for h in paused["history"]] == [1]
+    run.control.unlink()
+    resumed = train(config(llama_model, chat_data, run.root, **settings))
+    assert [h["step"] for h in resumed["history"]] == [1, 2, 4]
+    assert resumed["trained_tokens"] == straight["trained_tokens"]
+
+
+def test_step_times_are_laps_between_the_steps_themselves(llama_model: Path, chat_data, tmp_path: Path) -> None:
+    # Lines are read a step late, but the last one at once: each is timed from its own step, not from its read.
+    summary = train(config(llama_model, chat_data, tmp_path / "run", max_steps=7, batch_size=2))
+    seconds = [h["seconds"] for h in summary["history"]][1:]  # the first step includes the warm-up
+    assert seconds[-1] > 0.25 * statistics.median(seconds), seconds
+
+
 def test_pause_then_resume_continues_exactly(llama_model: Path, chat_data, tmp_path: Path) -> None:
     settings = {"max_steps": 6, "lora_dropout": 0.1, "save_steps": 100}  # dropout: the RNG must be restored too
     straight = train(config(llama_model, chat_data, tmp_path / "straight", **settings))
@@ -208,6 +230,21 @@ def test_two_processes_train_like_one_with_gradient_accumulation(llama_model: Pa
     assert losses(double) == pytest.approx(losses(single), rel=1e-5)
     assert double["val_loss"] == pytest.approx(single["val_loss"], rel=1e-5)
     assert_same_weights(Path(double["adapter"]), Path(single["adapter"]), atol=1e-4)
+
+    # A pause: the ranks agree through a vote read a step late, so both stop after step 2 (one process: after 1);
+    # resuming goes on exactly.
+    paused = RunFiles(tmp_path / "paused")
+    paused.root.mkdir()
+    paused.control.write_text(json.dumps({"request": "pause"}))
+    config(llama_model, chat_data, paused.root, **settings).save(tmp_path / "paused.json")
+    command[-1] = str(tmp_path / "paused.json")
+    for expected in ("paused", "succeeded"):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240, check=False)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+        summary = json.loads((paused.root / "summary.json").read_text())
+        assert summary["status"] == expected and summary["step"] == (2 if expected == "paused" else 3)
+        paused.control.unlink(missing_ok=True)
+    assert losses(summary) == pytest.approx(losses(single), rel=1e-5)
 
 
 def test_the_adapter_carries_the_template_it_was_trained_with(llama_model: Path, chat_data, tmp_path: Path) -> None:
