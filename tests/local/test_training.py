@@ -141,6 +141,24 @@ def test_step_times_are_laps_between_the_steps_themselves(llama_model: Path, cha
     assert seconds[-1] > 0.25 * statistics.median(seconds), seconds
 
 
+def test_a_crash_still_logs_the_last_good_step(
+    llama_model: Path, chat_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_step, calls = torch.optim.AdamW.step, []
+
+    def step_then_fail(self: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("out of memory (injected)")
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step_then_fail)
+    with pytest.raises(RuntimeError, match="injected"):
+        train(config(llama_model, chat_data, tmp_path / "run", max_steps=5, batch_size=2))
+    events = RunFiles(tmp_path / "run").read_events()
+    assert [e["data"]["step"] for e in events if e["kind"] == "metrics" and "loss" in e["data"]] == [1, 2]
+
+
 def test_pause_then_resume_continues_exactly(llama_model: Path, chat_data, tmp_path: Path) -> None:
     settings = {"max_steps": 6, "lora_dropout": 0.1, "save_steps": 100}  # dropout: the RNG must be restored too
     straight = train(config(llama_model, chat_data, tmp_path / "straight", **settings))
