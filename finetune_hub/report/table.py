@@ -16,7 +16,7 @@ def show(comparison: Comparison, console: Console) -> None:
     from rich.table import Column, Table
 
     job_id = Column("job", no_wrap=True)
-    jobs = Table(job_id, "platform / base model", "status", "time", "estimated", "actual", "loss train / valid")
+    jobs = Table(job_id, "platform / base model", "status", "time", "estimated / actual", "loss train / valid")
     jobs.title = "jobs"
     for job in comparison.jobs:
         row = dict(zip(SUMMARY_COLUMNS, summary_row(job), strict=True))
@@ -27,8 +27,7 @@ def show(comparison: Comparison, console: Console) -> None:
             escape(f"{job.provider}\n{job.base_model}"),
             escape(job.status),
             row["wall time"],
-            row["estimated"],
-            row["actual"] + delta,
+            f"{row['estimated']}\n{row['actual']}{delta}",
             f"{row['train loss']} / {row['valid loss']}\n{curve}",
         )
     console.print(jobs)
