@@ -28,6 +28,7 @@ from local_backend.loss import chunk_loss_and_grad, linear_cross_entropy
 from local_backend.model import Precision, backbone_and_head, decoder_layers
 from local_backend.runfiles import CANCELLED, PAUSED, RUNNING, SUCCEEDED, RunFiles
 
+_STOP_KINDS = (None, "pause", "cancel")  # the requests a run honours, in the order a multi-rank vote ranks them
 _FORWARD_KEYS = ("attention_mask", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
 
 
@@ -215,12 +216,13 @@ class Trainer:
         if self.dist.world == 1:
             return request
         # Ranks agree on a stop through an all-reduce that is read a step late, as log lines are: no step waits for
-        # it, and every rank stops after the same step (one step later than a single process would).
-        flag = torch.tensor([float(request is not None)])
+        # it, and every rank stops after the same step (one step later than a single process would). The vote
+        # carries the kind: 0 go on, 1 pause, 2 cancel (a cancel anywhere wins).
+        flag = torch.tensor([float(_STOP_KINDS.index(request))])
         if self.device.type == "cuda":
             flag = flag.pin_memory().to(self.device, non_blocking=True)
         vote, self._stop_vote = self._stop_vote, LateRead(self.dist.max_(flag))
-        return (request or "cancel") if vote is not None and vote.values()[0] > 0 else None
+        return _STOP_KINDS[int(vote.values()[0])] if vote is not None else None
 
     def _event(self, message: str, **data: Any) -> None:
         if self.dist.main:
@@ -281,7 +283,8 @@ class Trainer:
         metrics: dict[str, float] = {}
         val_loss = None
         tokens_seen = sum(h.get("tokens", 0) for h in self.history)
-        staged: _Staged | None = None  # the last log line, while its values are on their way
+        unread: list[_Staged] = []  # log lines whose values are on their way from the device
+        self._stop_vote = None
         upcoming = self._step_batches(start) if start < total else []
         try:
             for step in range(start, total):
@@ -303,20 +306,19 @@ class Trainer:
                 # While the device works on this step, the host builds and sends the next step's batches and reads
                 # the previous log line (ready by now): the device never waits for the host between steps.
                 upcoming = self._step_batches(done) if done < total else []
-                ready = [staged] if staged is not None else []
-                staged = None
                 evaluate = bool(self.val_examples and cfg.eval_steps and done % cfg.eval_steps == 0 and done < total)
-                stop = self._stop_requested()
+                stop = self._stop_requested()  # asked every step, so that every rank takes part in each vote
+                if done == total:
+                    stop = None  # the training is complete: it ends as a success, with its adapter
                 save = bool(stop or (cfg.save_steps and done % cfg.save_steps == 0 and done < total))
-                if done % cfg.logging_steps == 0 or done == total or save:  # a checkpoint holds every token so far
+                log = done % cfg.logging_steps == 0 or done == total or save  # a checkpoint counts every token
+                if log:
                     sums = torch.cat([self.dist.sum_(window["sums"]), grad_norm.double()[None]])
-                    staged = _Staged(done, epoch, LateRead(sums), window["sup"], scheduler.get_last_lr()[0])
+                    unread.append(_Staged(done, epoch, LateRead(sums), window["sup"], scheduler.get_last_lr()[0]))
                     window = self._new_window()
-                    if evaluate or save or done == total:  # read now: events stay in step order
-                        ready.append(staged)
-                        staged = None
-                for line in ready:
-                    metrics = self._log(line, total, clock)
+                keep = 1 if log and not (evaluate or save or done == total) else 0  # else read now: events in order
+                while len(unread) > keep:
+                    metrics = self._log(unread.pop(0), total, clock)
                     tokens_seen += metrics["tokens"]
                 if evaluate:
                     val_loss = self.evaluate()
@@ -333,9 +335,9 @@ class Trainer:
                     )
                     return self._outcome(state, done, total, initial_val, val_loss, tokens_seen, clock.start.host)
         except Exception:
-            if staged is not None:
-                with contextlib.suppress(Exception):  # the last good step's line, if the device can still give it
-                    self._log(staged, total, clock)
+            with contextlib.suppress(Exception):  # the last good steps' lines, if the device can still give them
+                for line in unread:
+                    self._log(line, total, clock)
             raise
         if self.val_examples:
             val_loss = self.evaluate()

@@ -159,6 +159,14 @@ def test_a_crash_still_logs_the_last_good_step(
     assert [e["data"]["step"] for e in events if e["kind"] == "metrics" and "loss" in e["data"]] == [1, 2]
 
 
+def test_a_stop_asked_on_the_last_step_lets_the_run_succeed(llama_model: Path, chat_data, tmp_path: Path) -> None:
+    run = RunFiles(tmp_path / "run")
+    run.root.mkdir(parents=True)
+    run.control.write_text(json.dumps({"request": "cancel"}))  # seen after step 1, the last: training is complete
+    summary = train(config(llama_model, chat_data, run.root, max_steps=1))
+    assert summary["status"] == "succeeded" and Path(summary["adapter"]).is_dir()
+
+
 def test_pause_then_resume_continues_exactly(llama_model: Path, chat_data, tmp_path: Path) -> None:
     settings = {"max_steps": 6, "lora_dropout": 0.1, "save_steps": 100}  # dropout: the RNG must be restored too
     straight = train(config(llama_model, chat_data, tmp_path / "straight", **settings))
