@@ -218,7 +218,7 @@ class Trainer:
         # Ranks agree on a stop through an all-reduce that is read a step late, as log lines are: no step waits for
         # it, and every rank stops after the same step (one step later than a single process would). The vote
         # carries the kind: 0 go on, 1 pause, 2 cancel (a cancel anywhere wins).
-        flag = torch.tensor([float(_STOP_KINDS.index(request))])
+        flag = torch.tensor([float(_STOP_KINDS.index(request) if request in _STOP_KINDS else 2)])
         if self.device.type == "cuda":
             flag = flag.pin_memory().to(self.device, non_blocking=True)
         vote, self._stop_vote = self._stop_vote, LateRead(self.dist.max_(flag))
