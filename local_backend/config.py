@@ -18,8 +18,30 @@ REPORTERS = ("tensorboard", "wandb", "mlflow")
 RESUME = ("auto", "never", "must")
 
 
+_FREE_ON_RESUME = frozenset({
+    "train_file", "validation_file", "output_dir", "attention", "compile", "fused_lora", "gradient_checkpointing",
+    "loss_chunk_size", "save_steps", "save_total_limit", "eval_steps", "logging_steps", "report_to", "run_name",
+    "resume", "merge", "trust_remote_code",
+})  # fmt: skip
+
+
 class ConfigError(ValueError):
     """A TrainConfig value is wrong; the message names the field and the fix."""
+
+
+_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a string",
+          "None": "unset (null)", "list[str]": "a list of strings"}  # fmt: skip
+
+
+def _is(value: Any, type_name: str) -> bool:
+    """Whether `value` has the annotated type `type_name` (one member of a union, as written in the class)."""
+    if type_name == "None":
+        return value is None
+    if type_name == "list[str]":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if isinstance(value, bool):
+        return type_name == "bool"
+    return isinstance(value, {"int": int, "float": int | float, "bool": bool, "str": str}[type_name])
 
 
 @dataclass
@@ -87,6 +109,11 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(f"train config: {name} = {getattr(self, name)!r}: {rule}")
 
+        for f in dataclasses.fields(self):  # JSON-built configs: "2e-4" or "false" must not pass as values
+            options = str(f.type).split(" | ")
+            need(any(_is(getattr(self, f.name), t) for t in options), f.name,
+                 "must be " + " or ".join(_WORDS[t] for t in options))  # fmt: skip
+
         need(bool(self.model), "model", "give a local path or a Hub id")
         need(bool(self.train_file), "train_file", "give an OpenAI chat JSONL file")
         need(bool(self.output_dir), "output_dir", "give a directory for checkpoints and the adapter")
@@ -108,12 +135,21 @@ class TrainConfig:
         need(self.dtype in ("auto", "bf16", "fp32"), "dtype", "one of auto, bf16, fp32")
         need(self.save_steps is None or self.save_steps >= 1, "save_steps", "must be at least 1 (or unset)")
         need(self.eval_steps is None or self.eval_steps >= 1, "eval_steps", "must be at least 1 (or unset)")
+        need(self.logging_steps >= 1, "logging_steps", "must be at least 1")
+        need(self.save_total_limit is None or self.save_total_limit >= 1, "save_total_limit", "at least 1 (or unset)")
+        need(self.weight_decay >= 0, "weight_decay", "must be at least 0")
+        need(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm", "must be above 0 (or unset)")
         need(self.loss_chunk_size >= 1, "loss_chunk_size", "must be at least 1")
         need(self.resume in RESUME, "resume", f"one of {', '.join(RESUME)}")
         unknown = [r for r in self.report_to if r not in REPORTERS]
         need(not unknown, "report_to", f"unknown reporter(s) {unknown}; known: {', '.join(REPORTERS)}")
         need(self.compile in (True, False, "auto"), "compile", "true, false or auto")
         need(self.fused_lora in (True, False, "auto"), "fused_lora", "true, false or auto")
+
+    def training_identity(self) -> dict[str, Any]:
+        """The settings that shape the weights a run produces: a checkpoint resumes only under the same ones
+        (with the same data). Left out: paths, bookkeeping and speed knobs, which may change between attempts."""
+        return {k: v for k, v in self.to_dict().items() if k not in _FREE_ON_RESUME}
 
     @property
     def alpha(self) -> int:

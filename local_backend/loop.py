@@ -12,6 +12,7 @@ import json
 import math
 import signal
 import time
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,6 +92,15 @@ def plan_steps(lengths: Sequence[int], cfg: TrainConfig, world: int) -> list[tup
     return steps[: cfg.max_steps] if cfg.max_steps else steps
 
 
+def run_fingerprint(cfg: TrainConfig, examples: Sequence[Example], steps: list[Any]) -> str:
+    """What a checkpoint must match to be resumed: the training settings, the tokenized data and the step plan."""
+    digest = hashlib.sha256(json.dumps([cfg.training_identity(), steps], sort_keys=True, default=str).encode())
+    for e in examples:
+        digest.update(array("q", e.input_ids).tobytes())
+        digest.update(array("q", e.labels).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def _scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total: int) -> Any:
     from transformers import get_scheduler
 
@@ -143,7 +153,7 @@ class Trainer:
         self.loss_fn = TokenLoss(self.peft_model, self.cfg.loss_chunk_size)
         self.params = [p for p in self.peft_model.parameters() if p.requires_grad]
         self.steps = plan_steps([len(e) for e in self.train_examples], self.cfg, self.dist.world)
-        self.fingerprint = hashlib.sha256(json.dumps(self.steps).encode()).hexdigest()[:16]
+        self.fingerprint = run_fingerprint(self.cfg, self.train_examples, self.steps)
         self.compiled = self.cfg.compile is True or (self.cfg.compile == "auto" and self.device.type == "cuda")
         cuda = self.device.type == "cuda"
         if self.cfg.fused_lora is True or (self.cfg.fused_lora == "auto" and cuda and self.cfg.quantize == "none"):
@@ -245,8 +255,9 @@ class Trainer:
             state = checkpoint.load(latest, peft_model=self.peft_model, optimizer=optimizer, scheduler=scheduler)
             if state.get("fingerprint") != self.fingerprint:
                 raise ConfigError(
-                    f"{latest}: the checkpoint was made with other data, batching or seed, so its data position "
-                    "means nothing here; use a new output_dir or resume = 'never'"
+                    f"{latest}: the checkpoint was made with other data or training settings (model, LoRA, "
+                    "optimizer, batching, seed, steps), so it cannot be continued here; use a new output_dir, or "
+                    "the settings and data it was made with"
                 )
             start, rng, self.history = state["step"], state["rng"], state["history"]
             initial_val = state.get("initial_val_loss")

@@ -49,6 +49,11 @@ def _train(config: TrainConfig, stop: Any) -> dict[str, Any]:
         config.save(run.config)
         run.update_status(state=RUNNING, phase="loading", pid=os.getpid(), started_at=now_iso(), error=None)
         run.add_event("loading tokenizer, data and model", kind="status")
+    if config.resume == "never" and (found := run.checkpoint_dirs()):
+        raise ConfigError(
+            f"train config: resume = 'never', but {run.checkpoints} holds checkpoints of an earlier run "
+            f"({found[-1].name}, ...) that this run's would mix with; use a new output_dir or delete that folder"
+        )
     torch.manual_seed(config.seed)
     device = model.pick_device(dist.local_rank)
     precision = model.pick_precision(config, device)

@@ -179,9 +179,16 @@ def test_pause_then_resume_continues_exactly(llama_model: Path, chat_data, tmp_p
     resumed = train(config(llama_model, chat_data, run.root, **settings))
     assert resumed["status"] == "succeeded" and losses(resumed) == pytest.approx(losses(straight), rel=1e-6)
     assert_same_weights(Path(resumed["adapter"]), Path(straight["adapter"]))
-    # A checkpoint made with other batching cannot silently be continued.
-    with pytest.raises(ConfigError, match="other data, batching or seed"):
-        train(config(llama_model, chat_data, run.root, **{**settings, "batch_size": 3}))
+    # A checkpoint made with other batching, other settings or other data cannot silently be continued.
+    other = tmp_path / "other.jsonl"
+    lines = chat_data[0].read_text().splitlines()
+    other.write_text("\n".join([lines[1], lines[0], *lines[2:]]) + "\n")  # the same examples, another order
+    for changed in ({"batch_size": 3}, {"learning_rate": 5e-3}, {"train_file": str(other)}):
+        with pytest.raises(ConfigError, match="other data or training settings"):
+            train(config(llama_model, chat_data, run.root, **{**settings, **changed}))
+    # and a fresh start in the same folder would mix its checkpoints with the old ones: refused before loading
+    with pytest.raises(ConfigError, match="resume = 'never', but"):
+        train(config(llama_model, chat_data, run.root, **{**settings, "resume": "never"}))
 
 
 def test_resume_after_kill_continues_identically(llama_model: Path, chat_data, tmp_path: Path) -> None:
@@ -229,6 +236,12 @@ def test_bad_settings_fail_before_loading(llama_model: Path, chat_data, tmp_path
         config(llama_model, chat_data, tmp_path / "r", attention="varlen", packing=False)
     with pytest.raises(ConfigError, match=r"unknown key\(s\): epoch \(did you mean epochs\?\)"):
         TrainConfig.from_dict({"model": "m", "train_file": "t", "output_dir": "o", "epoch": 3})
+    # values as a JSON config could carry them: each named with what it must be
+    for key, value, rule in [("learning_rate", "2e-4", "a number"), ("packing", "false", "true or false"),
+                             ("batch_size", 2.5, "a whole number"), ("report_to", "tensorboard", "a list of strings"),
+                             ("logging_steps", 0, "at least 1"), ("weight_decay", -0.1, "at least 0")]:  # fmt: skip
+        with pytest.raises(ConfigError, match=f"{key} = .*{rule}"):
+            TrainConfig.from_dict({"model": "m", "train_file": "t", "output_dir": "o", key: value})
     if all(__import__("importlib").util.find_spec(m) is None for m in ("wandb",)):
         with pytest.raises(ConfigError, match="pip install wandb"):
             train(config(llama_model, chat_data, tmp_path / "r", report_to=["wandb"]))
