@@ -319,6 +319,8 @@ class FineTuneJob(ABC):
 
     def sync(self) -> JobState:
         """Refresh the state and new events from the platform and persist them (and the result when done)."""
+        if self.record is not None and self.record.remote_id is None:  # its submit failed: nothing to ask about
+            return JobState(self.record.status, "not submitted", error=self.record.error)
         self._in_sync = {}
         try:
             return self._sync()
@@ -373,6 +375,11 @@ class FineTuneJob(ABC):
         try:
             while True:
                 state = self.sync()
+                if self.record is not None and self.record.remote_id is None:
+                    raise ConfigError(
+                        f"{self.local_id} was never submitted ({self.record.error or 'its submit did not finish'}): "
+                        "nothing to wait for; submit the spec again (`fth submit`), and `fth cancel` clears this one"
+                    )
                 if display:
                     display.update(state)
                 if state.status.terminal:
@@ -428,10 +435,12 @@ class _WaitDisplay:
         self._progress.start()
 
     def update(self, state: JobState) -> None:
+        from rich.markup import escape
+
         last = ""
         if self._job.store is not None and self._job.record is not None:
             event = self._job.store.last_event(self._job.record.id)
-            last = event.message[:60] if event else ""
+            last = escape(event.message[:60]) if event else ""  # shown as written, never read as markup
         total = 1.0 if state.progress is not None or state.status.terminal else None
         done = 1.0 if state.status is JobStatus.SUCCEEDED else state.progress
         self._progress.update(self._task, total=total, completed=done or 0, status=state.status.value, last=last)

@@ -372,6 +372,8 @@ class Trainer:
             "eta_s": per_step * (total - done),
         }  # fmt: skip
         self.history.append(metrics)
+        if self.dist.main:  # `fth status` / `fth wait` read the progress here, and a killed run says where it was
+            self.run.update_status(step=done)
         if self.reporters is not None:
             self.reporters.log({k: metrics[k] for k in ("loss", "lr", "grad_norm", "tokens_per_s")}, done)
         self._event(

@@ -17,6 +17,7 @@ import functools
 import importlib.util
 import json
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -97,6 +98,7 @@ def _time(value: str) -> datetime:
 class LocalJob(FineTuneJob):
     provider = "local"
     settings_model = LocalSettings
+    log_poll_seconds: ClassVar[float] = 0.5
     capabilities: ClassVar[Mapping[Capability, str | None]] = {
         Capability.SFT: None,
         Capability.DPO: "the local trainer does supervised fine-tuning only",
@@ -286,5 +288,14 @@ class LocalJob(FineTuneJob):
         return generate(self.base_model() if adapter else model, messages, adapter=adapter)
 
     def logs(self, follow: bool = False) -> Iterator[str]:
-        with _translate():
-            yield from self.client.log_lines(self.remote_id)
+        """The trainer's output; with `follow`, each new line as it is written, until the run ends."""
+        shown = 0
+        while True:
+            with _translate():
+                done = not follow or self.refresh().status.terminal  # looked at first: the read then has it all
+                lines = self.client.log_lines(self.remote_id, complete=not done)
+            yield from lines[shown:]
+            shown = len(lines)
+            if done:
+                return
+            time.sleep(self.log_poll_seconds)

@@ -122,9 +122,12 @@ class LocalRunner:
     def summary(self, run_id: str) -> dict[str, Any] | None:
         return runfiles.read_json(self._run(run_id).summary)
 
-    def log_lines(self, run_id: str) -> list[str]:
+    def log_lines(self, run_id: str, *, complete: bool = False) -> list[str]:
+        """The trainer's output lines; `complete`: without a last line still being written."""
         run = self._run(run_id)
-        return run.log.read_text(errors="replace").splitlines() if run.log.exists() else []
+        text = run.log.read_text(errors="replace") if run.log.exists() else ""
+        lines = text.splitlines()
+        return lines[:-1] if complete and text and not text.endswith("\n") else lines
 
     def request(self, run_id: str, what: Literal["cancel", "pause"]) -> dict[str, Any]:
         """Ask the trainer to stop at its next step; a run whose process is gone is marked at once."""

@@ -198,9 +198,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         _records_table(records)
         for r in records:
             if r.error:
+                from rich.markup import escape
+
                 from finetune_hub.cli.output import console
 
-                console().print(f"[red]{r.id}[/]: {r.error}")
+                console().print(f"[red]{r.id}[/]: {escape(r.error)}")
     return EXIT_OK
 
 
@@ -224,14 +226,16 @@ def _wait_and_report(jobs: list[FineTuneJob], args: argparse.Namespace, timeout:
 
         print_json([job.to_record() for job in jobs])
     else:
+        from rich.markup import escape
+
         from finetune_hub.cli.output import console
 
         for job, state in zip(jobs, states, strict=True):
             line = f"{job.local_id}: {state.status.value}"
             if job.record and job.record.model:
-                line += f" → {job.record.model}"
+                line += f" → {escape(job.record.model)}"
             if state.error:
-                line += f" ({state.error})"
+                line += f" ({escape(state.error)})"
             console().print(line)
     return EXIT_JOB_FAILED if any(s.status is not JobStatus.SUCCEEDED for s in states) else EXIT_OK
 
@@ -245,10 +249,19 @@ def cmd_wait(args: argparse.Namespace) -> int:
 def cmd_control(args: argparse.Namespace) -> int:
     """cancel, pause or resume: ask the platform, then record what it says."""
     from finetune_hub import api
+    from finetune_hub.errors import ConfigError
+    from finetune_hub.records import JobStatus
 
     job = api.open_job(args.job)
-    state = job.retrying(getattr(job, args.verb))
-    job.sync()
+    if job.record is not None and job.record.remote_id is None and job.store is not None:
+        if args.verb != "cancel":  # its submit failed: the platform never heard of it
+            raise ConfigError(f"{job.local_id} was never submitted: nothing to {args.verb}; `fth cancel` clears it")
+        job.store.update(job.record.id, status=JobStatus.CANCELLED)
+        job.record = job.store.get(job.record.id)
+        state = job.sync()
+    else:
+        state = job.retrying(getattr(job, args.verb))
+        job.sync()
     if args.json:
         from finetune_hub.cli.output import print_json
 

@@ -60,6 +60,8 @@ def test_submit_returns_at_once_and_wait_follows_to_the_end(
     job_id = json.loads(submitted.stdout)["id"]
     status = json.loads(fth("status", job_id, "--json", home=fth_home).stdout)
     assert status["status"] in ("queued", "running")
+    followed = fth("logs", job_id, "--follow", home=fth_home)  # the trainer's output as it comes, to the end
+    assert followed.returncode == 0 and "checkpoint step-000024" in followed.stdout, followed.stderr
     waited = fth("wait", job_id, "--interval", "0.2", "--timeout", "180", home=fth_home)
     assert waited.returncode == 0, waited.stdout + waited.stderr
     job = api.open_job(job_id, store=JobStore(fth_home / "jobs.db"))
@@ -118,6 +120,23 @@ def test_bad_data_starts_nothing(llama_model: Path, chat_data, tmp_path: Path, f
     assert done.returncode == 2, done.stdout + done.stderr
     assert "bad.jsonl" in done.stdout + done.stderr
     assert not (fth_home / "local" / "runs").exists()
+
+
+def test_a_failed_submit_neither_blocks_status_nor_stays_forever(
+    llama_model: Path, chat_data, tmp_path: Path, fth_home: Path
+) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(spec_dict(llama_model, chat_data, python="/nonexistent/[bold]python")))
+    assert fth("submit", str(spec), "--provider", "local", home=fth_home).returncode != 0
+    (record,) = JobStore(fth_home / "jobs.db").list_jobs()
+    assert record.remote_id is None and record.status is JobStatus.CREATED
+    status = fth("status", home=fth_home)  # every unfinished job, this one included, without asking anyone
+    assert status.returncode == 0 and record.id in status.stdout and "[bold]python" in status.stdout, status.stderr
+    waited = fth("wait", record.id, home=fth_home)
+    assert waited.returncode == 2 and "never submitted" in waited.stderr
+    cleared = fth("cancel", record.id, home=fth_home)
+    assert cleared.returncode == 0 and "cancelled" in cleared.stdout
+    assert record.id not in fth("status", home=fth_home).stdout
 
 
 def test_spec_maps_onto_the_trainer_config(llama_model: Path, chat_data) -> None:
