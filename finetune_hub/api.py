@@ -110,7 +110,7 @@ def submit(
     except FthError as exc:
         store.update(record.id, error=str(exc))
         raise
-    store.update(record.id, remote_id=remote_id, status=JobStatus.QUEUED)
+    store.update(record.id, remote_id=remote_id, status=JobStatus.QUEUED, error=None)  # an earlier try's is moot
     job.record = store.get(record.id)
     with contextlib.suppress(FthError):  # the job exists; `fth status` will catch up
         job.sync()

@@ -341,7 +341,7 @@ class FineTuneJob(ABC):
         if self.supports(Capability.EVENTS):
             self.store.add_events(self.record.id, self.retrying(lambda: self.events(since)))
         fields: dict[str, Any] = {"status": state.status, "native_status": state.native}
-        if state.error:
+        if state.error or not state.status.terminal:  # a job running again (resumed) sheds its old error
             fields["error"] = state.error
         if state.status is JobStatus.SUCCEEDED and self.record.result is None:
             result = self.retrying(self.result)

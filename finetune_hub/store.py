@@ -238,8 +238,8 @@ class JobStore:
         """A job by local id, remote id, or a unique prefix of the local id."""
         with self._connect() as conn:
             rows = conn.execute(
-                "SELECT * FROM jobs WHERE id = ? OR remote_id = ? OR id LIKE ? LIMIT 2",
-                (ref, ref, ref.replace("%", "") + "%"),
+                "SELECT * FROM jobs WHERE id = ? OR remote_id = ? OR substr(id, 1, ?) = ? LIMIT 2",
+                (ref, ref, len(ref), ref),
             ).fetchall()
         exact = [r for r in rows if ref in (r["id"], r["remote_id"])]
         if len(exact) == 1 or len(rows) == 1:

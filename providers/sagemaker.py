@@ -307,7 +307,7 @@ class SageMakerJob(FineTuneJob):
 
     def cancel(self) -> JobState:
         state = self.refresh()
-        if state.status.terminal:
+        if state.status.terminal or state.status is JobStatus.CANCELLING:  # StopTrainingJob refuses a stopping job
             return state
         with translate("StopTrainingJob"):
             self.clients.sagemaker.stop_training_job(TrainingJobName=self.remote_id)

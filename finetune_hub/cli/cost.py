@@ -226,14 +226,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def _show_plan(plan: RerunPlan) -> None:
     from rich.markup import escape
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from finetune_hub.cli.output import console, print_problems
     from finetune_hub.cost import describe
 
     out = console()
     title = f"{plan.source_id} ({plan.source_provider}) → {plan.provider}"
-    table = Table("field", "before", "after", "why", title=title)
+    table = Table(*(Column(name, overflow="fold") for name in ("field", "before", "after", "why")), title=title)
     for c in plan.changes:
         after = "[red]dropped[/]" if c.after is None else escape(str(c.after))
         table.add_row(c.field, escape(str(c.before)), after, escape(c.why))

@@ -101,6 +101,8 @@ def convert(
     if to not in TARGETS:
         raise DataError(f"unknown conversion target {to!r}", hint=f"use one of: {', '.join(TARGETS)}")
     source, out = Path(source), Path(out)
+    if out.is_dir():
+        raise DataError(f"{out} is a directory", hint="give a file name for the converted data, e.g. train.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".fth-convert-", dir=out.parent) as tmp:
         file_report, result = analyze(

@@ -162,6 +162,19 @@ def test_idempotent_retry_after_lost_reply(bound: Binding, tmp_path: Path, store
     assert bound.remote_jobs() == 1
 
 
+def test_a_submit_that_works_on_a_second_try_keeps_no_error(bound: Binding, tmp_path: Path, store: JobStore) -> None:
+    spec = make_spec(bound, tmp_path)
+    api.make_job(bound.provider, spec, store=store, client=bound.client()).prepare()
+    bound.inject("401", on=bound.create_request)
+    with pytest.raises(AuthError):
+        api.submit(spec, bound.provider, store=store, client=bound.client())
+    (failed,) = store.list_jobs()
+    assert failed.remote_id is None and failed.error
+    job = api.submit(spec, bound.provider, store=store, client=bound.client())
+    assert job.record is not None and job.record.id == failed.id and job.record.error is None
+    assert bound.remote_jobs() == 1
+
+
 def test_secrets_never_reach_the_store(bound: Binding, tmp_path: Path, store: JobStore) -> None:
     job = submit(bound, tmp_path, store)
     bound.advance(job.remote_id, "failed")

@@ -45,6 +45,9 @@ def test_job_roundtrip_history_and_lookup(tmp_path: Path) -> None:
     got = store.get("ftjob-1")
     assert got.id == job.id and got.model == "ft:x" and got.result == {"model": "ft:x", "metrics": {"train_loss": 0.5}}
     assert store.get(job.id[:7]).id == job.id
+    for not_a_prefix in (job.id[:7].replace("-", "_"), "%" + job.id[4:7]):  # no LIKE wildcards
+        with pytest.raises(ConfigError, match="no job"):
+            store.get(not_a_prefix)
     assert [(s.value, n) for s, n, _ in store.history(job.id)] == [
         ("created", None),
         ("queued", "validating_files"),

@@ -55,6 +55,15 @@ def test_convert_bad_data_exits_2_and_writes_nothing(tmp_path: Path, capsys: pyt
     assert not out.exists()
     assert main(["convert", str(path), "--to", "local", "-o", str(out), "--json"]) == 2
     assert json.loads(capsys.readouterr().err)["error"] == "ConversionError"
+    good = write_lines(tmp_path / "ok.jsonl", [chat(1)])
+    assert main(["convert", str(good), "--to", "local", "-o", str(tmp_path)]) == 2
+    assert "is a directory" in " ".join(capsys.readouterr().err.split())
+
+
+def test_stats_refuses_a_negative_epoch_count(dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["stats", str(dataset), "--for", "openai", "--epochs", "-3"])
+    assert stopped.value.code == 2 and "must be at least 1" in capsys.readouterr().err
 
 
 def test_stats_json_with_billed_tokens(dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -277,6 +277,15 @@ def test_cancel_of_a_finished_job_changes_nothing(
     assert job.cancel().status is JobStatus.SUCCEEDED
 
 
+def test_cancel_of_a_stopping_job_is_not_an_error(
+    emulator: SageMakerEmulator, tmp_path: Path, store: JobStore, aws: AwsClients
+) -> None:
+    job = submitted(make_spec(tmp_path), store, aws)
+    emulator.advance(job.remote_id, "running")
+    assert job.cancel().status is JobStatus.CANCELLING
+    assert job.cancel().status is JobStatus.CANCELLING  # a second `fth cancel` while it stops: StopTrainingJob refuses
+
+
 def test_logs_follow_every_instance_until_the_job_ends(
     emulator: SageMakerEmulator, tmp_path: Path, store: JobStore, aws: AwsClients
 ) -> None:
