@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from finetune_hub.errors import ConfigError, FthError, ProviderError, UnsupportedFeature
+from finetune_hub.errors import ConfigError, FthError, InvalidRequest, ProviderError, UnsupportedFeature
 from finetune_hub.records import (
     Capability,
     Checkpoint,
@@ -193,6 +193,14 @@ class FineTuneJob(ABC):
         if self.record is None or self.record.remote_id is None:
             raise ConfigError(f"this {self.provider} job has not been submitted yet")
         return self.record.remote_id
+
+    def no_result_yet(self, native: str) -> InvalidRequest:
+        """The one error every adapter's result() raises before the job has succeeded."""
+        return InvalidRequest(
+            f"{self.provider} job {self.remote_id} is {native}: it has a result once it succeeds",
+            hint=f"fth wait {self.local_id or self.remote_id}",
+            status_code=409,
+        )
 
     @property
     def local_id(self) -> str | None:

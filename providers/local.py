@@ -265,7 +265,7 @@ class LocalJob(FineTuneJob):
         with _translate():
             summary = self.client.summary(self.remote_id)
         if not summary or summary.get("status") != runfiles.SUCCEEDED:
-            raise InvalidRequest(f"local run {self.remote_id} has no result yet", status_code=409)
+            raise self.no_result_yet(str(self.client.state(self.remote_id).get("state")))
         metrics = {
             k: float(summary[k]) for k in ("train_loss", "val_loss", "initial_val_loss") if summary.get(k) is not None
         }

@@ -307,6 +307,8 @@ class OpenAIJob(FineTuneJob):
 
     def result(self) -> JobResult:
         job = self._job()
+        if job.status != "succeeded":
+            raise self.no_result_yet(job.status)
         with sdk_errors("read the results file"):
             history = parse_results(self.client.files.content(job.result_files[0]).text) if job.result_files else []
         final: dict[str, float] = {}

@@ -314,7 +314,10 @@ class SageMakerJob(FineTuneJob):
         return self.refresh()
 
     def result(self) -> JobResult:
-        return status.result(self._describe(), self.settings.mode)
+        described = self._describe()
+        if described.get("TrainingJobStatus") != "Completed":
+            raise self.no_result_yet(str(described.get("TrainingJobStatus")))
+        return status.result(described, self.settings.mode)
 
     def logs(self, follow: bool = False) -> Iterator[str]:
         """The job's CloudWatch log lines (every instance's stream), polling until the job ends with follow."""

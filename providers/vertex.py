@@ -357,7 +357,7 @@ class VertexJob(FineTuneJob):
         job = self._get()
         tuned = job.tuned_model
         if tuned is None or not (tuned.endpoint or tuned.model):
-            raise ProviderError(f"tuning job {self.remote_id} has no tuned model yet ({_state(job)})")
+            raise self.no_result_yet(_state(job))
         stats, epochs = _data_stats(job), _epochs(job)
         billable = stats.total_billable_token_count if stats else None
         extra = {

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from finetune_hub import api, registry
-from finetune_hub.errors import AuthError, NotFound, ProviderError, QuotaError
+from finetune_hub.errors import AuthError, InvalidRequest, NotFound, ProviderError, QuotaError
 from finetune_hub.records import Capability, JobResult, JobStatus
 from finetune_hub.store import JobStore
 from tests.conformance.binding import Binding
@@ -77,6 +77,8 @@ def test_lifecycle_to_success(bound: Binding, tmp_path: Path, store: JobStore) -
 
     bound.advance(job.remote_id, "running")
     assert job.sync().status is JobStatus.RUNNING
+    with pytest.raises(InvalidRequest, match="has a result once it succeeds"):  # one answer on every platform
+        job.result()
     bound.advance(job.remote_id, "succeeded")
     state = job.wait(sleep=no_sleep, timeout=60)
     assert state.status is JobStatus.SUCCEEDED
