@@ -279,11 +279,16 @@ class FineTuneJob(ABC):
         found = retirement_problems(Catalog.load(), self.provider, self.base_model(), today())
         return [Problem(level, message) for level, message in found]
 
-    def upload_once(self, path: Path, content_hash: str, upload: Callable[[Path], str]) -> str:
-        """Upload `path` unless the store knows this content is already on this account."""
+    def upload_once(
+        self, path: Path, content_hash: str, upload: Callable[[Path], str], usable: Callable[[str], bool] | None = None
+    ) -> str:
+        """Upload `path` unless the store knows this content is already on this account (and `usable` says the
+        platform still has it: a deleted or broken file is forgotten and uploaded again)."""
         account = self.account_id()
         if self.store is not None and (known := self.store.find_upload(content_hash, self.provider, account)):
-            return known
+            if usable is None or self.retrying(lambda: usable(known)):
+                return known
+            self.store.forget_upload(content_hash, self.provider, account)
         remote = self.retrying(lambda: upload(path))
         if self.store is not None:
             self.store.record_upload(content_hash, self.provider, account, remote)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, field_validator
 from finetune_hub.errors import AuthError, ConfigError, ProviderError
 from finetune_hub.job import Backoff
 from finetune_hub.records import Problem
-from providers.openai import OpenAIJob, OpenAISettings, public_url, sdk_errors
+from providers.openai import OpenAIJob, OpenAISettings, public_url
 
 TRAINING_TYPES = {"standard": "Standard", "globalstandard": "GlobalStandard", "developer": "Developer"}
 #: the deployment SKU that matches each training type
@@ -116,10 +116,6 @@ class AzureOpenAIJob(OpenAIJob):
                     hint="submit again later: the upload is remembered and not repeated",
                 )
             self.retry_sleep(backoff.next())
-
-    def _retrieve_file(self, file_id: str) -> Any:
-        with sdk_errors("check the uploaded file"):
-            return self.client.files.retrieve(file_id)
 
     def _deployment_hint(self, job: Any) -> str | None:
         if not job.fine_tuned_model:

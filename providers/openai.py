@@ -23,7 +23,7 @@ import openai
 from pydantic import BaseModel, ConfigDict, Field
 
 from finetune_hub import data
-from finetune_hub.errors import AuthError, ProviderError, http_error, retry_after
+from finetune_hub.errors import AuthError, NotFound, ProviderError, http_error, retry_after
 from finetune_hub.job import FineTuneJob, JobState, PreparedData
 from finetune_hub.records import Capability, Checkpoint, JobEvent, JobResult, JobStatus, Problem
 
@@ -172,9 +172,27 @@ class OpenAIJob(FineTuneJob):
         with tempfile.TemporaryDirectory(prefix="fth-") as tmp:
             converted, report = self.converted_data(Path(tmp), model=self.base_model())
             for role, out in converted.items():
-                files[role] = self.upload_once(out, data.content_hash(out), self._upload)
-                self._wait_until_processed(files[role])  # retries its own status checks
+                digest = data.content_hash(out)
+                files[role] = self.upload_once(out, digest, self._upload, usable=self._usable)
+                try:
+                    self._wait_until_processed(files[role])  # retries its own status checks
+                except ProviderError:
+                    if self.store is not None and not self._usable(files[role]):  # the next submit uploads again
+                        self.store.forget_upload(digest, self.provider, self.account_id())
+                    raise
         return PreparedData(files, report)
+
+    def _usable(self, file_id: str) -> bool:
+        """Whether the platform still has the file and did not fail to import it."""
+        try:
+            found = self._retrieve_file(file_id)
+        except NotFound:
+            return False
+        return found.status != "error"
+
+    def _retrieve_file(self, file_id: str) -> Any:
+        with sdk_errors("check the uploaded file"):
+            return self.client.files.retrieve(file_id)
 
     def _upload(self, path: Path) -> str:
         with sdk_errors(f"upload {path.name}"):

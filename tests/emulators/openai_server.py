@@ -44,6 +44,7 @@ class Invalid(Exception):
 
 class OpenAIEmulator(Emulator):
     processing_s = 0.0  # how long an uploaded file stays "pending" (Azure imports files before use)
+    failing_imports = 0  # how many of the next uploads end their import in status "error" (Azure)
 
     def __init__(self, api_key: str | None = "sk-emulator", clock: Clock | None = None, seconds_per_request: float = 0):
         super().__init__(clock)
@@ -138,6 +139,9 @@ class OpenAIEmulator(Emulator):
             "purpose": purpose,
             "status": "pending" if self.processing_s else "processed",
         }
+        if self.failing_imports:
+            self.failing_imports -= 1
+            self.files[file_id] |= {"status": "error", "status_details": "the file could not be imported"}
         self.contents[file_id] = data
         return self.files[file_id]
 
@@ -145,7 +149,7 @@ class OpenAIEmulator(Emulator):
         if file_id not in self.files:
             raise Invalid(f"No such File object: {file_id}", param, status)
         found = self.files[file_id]
-        if found["created_at"] + self.processing_s <= self.clock.now():
+        if found["status"] == "pending" and found["created_at"] + self.processing_s <= self.clock.now():
             found["status"] = "processed"
         return found
 

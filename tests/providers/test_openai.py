@@ -198,6 +198,18 @@ def test_large_files_go_through_the_uploads_api_once(tmp_path: Path, store: JobS
     assert emulator.upload_count == 2
 
 
+def test_a_remembered_upload_the_platform_deleted_is_uploaded_again(
+    tmp_path: Path, store: JobStore, emulator: OpenAIEmulator
+) -> None:
+    spec = make_spec(tmp_path)
+    first = api.make_job("openai", spec, store=store).prepare().files
+    emulator.files.clear()  # retention or a clean-up on the platform's side
+    job = api.submit(spec, "openai", store=store)
+    wire = emulator.jobs[job.remote_id].wire
+    assert {wire["training_file"], wire["validation_file"]} == set(emulator.files)
+    assert not set(first.values()) & set(emulator.files)
+
+
 def test_retirement_warns_before_the_cutoff_and_refuses_after(
     tmp_path: Path, store: JobStore, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:

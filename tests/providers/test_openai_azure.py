@@ -104,6 +104,18 @@ def test_jobs_wait_until_azure_has_processed_the_files(
     assert len(polls) >= 3 and job.remote_id in emulator.jobs  # created only once the files were processed
 
 
+def test_a_file_azure_failed_to_import_is_uploaded_again_next_time(
+    tmp_path: Path, store: JobStore, emulator: OpenAIEmulator
+) -> None:
+    emulator.failing_imports = 1
+    spec = make_spec(tmp_path)
+    with pytest.raises(ProviderError, match="could not import"):
+        api.submit(spec, "azure_openai", store=store)
+    uploads = len(emulator.files)
+    job = api.submit(spec, "azure_openai", store=store)  # not the broken file again
+    assert job.remote_id in emulator.jobs and len(emulator.files) == uploads + 1
+
+
 @pytest.mark.parametrize("suffix", ["capitals.v2", "a-suffix-of-19-chars"])
 def test_azure_suffix_rules(tmp_path: Path, suffix: str) -> None:
     errors = [p for p in api.make_job("azure_openai", make_spec(tmp_path, suffix)).check() if p.severity == "error"]
