@@ -29,7 +29,8 @@ IGNORE = -100
 # "<|role|>\n" + content + EOS + "\n"; the EOS after an assistant turn is supervised, so the model learns to stop.
 FALLBACK_TEMPLATE = (
     "{% if bos_token %}{{ bos_token }}{% endif %}"
-    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n{% endfor %}"
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] or '' }}"
+    "{% if m['tool_calls'] %}{{ m['tool_calls'] | tojson }}{% endif %}{{ eos_token }}\n{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
 ROLES = ("system", "user", "assistant", "tool", "developer")
@@ -81,8 +82,8 @@ def read_chat_jsonl(path: str | Path) -> Iterator[tuple[int, list[dict[str, Any]
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    with open(path, encoding="utf-8-sig") as fh:
-        for number, raw in enumerate(fh, start=1):
+    with open(path, "rb") as fh:
+        for number, raw in _numbered_lines(fh, path):
             if not raw.strip():
                 continue
             where = f"{path}:{number}"
@@ -105,15 +106,28 @@ def read_chat_jsonl(path: str | Path) -> Iterator[tuple[int, list[dict[str, Any]
             yield number, messages, record.get("tools")
 
 
+def _numbered_lines(fh: Any, path: Path) -> Iterator[tuple[int, str]]:
+    """The file's lines, decoded one by one so that a line that is not UTF-8 is named exactly."""
+    for number, line in enumerate(fh, start=1):
+        try:
+            yield number, line.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError:
+            raise DataError(f"{path}:{number}: not UTF-8 text; convert the file to UTF-8") from None
+
+
 # -- rendering and labels -------------------------------------------------------------------------------------
 
 
 def resolve_template(tokenizer: Any, override: str | None) -> tuple[str, str]:
-    """(template, where it came from): the config's override, the tokenizer's own, or the fallback."""
+    """(template, where it came from): the config's override (Jinja text, or the path of a file holding it), the
+    tokenizer's own, or the fallback."""
     if override:
+        if "{{" in override or "{%" in override:
+            return override, "config"
         path = Path(override)
-        text = path.read_text(encoding="utf-8") if len(override) < 4096 and path.is_file() else override
-        return text, "config"
+        if not path.is_file():
+            raise DataError(f"chat_template: no template file {path} (give a path to a Jinja file, or the template)")
+        return path.read_text(encoding="utf-8"), "config"
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.chat_template, "tokenizer"
     return FALLBACK_TEMPLATE, "fallback"
@@ -138,6 +152,12 @@ def assistant_spans(
             continue
         prompt = render(tokenizer, template, messages[:i], tools, generation=True)
         upto = render(tokenizer, template, messages[: i + 1], tools, generation=False)
+        names = [c.get("function", {}).get("name", "") for c in message.get("tool_calls") or []]
+        if any(name not in upto[len(prompt) :] for name in names):
+            raise DataError(
+                f"{where}: the chat template drops assistant turn {i}'s tool_calls, so the model would learn to "
+                "answer without calling the tool; set `chat_template` to one that renders tool calls"
+            )
         if not (upto.startswith(prompt) and full.startswith(upto)):
             raise DataError(
                 f"{where}: the chat template does not render a conversation's start as the start of its text "
@@ -178,7 +198,15 @@ def load_examples(
     report = DataReport(path=str(path), template=source, warnings=[])
     examples = []
     for number, messages, tools in read_chat_jsonl(path):
-        text, spans = assistant_spans(tokenizer, template, messages, tools, where=f"{path}:{number}")
+        try:
+            text, spans = assistant_spans(tokenizer, template, messages, tools, where=f"{path}:{number}")
+        except DataError:
+            raise
+        except Exception as exc:  # the template's own checks (jinja raise_exception), malformed tools
+            raise DataError(
+                f"{path}:{number}: the chat template cannot render this conversation ({type(exc).__name__}: {exc}); "
+                "fix the line, or set `chat_template` to a template that accepts it"
+            ) from None
         ids, labels = tokenize_with_labels(tokenizer, text, spans)
         if len(ids) > max_seq_length:
             ids, labels = ids[:max_seq_length], labels[:max_seq_length]

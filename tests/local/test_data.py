@@ -82,6 +82,46 @@ def test_fallback_template_trains_eos(llama_model: Path, tmp_path: Path) -> None
     assert "⟦" in render_sample(tokenizer, examples[0])
 
 
+def test_tool_calls_are_trained_under_the_fallback_and_never_dropped(llama_model: Path, tmp_path: Path) -> None:
+    tokenizer = tokenizer_of(llama_model)
+    call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+    row = {"messages": [{"role": "user", "content": "weather in Oslo?"},
+                        {"role": "assistant", "content": None, "tool_calls": [call]},
+                        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+                        {"role": "assistant", "content": "Sunny."}]}  # fmt: skip
+    path = write_jsonl(tmp_path / "d.jsonl", [row])
+    tokenizer.chat_template = None
+    (example,), _ = load_examples(path, tokenizer, max_seq_length=512)
+    first, second = supervised_runs(tokenizer, example)
+    assert "get_weather" in first and "Oslo" in first and first.endswith(tokenizer.eos_token) and "None" not in first
+    assert second == "Sunny." + tokenizer.eos_token
+    # a template that renders only the content would teach the model to answer instead of calling the tool
+    content_only = (
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}<|eot_id|>{% endfor %}"
+        "{% if add_generation_prompt %}assistant: {% endif %}"
+    )
+    with pytest.raises(DataError, match=r"d.jsonl:1: the chat template drops assistant turn 1's tool_calls"):
+        load_examples(path, tokenizer, max_seq_length=512, chat_template=content_only)
+
+
+def test_template_errors_and_undecodable_lines_name_file_and_line(llama_model: Path, tmp_path: Path) -> None:
+    tokenizer = tokenizer_of(llama_model)
+    strict = (
+        "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+        "{% for m in messages %}{{ m['content'] }}<|eot_id|>{% endfor %}"
+    )
+    rows = [conversation(0), {"messages": [{"role": "system", "content": "s"}, *conversation(0)["messages"][-2:]]}]
+    path = write_jsonl(tmp_path / "d.jsonl", rows)
+    with pytest.raises(DataError, match=r"d.jsonl:2: the chat template cannot render .*System role not supported"):
+        load_examples(path, tokenizer, max_seq_length=512, chat_template=strict)
+    latin = tmp_path / "latin1.jsonl"
+    latin.write_bytes(json.dumps(conversation(0)).encode() + b"\n" + '{"messages": "caf\u00e9"}'.encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1.jsonl:2: not UTF-8"):
+        load_examples(latin, tokenizer, max_seq_length=512)
+    with pytest.raises(DataError, match="no template file"):
+        load_examples(path, tokenizer, max_seq_length=512, chat_template=str(tmp_path / "chatml.jinja"))
+
+
 def test_template_without_end_of_turn_is_flagged(llama_model: Path) -> None:
     tokenizer = tokenizer_of(llama_model)
     bare = (
