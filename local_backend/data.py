@@ -141,10 +141,27 @@ def render(tokenizer: Any, template: str, messages: list[dict[str, Any]], tools:
     return str(text)
 
 
+def conversation_trailer(tokenizer: Any, template: str) -> str:
+    """What the template writes after a whole conversation only (Phi-3's final EOS, say), found by rendering a
+    reply with and without a message after it; "" for most templates. It ends no assistant turn, so it is neither
+    trained nor taken for a rewrite of earlier turns."""
+    reply = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "ANSWER"}]
+    alone = render(tokenizer, template, reply, None, generation=False)
+    followed = render(tokenizer, template, [*reply, {"role": "user", "content": "q"}], None, generation=False)
+    pairs = zip(alone, followed, strict=False)
+    shared = next((i for i, (a, b) in enumerate(pairs) if a != b), min(len(alone), len(followed)))
+    if shared == len(alone) or not getattr(tokenizer, "is_fast", False):
+        return ""
+    offsets = tokenizer(alone, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    start = next((a for a, b in offsets if b > shared), shared)  # the whole token where the texts part
+    return alone[start:]
+
+
 def assistant_spans(
-    tokenizer: Any, template: str, messages: list[dict[str, Any]], tools: Any = None, where: str = ""
+    tokenizer: Any, template: str, messages: list[dict[str, Any]], tools: Any = None, where: str = "", trailer: str = ""
 ) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the character spans the model must produce (trained turns only)."""
+    """The rendered conversation and the character spans the model must produce (trained turns only);
+    `trailer`: see conversation_trailer."""
     full = render(tokenizer, template, messages, tools, generation=False)
     spans = []
     for i, message in enumerate(messages):
@@ -152,6 +169,7 @@ def assistant_spans(
             continue
         prompt = render(tokenizer, template, messages[:i], tools, generation=True)
         upto = render(tokenizer, template, messages[: i + 1], tools, generation=False)
+        upto = upto.removesuffix(trailer) if trailer else upto
         names = [c.get("function", {}).get("name", "") for c in message.get("tool_calls") or []]
         if any(name not in upto[len(prompt) :] for name in names):
             raise DataError(
@@ -195,11 +213,12 @@ def load_examples(
     path: str | Path, tokenizer: Any, *, max_seq_length: int, chat_template: str | None = None
 ) -> tuple[list[Example], DataReport]:
     template, source = resolve_template(tokenizer, chat_template)
+    trailer = conversation_trailer(tokenizer, template)
     report = DataReport(path=str(path), template=source, warnings=[])
     examples = []
     for number, messages, tools in read_chat_jsonl(path):
         try:
-            text, spans = assistant_spans(tokenizer, template, messages, tools, where=f"{path}:{number}")
+            text, spans = assistant_spans(tokenizer, template, messages, tools, f"{path}:{number}", trailer)
         except DataError:
             raise
         except Exception as exc:  # the template's own checks (jinja raise_exception), malformed tools
@@ -244,7 +263,7 @@ def render_sample(tokenizer: Any, example: Example, width: int = 4000) -> str:
 def end_of_turn_warning(tokenizer: Any, template: str) -> str | None:
     """A warning when the template puts nothing after an assistant turn: the model would never learn to stop."""
     probe = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "ANSWER"}]
-    text, spans = assistant_spans(tokenizer, template, probe)
+    text, spans = assistant_spans(tokenizer, template, probe, trailer=conversation_trailer(tokenizer, template))
     if spans and text[spans[0][0] : spans[0][1]].rstrip().endswith("ANSWER"):
         return "the chat template adds no end-of-turn token after assistant turns; the model will not learn to stop"
     return None

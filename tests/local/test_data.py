@@ -122,6 +122,21 @@ def test_template_errors_and_undecodable_lines_name_file_and_line(llama_model: P
         load_examples(path, tokenizer, max_seq_length=512, chat_template=str(tmp_path / "chatml.jinja"))
 
 
+def test_text_a_template_adds_after_the_whole_conversation_is_not_trained(qwen_model: Path, tmp_path: Path) -> None:
+    tokenizer = tokenizer_of(qwen_model)
+    # Phi-3 style: an end-of-text after the conversation unless a generation prompt follows
+    trailing = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% else %}<|endoftext|>{% endif %}"
+    )
+    row = conversation(5)  # two trained turns
+    examples, _ = load_examples(write_jsonl(tmp_path / "d.jsonl", [row]), tokenizer, max_seq_length=512,
+                                chat_template=trailing)  # fmt: skip
+    expected = [m["content"] + "<|im_end|>" for m in row["messages"] if m["role"] == "assistant" and m.get("weight", 1)]
+    assert supervised_runs(tokenizer, examples[0]) == expected and len(expected) > 1
+    assert tokenizer.decode(list(examples[0].input_ids)).endswith("<|endoftext|>")  # in the input, not trained
+
+
 def test_template_without_end_of_turn_is_flagged(llama_model: Path) -> None:
     tokenizer = tokenizer_of(llama_model)
     bare = (
