@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import TYPE_CHECKING, Any
 
 from finetune_hub.cli import EXIT_BAD_INPUT, EXIT_JOB_FAILED, EXIT_OK, add_json_flag
@@ -43,6 +44,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("logs", help="print a job's events or logs")
     p.add_argument("job")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
+    p.add_argument("--json", action="store_true", help="one JSON object per line: {job, line} (JSON Lines)")
     p.set_defaults(handler=_H + "cmd_logs")
 
     p = sub.add_parser("wait", help="wait for jobs to finish; exit 1 if any failed")
@@ -211,7 +213,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
     job = api.open_job(args.job)
     for line in job.logs(follow=args.follow):
-        print(line, flush=True)
+        print(json.dumps({"job": job.local_id, "line": line}) if args.json else line, flush=True)
     return EXIT_OK
 
 

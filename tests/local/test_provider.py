@@ -73,6 +73,8 @@ def test_submit_returns_at_once_and_wait_follows_to_the_end(
     assert metrics and {"loss", "tokens_per_s", "eta_s"} <= metrics[-1].keys()
     assert [c.step for c in job.checkpoints()] == [16, 20, 24] and job.checkpoints()[-1].metrics["loss"] > 0
     assert any("rendered sample" in line for line in job.logs())
+    as_json = [json.loads(line) for line in fth("logs", job_id, "--json", home=fth_home).stdout.splitlines()]
+    assert as_json and {row["job"] for row in as_json} == {job_id} and any("rendered" in r["line"] for r in as_json)
 
 
 def test_pause_kill_and_resume(llama_model: Path, chat_data, tmp_path: Path) -> None:
