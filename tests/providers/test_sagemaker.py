@@ -269,21 +269,15 @@ def test_spot_interruption_is_queued_and_runtime_limit_is_a_failure(
     assert SageMakerJob.map_status("Stopped") is JobStatus.CANCELLED
 
 
-def test_cancel_of_a_finished_job_changes_nothing(
-    emulator: SageMakerEmulator, tmp_path: Path, store: JobStore, aws: AwsClients
+@pytest.mark.parametrize(("cancels", "expected"), [(0, JobStatus.SUCCEEDED), (1, JobStatus.CANCELLING)])
+def test_cancel_of_a_finished_or_stopping_job_changes_nothing(
+    emulator: SageMakerEmulator, tmp_path: Path, store: JobStore, aws: AwsClients, cancels: int, expected: JobStatus
 ) -> None:
     job = submitted(make_spec(tmp_path), store, aws)
-    emulator.advance(job.remote_id, "succeeded")
-    assert job.cancel().status is JobStatus.SUCCEEDED
-
-
-def test_cancel_of_a_stopping_job_is_not_an_error(
-    emulator: SageMakerEmulator, tmp_path: Path, store: JobStore, aws: AwsClients
-) -> None:
-    job = submitted(make_spec(tmp_path), store, aws)
-    emulator.advance(job.remote_id, "running")
-    assert job.cancel().status is JobStatus.CANCELLING
-    assert job.cancel().status is JobStatus.CANCELLING  # a second `fth cancel` while it stops: StopTrainingJob refuses
+    emulator.advance(job.remote_id, "succeeded" if expected is JobStatus.SUCCEEDED else "running")
+    for _ in range(cancels):
+        job.cancel()
+    assert job.cancel().status is expected  # a second `fth cancel` while it stops: StopTrainingJob would refuse
 
 
 def test_logs_follow_every_instance_until_the_job_ends(
