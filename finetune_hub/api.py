@@ -103,6 +103,9 @@ def submit(
         account=job.account_id(),
         estimated_usd=cost.total_usd if cost else None,
     )
+    if record.status is not JobStatus.CREATED:  # cleared by a cancel before: the same request, submitted again
+        store.update(record.id, status=JobStatus.CREATED)
+        record = store.get(record.id)
     job.record = record
     try:
         prepared = job.prepare()

@@ -354,7 +354,7 @@ class FineTuneJob(ABC):
         if self.supports(Capability.EVENTS):
             self.store.add_events(self.record.id, self.retrying(lambda: self.events(since)))
         fields: dict[str, Any] = {"status": state.status, "native_status": state.native}
-        if state.error or not state.status.terminal:  # a job running again (resumed) sheds its old error
+        if state.error or state.status in (JobStatus.QUEUED, JobStatus.RUNNING):  # running again: an old error is moot
             fields["error"] = state.error
         if state.status is JobStatus.SUCCEEDED and self.record.result is None:
             result = self.retrying(self.result)
@@ -389,9 +389,10 @@ class FineTuneJob(ABC):
             while True:
                 state = self.sync()
                 if self.record is not None and self.record.remote_id is None:
+                    why = self.record.error or "its submit did not finish"
                     raise ConfigError(
-                        f"{self.local_id} was never submitted ({self.record.error or 'its submit did not finish'}): "
-                        "nothing to wait for; submit the spec again (`fth submit`), and `fth cancel` clears this one"
+                        f"{self.local_id} has no answer from the platform ({why}): nothing to wait for; submit the "
+                        "same spec again (its idempotency key finds the job if the platform created it after all)"
                     )
                 if display:
                     display.update(state)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,10 +39,10 @@ def _is(value: Any, type_name: str) -> bool:
     if type_name == "None":
         return value is None
     if type_name == "list[str]":
-        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
     if isinstance(value, bool):
         return type_name == "bool"
-    return isinstance(value, {"int": int, "float": int | float, "bool": bool, "str": str}[type_name])
+    return isinstance(value, {"int": numbers.Integral, "float": numbers.Real, "bool": bool, "str": str}[type_name])
 
 
 @dataclass
@@ -111,8 +112,10 @@ class TrainConfig:
 
         for f in dataclasses.fields(self):  # JSON-built configs: "2e-4" or "false" must not pass as values
             options = str(f.type).split(" | ")
-            need(any(_is(getattr(self, f.name), t) for t in options), f.name,
-                 "must be " + " or ".join(_WORDS[t] for t in options))  # fmt: skip
+            value = getattr(self, f.name)
+            yaml_text = isinstance(value, str) and "float" in options  # YAML reads 2e-4 (no dot) as text
+            need(any(_is(value, t) for t in options), f.name, "must be " + " or ".join(_WORDS[t] for t in options)
+                 + (" (YAML reads 2e-4 as text: write 2.0e-4)" if yaml_text else ""))  # fmt: skip
 
         need(bool(self.model), "model", "give a local path or a Hub id")
         need(bool(self.train_file), "train_file", "give an OpenAI chat JSONL file")

@@ -170,16 +170,16 @@ def assistant_spans(
         prompt = render(tokenizer, template, messages[:i], tools, generation=True)
         upto = render(tokenizer, template, messages[: i + 1], tools, generation=False)
         upto = upto.removesuffix(trailer) if trailer else upto
+        if not (upto.startswith(prompt) and full.startswith(upto)):
+            raise DataError(
+                f"{where}: the chat template does not render a conversation's start as the start of its text "
+                f"(assistant turn {i}), so assistant tokens cannot be located; set `chat_template` in the config"
+            )
         names = [c.get("function", {}).get("name", "") for c in message.get("tool_calls") or []]
         if any(name not in upto[len(prompt) :] for name in names):
             raise DataError(
                 f"{where}: the chat template drops assistant turn {i}'s tool_calls, so the model would learn to "
                 "answer without calling the tool; set `chat_template` to one that renders tool calls"
-            )
-        if not (upto.startswith(prompt) and full.startswith(upto)):
-            raise DataError(
-                f"{where}: the chat template does not render a conversation's start as the start of its text "
-                f"(assistant turn {i}), so assistant tokens cannot be located; set `chat_template` in the config"
             )
         end = len(upto.rstrip())  # keep the end-of-turn marker, drop the newline after it
         if end > len(prompt):
@@ -213,7 +213,12 @@ def load_examples(
     path: str | Path, tokenizer: Any, *, max_seq_length: int, chat_template: str | None = None
 ) -> tuple[list[Example], DataReport]:
     template, source = resolve_template(tokenizer, chat_template)
-    trailer = conversation_trailer(tokenizer, template)
+    try:
+        trailer = conversation_trailer(tokenizer, template)
+    except Exception as exc:  # a template that cannot render a plain user/assistant exchange
+        raise DataError(
+            f"{path}: the chat template cannot render a user/assistant exchange ({type(exc).__name__}: {exc})"
+        ) from None
     report = DataReport(path=str(path), template=source, warnings=[])
     examples = []
     for number, messages, tools in read_chat_jsonl(path):

@@ -253,7 +253,11 @@ class Trainer:
             raise ConfigError(f"train config: resume = 'must' but {self.run.checkpoints} holds no checkpoint")
         if latest is not None:
             state = checkpoint.load(latest, peft_model=self.peft_model, optimizer=optimizer, scheduler=scheduler)
-            if state.get("fingerprint") != self.fingerprint:
+            legacy = hashlib.sha256(json.dumps(self.steps).encode()).hexdigest()[:16]  # before 2026-11-27
+            if state.get("fingerprint") == legacy:
+                self._event(f"{latest.name} was saved by an earlier version, which recorded only the step plan: "
+                            "its data and settings cannot be checked", kind="status", level="warning")  # fmt: skip
+            elif state.get("fingerprint") != self.fingerprint:
                 raise ConfigError(
                     f"{latest}: the checkpoint was made with other data or training settings (model, LoRA, "
                     "optimizer, batching, seed, steps), so it cannot be continued here; use a new output_dir, or "

@@ -20,10 +20,21 @@ from local_backend.data import DataError
 from local_backend.runfiles import FAILED, RUNNING, SUCCEEDED, RunFiles, now_iso, write_json
 
 
+class FolderInUse(ConfigError):
+    """The output_dir holds another run's checkpoints."""
+
+
 def train(config: TrainConfig) -> dict[str, Any]:
     """Run one fine-tuning job to the end (or until asked to pause/cancel) and return its summary."""
     from local_backend.loop import StopRequests
     from local_backend.reporting import check_available
+
+    run = RunFiles(config.output_dir)
+    if config.resume == "never" and (found := run.checkpoint_dirs()):  # refused before anything there is touched
+        raise FolderInUse(
+            f"train config: resume = 'never', but {run.checkpoints} holds checkpoints of an earlier run "
+            f"({found[-1].name}, ...) that this run's would mix with; use a new output_dir or delete that folder"
+        )
 
     check_available(config.report_to)
     stop = StopRequests().install()
@@ -49,11 +60,6 @@ def _train(config: TrainConfig, stop: Any) -> dict[str, Any]:
         config.save(run.config)
         run.update_status(state=RUNNING, phase="loading", pid=os.getpid(), started_at=now_iso(), error=None)
         run.add_event("loading tokenizer, data and model", kind="status")
-    if config.resume == "never" and (found := run.checkpoint_dirs()):
-        raise ConfigError(
-            f"train config: resume = 'never', but {run.checkpoints} holds checkpoints of an earlier run "
-            f"({found[-1].name}, ...) that this run's would mix with; use a new output_dir or delete that folder"
-        )
     torch.manual_seed(config.seed)
     device = model.pick_device(dist.local_rank)
     precision = model.pick_precision(config, device)
@@ -153,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         train(config)
         return 0
     except (ConfigError, DataError) as exc:
-        _fail(run, f"{type(exc).__name__}: {exc}")
+        if not isinstance(exc, FolderInUse):  # that folder belongs to another run
+            _fail(run, f"{type(exc).__name__}: {exc}")
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except BaseException as exc:

@@ -158,6 +158,15 @@ class LocalJob(FineTuneJob):
             "report_to": list(s.report_to), "merge": s.merge, "run_name": spec.name,
         }  # fmt: skip
         values.update(s.trainer)
+        template = values.get("chat_template")
+        if isinstance(template, str) and "{{" not in template and "{%" not in template:  # a file: the trainer
+            path = Path(template).expanduser()  # runs in the run folder, so it gets the template's text
+            if not path.is_file():
+                raise ConfigError(
+                    f"providers.local.trainer.chat_template: no template file {path}",
+                    hint="give a path relative to where fth runs, or the Jinja template itself",
+                )
+            values["chat_template"] = path.read_text(encoding="utf-8")
         try:
             return train_config.TrainConfig.from_dict(values)
         except (train_config.ConfigError, TypeError) as exc:
@@ -292,7 +301,8 @@ class LocalJob(FineTuneJob):
         shown = 0
         while True:
             with _translate():
-                done = not follow or self.refresh().status.terminal  # looked at first: the read then has it all
+                status = self.refresh().status if follow else None  # looked at first: the read then has it all
+                done = status is None or status.terminal or status is JobStatus.PAUSED  # paused: no process writes
                 lines = self.client.log_lines(self.remote_id, complete=not done)
             yield from lines[shown:]
             shown = len(lines)

@@ -256,8 +256,8 @@ def cmd_control(args: argparse.Namespace) -> int:
 
     job = api.open_job(args.job)
     if job.record is not None and job.record.remote_id is None and job.store is not None:
-        if args.verb != "cancel":  # its submit failed: the platform never heard of it
-            raise ConfigError(f"{job.local_id} was never submitted: nothing to {args.verb}; `fth cancel` clears it")
+        if args.verb != "cancel":  # its submit got no answer: nothing is known to stop
+            raise ConfigError(f"{job.local_id} has no answer from the platform: nothing to {args.verb}")
         job.store.update(job.record.id, status=JobStatus.CANCELLED)
         job.record = job.store.get(job.record.id)
         state = job.sync()

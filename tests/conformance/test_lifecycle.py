@@ -177,6 +177,23 @@ def test_a_submit_that_works_on_a_second_try_keeps_no_error(bound: Binding, tmp_
     assert bound.remote_jobs() == 1
 
 
+def test_a_submit_left_without_an_answer_and_cleared_is_found_again_not_duplicated(
+    bound: Binding, tmp_path: Path, store: JobStore
+) -> None:
+    spec = make_spec(bound, tmp_path)
+    bound.inject("401", on=bound.create_request)
+    with pytest.raises(AuthError):
+        api.submit(spec, bound.provider, store=store, client=bound.client())
+    (record,) = store.list_jobs()
+    # the platform did create it (a crash before the reply was recorded), but the store cannot know that ...
+    created = api.make_job(bound.provider, spec, store=store, client=bound.client())
+    remote = created.submit(created.prepare(), record.idempotency_key)
+    store.update(record.id, status=JobStatus.CANCELLED)  # ... and `fth cancel` cleared the record locally
+    job = api.submit(spec, bound.provider, store=store, client=bound.client())
+    assert (job.record.id if job.record else None, job.remote_id) == (record.id, remote)
+    assert bound.remote_jobs() == 1
+
+
 def test_secrets_never_reach_the_store(bound: Binding, tmp_path: Path, store: JobStore) -> None:
     job = submit(bound, tmp_path, store)
     bound.advance(job.remote_id, "failed")

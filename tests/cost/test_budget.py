@@ -85,6 +85,7 @@ def test_auto_cancel_when_the_running_cost_passes_the_budget() -> None:
     assert "auto-cancel: running cost $6.00 passed the budget of $5.00" in (state.error or "")
     assert any("auto-cancel" in e.message for _, e in store.events(job.record.id))  # type: ignore[union-attr]
     assert job.sync().status is JobStatus.CANCELLED
+    assert "auto-cancel" in (store.get(job.record.id).error or "")  # type: ignore[union-attr]  # the reason stays
 
 
 def test_no_auto_cancel_unless_asked() -> None:

@@ -135,13 +135,13 @@ def test_a_failed_submit_neither_blocks_status_nor_stays_forever(
     status = fth("status", home=fth_home)  # every unfinished job, this one included, without asking anyone
     assert status.returncode == 0 and record.id in status.stdout and "[bold]python" in status.stdout, status.stderr
     waited = fth("wait", record.id, home=fth_home)
-    assert waited.returncode == 2 and "never submitted" in waited.stderr
+    assert waited.returncode == 2 and "no answer from the platform" in " ".join(waited.stderr.split())
     cleared = fth("cancel", record.id, home=fth_home)
     assert cleared.returncode == 0 and "cancelled" in cleared.stdout
     assert record.id not in fth("status", home=fth_home).stdout
 
 
-def test_spec_maps_onto_the_trainer_config(llama_model: Path, chat_data) -> None:
+def test_spec_maps_onto_the_trainer_config(llama_model: Path, chat_data, tmp_path: Path) -> None:
     raw = spec_dict(llama_model, chat_data, packed_length=4096, trainer={"loss_chunk_size": 512})
     raw["hyperparameters"] = {"epochs": 2, "learning_rate_multiplier": 0.5, "batch_size": 3, "max_seq_length": 1024}
     raw["lora"] = {"rank": 32, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj"], "quantize": "none"}
@@ -153,6 +153,16 @@ def test_spec_maps_onto_the_trainer_config(llama_model: Path, chat_data) -> None
         LocalJob(FineTuneSpec.model_validate(spec_dict(llama_model, chat_data, trainer={"epoch": 1}))).train_config(
             {"train": "t"}
         )
+    # a template file travels as its text: the trainer runs in the run folder, where a relative path means nothing
+    template = tmp_path / "chat.jinja"
+    template.write_text("{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    with_file = spec_dict(llama_model, chat_data, trainer={"chat_template": str(template)})
+    assert LocalJob(FineTuneSpec.model_validate(with_file)).train_config({"train": "t"}).chat_template == (
+        template.read_text()
+    )
+    with pytest.raises(ConfigError, match="no template file"):
+        missing = spec_dict(llama_model, chat_data, trainer={"chat_template": str(tmp_path / "nope.jinja")})
+        LocalJob(FineTuneSpec.model_validate(missing)).train_config({"train": "t"})
 
 
 def test_check_reports_what_cannot_run(llama_model: Path, chat_data) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -186,9 +187,34 @@ def test_pause_then_resume_continues_exactly(llama_model: Path, chat_data, tmp_p
     for changed in ({"batch_size": 3}, {"learning_rate": 5e-3}, {"train_file": str(other)}):
         with pytest.raises(ConfigError, match="other data or training settings"):
             train(config(llama_model, chat_data, run.root, **{**settings, **changed}))
-    # and a fresh start in the same folder would mix its checkpoints with the old ones: refused before loading
+    # and a fresh start in the same folder would mix its checkpoints with the old ones: refused, nothing touched
+    before = (run.config.read_text(), run.status.read_text())
     with pytest.raises(ConfigError, match="resume = 'never', but"):
         train(config(llama_model, chat_data, run.root, **{**settings, "resume": "never"}))
+    assert (run.config.read_text(), run.status.read_text()) == before
+
+
+def test_a_checkpoint_from_before_the_data_check_still_resumes(llama_model: Path, chat_data, tmp_path: Path) -> None:
+    from local_backend.data import load_examples
+    from local_backend.loop import plan_steps
+    from local_backend.model import load_tokenizer
+
+    cfg = config(llama_model, chat_data, tmp_path / "run", max_steps=4, save_steps=100)
+    run = RunFiles(cfg.output_dir)
+    run.root.mkdir(parents=True)
+    run.control.write_text(json.dumps({"request": "pause"}))
+    train(cfg)
+    run.control.unlink()
+    saved = run.latest_checkpoint()
+    assert saved is not None
+    # earlier versions hashed the step plan alone
+    examples, _ = load_examples(cfg.train_file, load_tokenizer(cfg), max_seq_length=cfg.max_seq_length)
+    state = torch.load(saved / "trainer_state.pt", weights_only=False)
+    plan = plan_steps([len(e) for e in examples], cfg, world=1)
+    state["fingerprint"] = hashlib.sha256(json.dumps(plan).encode()).hexdigest()[:16]
+    torch.save(state, saved / "trainer_state.pt")
+    assert train(cfg)["status"] == "succeeded"
+    assert any("earlier version" in e["message"] for e in run.read_events())
 
 
 def test_resume_after_kill_continues_identically(llama_model: Path, chat_data, tmp_path: Path) -> None:
