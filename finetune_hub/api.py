@@ -94,17 +94,20 @@ def submit(
         )
     spec_hash = spec.content_hash()
     data_hash = data.content_hash(spec.data.train, spec.data.validation)
-    record = store.find_unsent(provider, spec_hash, data_hash) or store.create_job(
+    account, estimated = job.account_id(), cost.total_usd if cost else None
+    # The same request on the same account, whose earlier submit got no answer, keeps its idempotency key: a job
+    # the platform did create is found, never made twice (also after `fth cancel` cleared the record).
+    record = store.find_unsent(provider, spec_hash, data_hash, account) or store.create_job(
         provider=provider,
         name=spec.name,
         spec=spec.model_dump(mode="json"),
         spec_hash=spec_hash,
         data_hash=data_hash,
-        account=job.account_id(),
-        estimated_usd=cost.total_usd if cost else None,
+        account=account,
+        estimated_usd=estimated,
     )
-    if record.status is not JobStatus.CREATED:  # cleared by a cancel before: the same request, submitted again
-        store.update(record.id, status=JobStatus.CREATED)
+    if record.status is not JobStatus.CREATED or record.estimated_usd != estimated:
+        store.update(record.id, status=JobStatus.CREATED, estimated_usd=estimated)
         record = store.get(record.id)
     job.record = record
     try:

@@ -224,14 +224,15 @@ class JobStore:
             )
         return self.get(job_id)
 
-    def find_unsent(self, provider: str, spec_hash: str, data_hash: str) -> JobRecord | None:
-        """A job recorded for the same request whose remote id never came back (a crash mid-submit), also one
-        cleared with `fth cancel` since: its idempotency key finds the job if the platform created it after all."""
+    def find_unsent(self, provider: str, spec_hash: str, data_hash: str, account: str | None) -> JobRecord | None:
+        """A job recorded for the same request on the same account whose remote id never came back (a crash
+        mid-submit), also one cleared with `fth cancel` since: its idempotency key finds the job if the platform
+        created it after all."""
         with self._connect() as conn:
             row = conn.execute(
-                "SELECT * FROM jobs WHERE provider=? AND spec_hash=? AND data_hash=? AND remote_id IS NULL "
-                "AND status IN (?, ?) ORDER BY created_at DESC LIMIT 1",
-                (provider, spec_hash, data_hash, JobStatus.CREATED.value, JobStatus.CANCELLED.value),
+                "SELECT * FROM jobs WHERE provider=? AND spec_hash=? AND data_hash=? AND account IS ? "
+                "AND remote_id IS NULL AND status IN (?, ?) ORDER BY created_at DESC LIMIT 1",
+                (provider, spec_hash, data_hash, account, JobStatus.CREATED.value, JobStatus.CANCELLED.value),
             ).fetchone()
         return JobRecord._from_row(row) if row else None
 

@@ -101,6 +101,16 @@ class TrainConfig:
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # plain JSON types (a numpy float or a tuple from Python callers)
+            value, options = getattr(self, f.name), str(f.type).split(" | ")
+            if isinstance(value, bool) or value is None:
+                continue
+            if isinstance(value, numbers.Integral) and "int" in options:
+                setattr(self, f.name, int(value))
+            elif isinstance(value, numbers.Real) and "float" in options:
+                setattr(self, f.name, float(value))
+            elif isinstance(value, tuple) and "list[str]" in options:
+                setattr(self, f.name, list(value))
         self.validate()
 
     # -- checks ----------------------------------------------------------------------------------------

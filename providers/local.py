@@ -159,8 +159,8 @@ class LocalJob(FineTuneJob):
         }  # fmt: skip
         values.update(s.trainer)
         template = values.get("chat_template")
-        if isinstance(template, str) and "{{" not in template and "{%" not in template:  # a file: the trainer
-            path = Path(template).expanduser()  # runs in the run folder, so it gets the template's text
+        if template and isinstance(template, str) and "{{" not in template and "{%" not in template:  # a file: the
+            path = Path(template).expanduser()  # trainer runs in the run folder, so it gets the template's text
             if not path.is_file():
                 raise ConfigError(
                     f"providers.local.trainer.chat_template: no template file {path}",

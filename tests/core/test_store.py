@@ -62,11 +62,12 @@ def test_job_roundtrip_history_and_lookup(tmp_path: Path) -> None:
 
 def test_unsent_jobs_are_found_for_a_retry(tmp_path: Path) -> None:
     store = JobStore(tmp_path / "jobs.db")
-    job = new_job(store)
-    assert store.find_unsent("openai", "s", "d") == job
-    assert store.find_unsent("vertex", "s", "d") is None
+    job = new_job(store, account="acct-1")
+    assert store.find_unsent("openai", "s", "d", "acct-1") == job
+    assert store.find_unsent("vertex", "s", "d", "acct-1") is None
+    assert store.find_unsent("openai", "s", "d", "acct-2") is None  # another account never saw this key
     store.update(job.id, remote_id="r1", status=JobStatus.QUEUED)
-    assert store.find_unsent("openai", "s", "d") is None
+    assert store.find_unsent("openai", "s", "d", "acct-1") is None
 
 
 def test_events_are_deduplicated_and_redacted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

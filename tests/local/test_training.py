@@ -269,6 +269,13 @@ def test_bad_settings_fail_before_loading(llama_model: Path, chat_data, tmp_path
                              ("logging_steps", 0, "at least 1"), ("weight_decay", -0.1, "at least 0")]:  # fmt: skip
         with pytest.raises(ConfigError, match=f"{key} = .*{rule}"):
             TrainConfig.from_dict({"model": "m", "train_file": "t", "output_dir": "o", key: value})
+    # numbers and sequences from Python callers become the plain JSON types the config is saved as
+    import numpy as np
+
+    cfg = config(llama_model, chat_data, tmp_path / "n", learning_rate=np.float32(5e-4), epochs=np.int64(2),
+                 target_modules=("q_proj",))  # fmt: skip
+    assert (type(cfg.learning_rate), type(cfg.epochs), cfg.target_modules) == (float, int, ["q_proj"])
+    assert TrainConfig.load(cfg.save(tmp_path / "n.json")) == cfg
     if all(__import__("importlib").util.find_spec(m) is None for m in ("wandb",)):
         with pytest.raises(ConfigError, match="pip install wandb"):
             train(config(llama_model, chat_data, tmp_path / "r", report_to=["wandb"]))
