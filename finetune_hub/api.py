@@ -8,7 +8,7 @@ from typing import Any
 
 from finetune_hub import registry
 from finetune_hub.errors import ConfigError, FthError
-from finetune_hub.job import FineTuneJob
+from finetune_hub.job import FineTuneJob, JobState
 from finetune_hub.records import CostEstimate, JobStatus, Problem
 from finetune_hub.spec import FineTuneSpec
 from finetune_hub.store import JobStore
@@ -97,17 +97,19 @@ def submit(
     account, estimated = job.account_id(), cost.total_usd if cost else None
     # The same request on the same account, whose earlier submit got no answer, keeps its idempotency key: a job
     # the platform did create is found, never made twice (also after `fth cancel` cleared the record).
-    record = store.find_unsent(provider, spec_hash, data_hash, account) or store.create_job(
-        provider=provider,
-        name=spec.name,
-        spec=spec.model_dump(mode="json"),
-        spec_hash=spec_hash,
-        data_hash=data_hash,
-        account=account,
-        estimated_usd=estimated,
-    )
-    if record.status is not JobStatus.CREATED or record.estimated_usd != estimated:
-        store.update(record.id, status=JobStatus.CREATED, estimated_usd=estimated)
+    record = store.find_unsent(provider, spec_hash, data_hash, account)
+    if record is None:
+        record = store.create_job(
+            provider=provider,
+            name=spec.name,
+            spec=spec.model_dump(mode="json"),
+            spec_hash=spec_hash,
+            data_hash=data_hash,
+            account=account,
+            estimated_usd=estimated,
+        )
+    else:
+        store.update(record.id, status=JobStatus.CREATED, estimated_usd=estimated, error=None)
         record = store.get(record.id)
     job.record = record
     try:
@@ -116,8 +118,22 @@ def submit(
     except FthError as exc:
         store.update(record.id, error=str(exc))
         raise
-    store.update(record.id, remote_id=remote_id, status=JobStatus.QUEUED, error=None)  # an earlier try's is moot
+    store.update(record.id, remote_id=remote_id, status=JobStatus.QUEUED)
     job.record = store.get(record.id)
     with contextlib.suppress(FthError):  # the job exists; `fth status` will catch up
         job.sync()
     return job
+
+
+def control(job: FineTuneJob, verb: str) -> JobState:
+    """cancel, pause or resume: ask the platform, then record what it says. A job whose submit got no answer is
+    cancelled in the store only (its record stays reusable: see `submit`)."""
+    if job.unsent and job.store is not None and job.record is not None:
+        if verb != "cancel":
+            raise ConfigError(f"{job.local_id} has no answer from the platform: nothing to {verb}")
+        job.store.update(job.record.id, status=JobStatus.CANCELLED)
+        job.record = job.store.get(job.record.id)
+        return job.sync()
+    state: JobState = job.retrying(getattr(job, verb))
+    job.sync()
+    return state

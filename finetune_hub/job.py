@@ -194,6 +194,11 @@ class FineTuneJob(ABC):
             raise ConfigError(f"this {self.provider} job has not been submitted yet")
         return self.record.remote_id
 
+    @property
+    def unsent(self) -> bool:
+        """Recorded, but its submit got no answer from the platform (it failed, or the process died)."""
+        return self.record is not None and self.record.remote_id is None
+
     def no_result_yet(self, native: str) -> InvalidRequest:
         """The one error every adapter's result() raises before the job has succeeded."""
         return InvalidRequest(
@@ -332,7 +337,7 @@ class FineTuneJob(ABC):
 
     def sync(self) -> JobState:
         """Refresh the state and new events from the platform and persist them (and the result when done)."""
-        if self.record is not None and self.record.remote_id is None:  # its submit failed: nothing to ask about
+        if self.record is not None and self.unsent:  # nothing to ask the platform about
             return JobState(self.record.status, "not submitted", error=self.record.error)
         self._in_sync = {}
         try:
@@ -380,6 +385,12 @@ class FineTuneJob(ABC):
         clock: Callable[[], float] = time.monotonic,
     ) -> JobState:
         """Poll until the job reaches a terminal state (or `timeout` seconds pass)."""
+        if self.record is not None and self.unsent:
+            why = self.record.error or "its submit did not finish"
+            raise ConfigError(
+                f"{self.local_id} has no answer from the platform ({why}): nothing to wait for; submit the "
+                "same spec again (its idempotency key finds the job if the platform created it after all)"
+            )
         backoff = backoff or Backoff()
         backoff.reset()
         deadline = None if timeout is None else clock() + timeout
@@ -388,12 +399,6 @@ class FineTuneJob(ABC):
         try:
             while True:
                 state = self.sync()
-                if self.record is not None and self.record.remote_id is None:
-                    why = self.record.error or "its submit did not finish"
-                    raise ConfigError(
-                        f"{self.local_id} has no answer from the platform ({why}): nothing to wait for; submit the "
-                        "same spec again (its idempotency key finds the job if the platform created it after all)"
-                    )
                 if display:
                     display.update(state)
                 if state.status.terminal:

@@ -34,15 +34,19 @@ _WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false",
           "None": "unset (null)", "list[str]": "a list of strings"}  # fmt: skip
 
 
-def _is(value: Any, type_name: str) -> bool:
-    """Whether `value` has the annotated type `type_name` (one member of a union, as written in the class)."""
+def _plain(value: Any, type_name: str) -> tuple[bool, Any]:
+    """(whether `value` has the annotated type `type_name`, one member of a union as written in the class; the
+    value as a plain JSON type: a numpy number or a tuple from a Python caller becomes an int, float or list)."""
     if type_name == "None":
-        return value is None
+        return value is None, value
     if type_name == "list[str]":
-        return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+        return ok, list(value) if ok else value
     if isinstance(value, bool):
-        return type_name == "bool"
-    return isinstance(value, {"int": numbers.Integral, "float": numbers.Real, "bool": bool, "str": str}[type_name])
+        return type_name == "bool", value
+    plain = {"int": (numbers.Integral, int), "float": (numbers.Real, float), "bool": (bool, bool), "str": (str, str)}
+    kind, make = plain[type_name]
+    return (True, make(value)) if isinstance(value, kind) else (False, value)
 
 
 @dataclass
@@ -101,16 +105,16 @@ class TrainConfig:
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):  # plain JSON types (a numpy float or a tuple from Python callers)
+        for f in dataclasses.fields(self):  # JSON-built configs: "2e-4" or "false" must not pass as values
             value, options = getattr(self, f.name), str(f.type).split(" | ")
-            if isinstance(value, bool) or value is None:
-                continue
-            if isinstance(value, numbers.Integral) and "int" in options:
-                setattr(self, f.name, int(value))
-            elif isinstance(value, numbers.Real) and "float" in options:
-                setattr(self, f.name, float(value))
-            elif isinstance(value, tuple) and "list[str]" in options:
-                setattr(self, f.name, list(value))
+            checked = [plain for ok, plain in (_plain(value, t) for t in options) if ok]
+            if not checked:
+                hint = (
+                    " (YAML reads 2e-4 as text: write 2.0e-4)" if isinstance(value, str) and "float" in options else ""
+                )
+                words = " or ".join(_WORDS[t] for t in options)
+                raise ConfigError(f"train config: {f.name} = {value!r}: must be {words}{hint}")
+            setattr(self, f.name, checked[0])
         self.validate()
 
     # -- checks ----------------------------------------------------------------------------------------
@@ -119,13 +123,6 @@ class TrainConfig:
         def need(ok: bool, name: str, rule: str) -> None:
             if not ok:
                 raise ConfigError(f"train config: {name} = {getattr(self, name)!r}: {rule}")
-
-        for f in dataclasses.fields(self):  # JSON-built configs: "2e-4" or "false" must not pass as values
-            options = str(f.type).split(" | ")
-            value = getattr(self, f.name)
-            yaml_text = isinstance(value, str) and "float" in options  # YAML reads 2e-4 (no dot) as text
-            need(any(_is(value, t) for t in options), f.name, "must be " + " or ".join(_WORDS[t] for t in options)
-                 + (" (YAML reads 2e-4 as text: write 2.0e-4)" if yaml_text else ""))  # fmt: skip
 
         need(bool(self.model), "model", "give a local path or a Hub id")
         need(bool(self.train_file), "train_file", "give an OpenAI chat JSONL file")

@@ -15,6 +15,7 @@ produce. This works with any template that renders a prefix of a conversation as
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 import random
 from collections.abc import Iterator, Sequence
@@ -118,16 +119,21 @@ def _numbered_lines(fh: Any, path: Path) -> Iterator[tuple[int, str]]:
 # -- rendering and labels -------------------------------------------------------------------------------------
 
 
+def template_text(override: str) -> str:
+    """A chat template given as Jinja text, or as the path of a file holding it."""
+    if "{{" in override or "{%" in override:
+        return override
+    path = Path(override).expanduser()
+    if not path.is_file():
+        raise DataError(f"chat_template: no template file {path} (give a path to a Jinja file, or the template)")
+    return path.read_text(encoding="utf-8")
+
+
 def resolve_template(tokenizer: Any, override: str | None) -> tuple[str, str]:
     """(template, where it came from): the config's override (Jinja text, or the path of a file holding it), the
     tokenizer's own, or the fallback."""
     if override:
-        if "{{" in override or "{%" in override:
-            return override, "config"
-        path = Path(override)
-        if not path.is_file():
-            raise DataError(f"chat_template: no template file {path} (give a path to a Jinja file, or the template)")
-        return path.read_text(encoding="utf-8"), "config"
+        return template_text(override), "config"
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.chat_template, "tokenizer"
     return FALLBACK_TEMPLATE, "fallback"
@@ -141,6 +147,7 @@ def render(tokenizer: Any, template: str, messages: list[dict[str, Any]], tools:
     return str(text)
 
 
+@functools.lru_cache(maxsize=4)  # one template per run (two with `fth compare`): asked for every conversation
 def conversation_trailer(tokenizer: Any, template: str) -> str:
     """What the template writes after a whole conversation only (Phi-3's final EOS, say), found by rendering a
     reply with and without a message after it; "" for most templates. It ends no assistant turn, so it is neither
@@ -158,10 +165,10 @@ def conversation_trailer(tokenizer: Any, template: str) -> str:
 
 
 def assistant_spans(
-    tokenizer: Any, template: str, messages: list[dict[str, Any]], tools: Any = None, where: str = "", trailer: str = ""
+    tokenizer: Any, template: str, messages: list[dict[str, Any]], tools: Any = None, where: str = ""
 ) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the character spans the model must produce (trained turns only);
-    `trailer`: see conversation_trailer."""
+    """The rendered conversation and the character spans the model must produce (trained turns only)."""
+    trailer = conversation_trailer(tokenizer, template)
     full = render(tokenizer, template, messages, tools, generation=False)
     spans = []
     for i, message in enumerate(messages):
@@ -213,20 +220,15 @@ def load_examples(
     path: str | Path, tokenizer: Any, *, max_seq_length: int, chat_template: str | None = None
 ) -> tuple[list[Example], DataReport]:
     template, source = resolve_template(tokenizer, chat_template)
-    try:
-        trailer = conversation_trailer(tokenizer, template)
-    except Exception as exc:  # a template that cannot render a plain user/assistant exchange
-        raise DataError(
-            f"{path}: the chat template cannot render a user/assistant exchange ({type(exc).__name__}: {exc})"
-        ) from None
     report = DataReport(path=str(path), template=source, warnings=[])
     examples = []
     for number, messages, tools in read_chat_jsonl(path):
         try:
-            text, spans = assistant_spans(tokenizer, template, messages, tools, f"{path}:{number}", trailer)
+            text, spans = assistant_spans(tokenizer, template, messages, tools, where=f"{path}:{number}")
         except DataError:
             raise
-        except Exception as exc:  # the template's own checks (jinja raise_exception), malformed tools
+        except Exception as exc:  # the template's own checks (jinja raise_exception), malformed tools, or no
+            # plain user/assistant exchange at all (the trailer probe)
             raise DataError(
                 f"{path}:{number}: the chat template cannot render this conversation ({type(exc).__name__}: {exc}); "
                 "fix the line, or set `chat_template` to a template that accepts it"
@@ -268,7 +270,7 @@ def render_sample(tokenizer: Any, example: Example, width: int = 4000) -> str:
 def end_of_turn_warning(tokenizer: Any, template: str) -> str | None:
     """A warning when the template puts nothing after an assistant turn: the model would never learn to stop."""
     probe = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "ANSWER"}]
-    text, spans = assistant_spans(tokenizer, template, probe, trailer=conversation_trailer(tokenizer, template))
+    text, spans = assistant_spans(tokenizer, template, probe)
     if spans and text[spans[0][0] : spans[0][1]].rstrip().endswith("ANSWER"):
         return "the chat template adds no end-of-turn token after assistant turns; the model will not learn to stop"
     return None

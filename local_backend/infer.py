@@ -14,14 +14,7 @@ from typing import Any
 
 import torch
 
-from local_backend.data import (
-    assistant_spans,
-    conversation_trailer,
-    read_chat_jsonl,
-    render,
-    resolve_template,
-    tokenize_with_labels,
-)
+from local_backend.data import assistant_spans, read_chat_jsonl, render, resolve_template, tokenize_with_labels
 
 
 @functools.lru_cache(maxsize=1)  # `fth compare` asks one model every prompt, then the next
@@ -62,7 +55,7 @@ def generate(
 def answer_loss(lm: Any, tokenizer: Any, messages: list[dict[str, Any]]) -> float:
     """Mean cross-entropy of the assistant turns given the rest (what training lowers)."""
     template, _ = resolve_template(tokenizer, None)
-    text, spans = assistant_spans(tokenizer, template, messages, trailer=conversation_trailer(tokenizer, template))
+    text, spans = assistant_spans(tokenizer, template, messages)
     ids, labels = tokenize_with_labels(tokenizer, text, spans)
     out = lm(input_ids=torch.tensor([ids], device=lm.device), labels=torch.tensor([labels], device=lm.device))
     return float(out.loss)

@@ -291,7 +291,7 @@ class Trainer:
     def _steps(
         self, start: int, total: int, optimizer: Any, scheduler: Any, initial_val: float | None
     ) -> dict[str, Any]:
-        cfg, examples = self.cfg, self.train_examples
+        cfg = self.cfg
         self.peft_model.train()
         window = self._new_window()
         clock = _Clock(start, Mark(self.device))
@@ -303,35 +303,23 @@ class Trainer:
         upcoming = self._step_batches(start) if start < total else []
         try:
             for step in range(start, total):
-                epoch, micro = self.steps[step]
-                step_sup = sum(examples[i].supervised for mb in micro for i in mb)  # global, known before a forward
-                for batch in upcoming:
-                    with self._autocast():
-                        loss_sum = self.loss_fn(batch)
-                    (loss_sum / step_sup).backward()
-                    window["sums"][0] += loss_sum.detach()
-                    window["sums"][1] += batch["num_tokens"]
-                window["sup"] += step_sup
-                self.dist.sum_grads(self.params)
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm or float("inf"))
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                done = step + 1
+                epoch = self.steps[step][0]
+                grad_norm = self._optimizer_step(step, upcoming, window, optimizer, scheduler)
+                done, last = step + 1, step + 1 == total
                 # While the device works on this step, the host builds and sends the next step's batches and reads
                 # the previous log line (ready by now): the device never waits for the host between steps.
-                upcoming = self._step_batches(done) if done < total else []
-                evaluate = bool(self.val_examples and cfg.eval_steps and done % cfg.eval_steps == 0 and done < total)
+                upcoming = [] if last else self._step_batches(done)
+                evaluate = bool(self.val_examples and cfg.eval_steps and done % cfg.eval_steps == 0 and not last)
                 stop = self._stop_requested()  # asked every step, so that every rank takes part in each vote
-                if done == total:
+                if last:
                     stop = None  # the training is complete: it ends as a success, with its adapter
-                save = bool(stop or (cfg.save_steps and done % cfg.save_steps == 0 and done < total))
-                log = done % cfg.logging_steps == 0 or done == total or save  # a checkpoint counts every token
+                save = bool(stop or (cfg.save_steps and done % cfg.save_steps == 0 and not last))
+                log = done % cfg.logging_steps == 0 or last or save  # a checkpoint counts every token
                 if log:
                     sums = torch.cat([self.dist.sum_(window["sums"]), grad_norm.double()[None]])
                     unread.append(_Staged(done, epoch, LateRead(sums), window["sup"], scheduler.get_last_lr()[0]))
                     window = self._new_window()
-                keep = 1 if log and not (evaluate or save or done == total) else 0  # else read now: events in order
+                keep = 1 if log and not (evaluate or save or last) else 0  # else read now: events stay in order
                 while len(unread) > keep:
                     metrics = self._log(unread.pop(0), total, clock)
                     tokens_seen += metrics["tokens"]
@@ -360,6 +348,26 @@ class Trainer:
         if cfg.save_steps:
             self._save(total, optimizer, scheduler, initial_val, metrics)
         return self._outcome(SUCCEEDED, total, total, initial_val, val_loss, tokens_seen, clock.start.host)
+
+    def _optimizer_step(
+        self, step: int, batches: list[dict[str, Any]], window: dict[str, Any], optimizer: Any, scheduler: Any
+    ) -> torch.Tensor:
+        """Forward and backward over this rank's micro-batches, then one update; returns the gradient norm."""
+        micro = self.steps[step][1]
+        step_sup = sum(self.train_examples[i].supervised for mb in micro for i in mb)  # global, known up front
+        for batch in batches:
+            with self._autocast():
+                loss_sum = self.loss_fn(batch)
+            (loss_sum / step_sup).backward()
+            window["sums"][0] += loss_sum.detach()
+            window["sums"][1] += batch["num_tokens"]
+        window["sup"] += step_sup
+        self.dist.sum_grads(self.params)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm or float("inf"))
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        return grad_norm
 
     def _new_window(self) -> dict[str, Any]:
         """Sums since the last log line: loss and real tokens on the device (no sync), supervised tokens."""

@@ -158,9 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         train(config)
         return 0
+    except FolderInUse as exc:  # that folder belongs to another run: nothing is written there
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except (ConfigError, DataError) as exc:
-        if not isinstance(exc, FolderInUse):  # that folder belongs to another run
-            _fail(run, f"{type(exc).__name__}: {exc}")
+        _fail(run, f"{type(exc).__name__}: {exc}")
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except BaseException as exc:

@@ -41,7 +41,7 @@ from finetune_hub.records import Capability, Checkpoint, JobEvent, JobResult, Jo
 from local_backend import config as train_config
 from local_backend import runfiles
 from local_backend.data import DataError as TrainDataError
-from local_backend.data import read_chat_jsonl
+from local_backend.data import read_chat_jsonl, template_text
 from providers.local_runs import DIED, LaunchFailed, LocalRunner
 from providers.trainer_values import learning_rate_warnings, trainer_values
 
@@ -158,15 +158,13 @@ class LocalJob(FineTuneJob):
             "report_to": list(s.report_to), "merge": s.merge, "run_name": spec.name,
         }  # fmt: skip
         values.update(s.trainer)
-        template = values.get("chat_template")
-        if template and isinstance(template, str) and "{{" not in template and "{%" not in template:  # a file: the
-            path = Path(template).expanduser()  # trainer runs in the run folder, so it gets the template's text
-            if not path.is_file():
+        if (template := values.get("chat_template")) and isinstance(template, str):  # the trainer runs in its run
+            try:  # folder, where a relative path means nothing: it gets the template's text
+                values["chat_template"] = template_text(template)
+            except TrainDataError as exc:
                 raise ConfigError(
-                    f"providers.local.trainer.chat_template: no template file {path}",
-                    hint="give a path relative to where fth runs, or the Jinja template itself",
-                )
-            values["chat_template"] = path.read_text(encoding="utf-8")
+                    f"providers.local.trainer.{exc}", hint="a path is relative to where fth runs"
+                ) from None
         try:
             return train_config.TrainConfig.from_dict(values)
         except (train_config.ConfigError, TypeError) as exc:
@@ -298,14 +296,13 @@ class LocalJob(FineTuneJob):
 
     def logs(self, follow: bool = False) -> Iterator[str]:
         """The trainer's output; with `follow`, each new line as it is written, until the run ends."""
-        shown = 0
+        offset = 0
         while True:
             with _translate():
                 status = self.refresh().status if follow else None  # looked at first: the read then has it all
                 done = status is None or status.terminal or status is JobStatus.PAUSED  # paused: no process writes
-                lines = self.client.log_lines(self.remote_id, complete=not done)
-            yield from lines[shown:]
-            shown = len(lines)
+                lines, offset = self.client.log_lines(self.remote_id, offset, complete=not done)
+            yield from lines
             if done:
                 return
             time.sleep(self.log_poll_seconds)

@@ -122,12 +122,18 @@ class LocalRunner:
     def summary(self, run_id: str) -> dict[str, Any] | None:
         return runfiles.read_json(self._run(run_id).summary)
 
-    def log_lines(self, run_id: str, *, complete: bool = False) -> list[str]:
-        """The trainer's output lines; `complete`: without a last line still being written."""
+    def log_lines(self, run_id: str, start: int = 0, *, complete: bool = False) -> tuple[list[str], int]:
+        """The trainer's output lines from byte `start` on, and where they end; `complete`: without a last line
+        still being written (it comes whole next time)."""
         run = self._run(run_id)
-        text = run.log.read_text(errors="replace") if run.log.exists() else ""
-        lines = text.splitlines()
-        return lines[:-1] if complete and text and not text.endswith("\n") else lines
+        if not run.log.exists():
+            return [], start
+        with open(run.log, "rb") as fh:
+            fh.seek(start)
+            data = fh.read()
+        if complete:
+            data = data[: data.rfind(b"\n") + 1]
+        return data.decode(errors="replace").splitlines(), start + len(data)
 
     def request(self, run_id: str, what: Literal["cancel", "pause"]) -> dict[str, Any]:
         """Ask the trainer to stop at its next step; a run whose process is gone is marked at once."""

@@ -172,14 +172,8 @@ class OpenAIJob(FineTuneJob):
         with tempfile.TemporaryDirectory(prefix="fth-") as tmp:
             converted, report = self.converted_data(Path(tmp), model=self.base_model())
             for role, out in converted.items():
-                digest = data.content_hash(out)
-                files[role] = self.upload_once(out, digest, self._upload, usable=self._usable)
-                try:
-                    self._wait_until_processed(files[role])  # retries its own status checks
-                except ProviderError:
-                    if self.store is not None and not self._usable(files[role]):  # the next submit uploads again
-                        self.store.forget_upload(digest, self.provider, self.account_id())
-                    raise
+                files[role] = self.upload_once(out, data.content_hash(out), self._upload, usable=self._usable)
+                self._wait_until_processed(files[role])  # retries its own status checks
         return PreparedData(files, report)
 
     def _usable(self, file_id: str) -> bool:

@@ -124,9 +124,8 @@ def cmd_prices(args: argparse.Namespace) -> int:
 
 def _estimate_table(rows: list[PlatformEstimate], verbose: bool) -> None:
     from rich.markup import escape
-    from rich.table import Column, Table
 
-    from finetune_hub.cli.output import console, too_wide
+    from finetune_hub.cli.output import console, fitted_table
     from finetune_hub.cost import money
 
     cells: list[list[str]] = []  # platform, priced by, epochs, billed tokens, runtime, price, total, as of
@@ -142,19 +141,9 @@ def _estimate_table(rows: list[PlatformEstimate], verbose: bool) -> None:
             "—" if e.runtime_hours is None else f"{e.runtime_hours:,.2f} h",
             f"${e.unit_price_usd:,.2f}/{e.unit}{verified}", f"[bold]{money(e.total_usd)}[/]", e.as_of,
         ])  # fmt: skip
-    table = Table(
-        "platform", "priced by", "epochs", "billed tokens", "runtime", "price", "total", "as of", title="estimates"
-    )
-    for c in cells:
-        table.add_row(*c)
     out = console()
-    if too_wide(out, table):  # stack the values in pairs rather than cut them short
-        table = Table(Column("platform\n[dim]priced by[/]", overflow="fold"), "billed tokens\n[dim]epochs[/]",
-                      Column("price\n[dim]as of[/]", overflow="fold"), "total\n[dim]runtime[/]",
-                      title="estimates")  # fmt: skip
-        for platform, by, epochs, tokens, runtime, price, total, as_of in cells:
-            table.add_row(f"{platform}\n[dim]{by}[/]", f"{tokens}\n[dim]{epochs}[/]", f"{price}\n[dim]{as_of}[/]",
-                          f"{total}\n[dim]{runtime}[/]")  # fmt: skip
+    headers = ("platform", "priced by", "epochs", "billed tokens", "runtime", "price", "total", "as of")
+    table = fitted_table(out, headers, cells, pairs=[(0, 1), (3, 2), (5, 7), (6, 4)], fold=(0, 2), title="estimates")
     out.print(table)
     out.print("[dim]? = price not verified against the platform's page (`fth prices` lists sources)[/]")
     for row in rows:

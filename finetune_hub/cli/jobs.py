@@ -135,9 +135,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def _records_table(records: list[JobRecord]) -> None:
     from rich.markup import escape
-    from rich.table import Column, Table
 
-    from finetune_hub.cli.output import console, too_wide
+    from finetune_hub.cli.output import console, fitted_table
     from finetune_hub.cost import money
 
     cells: list[list[str]] = []  # id, provider, name, status, model, estimated, actual, created
@@ -147,17 +146,9 @@ def _records_table(records: list[JobRecord]) -> None:
             r.id, r.provider, escape(r.name), f"[{color}]{r.status.value}[/]", escape(r.model or "—"),
             money(r.estimated_usd), _actual(r), r.created_at[:16].replace("T", " "),
         ])  # fmt: skip
-    table = Table("id", "provider", "name", "status", "model", "estimated", "actual", "created")
-    for c in cells:
-        table.add_row(*c)
-    out = console()
-    if too_wide(out, table):  # pairs of values on two lines; ids are never cut (they are what commands take)
-        table = Table(Column("id\n[dim]name[/]", overflow="fold"), "provider\n[dim]status[/]",
-                      Column("model\n[dim]created[/]", overflow="fold"),
-                      Column("estimated\n[dim]actual[/]", overflow="fold"))  # fmt: skip
-        for job_id, provider, name, status, model, estimated, actual, created in cells:
-            table.add_row(f"{job_id}\n[dim]{name}[/]", f"{provider}\n{status}", f"{model}\n[dim]{created}[/]",
-                          f"{estimated}\n[dim]{actual}[/]")  # fmt: skip
+    out = console()  # stacked where narrow; ids are never cut (they are what every command takes)
+    headers = ("id", "provider", "name", "status", "model", "estimated", "actual", "created")
+    table = fitted_table(out, headers, cells, pairs=[(0, 2), (1, 3), (4, 7), (5, 6)], fold=(0, 2, 3))
     out.print(table)
 
 
@@ -197,13 +188,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
         print_json([job.to_record() for job in jobs] if not args.job else jobs[0].to_record())
     else:
+        from rich.markup import escape
+
+        from finetune_hub.cli.output import console
+
         _records_table(records)
         for r in records:
             if r.error:
-                from rich.markup import escape
-
-                from finetune_hub.cli.output import console
-
                 console().print(f"[red]{r.id}[/]: {escape(r.error)}")
     return EXIT_OK
 
@@ -251,19 +242,9 @@ def cmd_wait(args: argparse.Namespace) -> int:
 def cmd_control(args: argparse.Namespace) -> int:
     """cancel, pause or resume: ask the platform, then record what it says."""
     from finetune_hub import api
-    from finetune_hub.errors import ConfigError
-    from finetune_hub.records import JobStatus
 
     job = api.open_job(args.job)
-    if job.record is not None and job.record.remote_id is None and job.store is not None:
-        if args.verb != "cancel":  # its submit got no answer: nothing is known to stop
-            raise ConfigError(f"{job.local_id} has no answer from the platform: nothing to {args.verb}")
-        job.store.update(job.record.id, status=JobStatus.CANCELLED)
-        job.record = job.store.get(job.record.id)
-        state = job.sync()
-    else:
-        state = job.retrying(getattr(job, args.verb))
-        job.sync()
+    state = api.control(job, args.verb)
     if args.json:
         from finetune_hub.cli.output import print_json
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +29,33 @@ def console(stderr: bool = False) -> Console:
 def too_wide(out: Console, table: Table) -> bool:
     """True when `table` would have to cut or wrap cells to fit the terminal (an 80-column one, say)."""
     return out.measure(table, options=out.options.update_width(10_000)).maximum > out.width
+
+
+def fitted_table(
+    out: Console,
+    headers: Sequence[str],
+    rows: list[list[str]],
+    pairs: Sequence[tuple[int, int]],
+    *,
+    fold: Collection[int] = (),
+    title: str | None = None,
+) -> Table:
+    """A table of `headers` and `rows`; where it would not fit the terminal, the columns of each pair share one,
+    the second value dimmed under the first, so that no value is cut short. `fold`: the pairs (by position) whose
+    long values may wrap."""
+    from rich.table import Column, Table
+
+    table = Table(*headers, title=title)
+    for row in rows:
+        table.add_row(*row)
+    if not too_wide(out, table):
+        return table
+    columns = [Column(f"{headers[a]}\n[dim]{headers[b]}[/]", overflow="fold" if i in fold else "ellipsis")
+               for i, (a, b) in enumerate(pairs)]  # fmt: skip
+    stacked = Table(*columns, title=title)
+    for row in rows:
+        stacked.add_row(*(f"{row[a]}\n[dim]{row[b]}[/]" for a, b in pairs))
+    return stacked
 
 
 def print_json(data: Any) -> None:

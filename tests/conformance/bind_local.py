@@ -116,7 +116,7 @@ class LocalBinding(Binding):
         deadline = time.monotonic() + 120
         while (state := self.runner.state(remote_id))["state"] not in wanted:
             if state["state"] in ("failed", "died", "cancelled") or time.monotonic() > deadline:
-                log = "\n".join(self.runner.log_lines(remote_id)[-20:])
+                log = "\n".join(self.runner.log_lines(remote_id)[0][-20:])
                 raise AssertionError(f"local run {remote_id} is {state['state']} waiting for {to}: {state}\n{log}")
             time.sleep(0.05)
 
