@@ -3,6 +3,8 @@
 The data order is a pure function of the seed (every epoch's micro-batches are planned up front), so the
 data position is just the number of optimizer steps done. A checkpoint directory is complete once its
 meta.json exists (written last); a run killed mid-save leaves an incomplete one that resume ignores.
+Adapter and optimizer state are saved whole and by parameter name, so a run may resume with or without
+FSDP (the step plan fixes the number of processes).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import torch
 
+from local_backend.distributed import like, whole
 from local_backend.runfiles import CHECKPOINT_PREFIX, RunFiles, now_iso, write_json
 
 
@@ -31,13 +34,27 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def trainable_state(peft_model: Any) -> dict[str, torch.Tensor]:
+    """The trainable parameters, whole, by name (sharded ones are gathered: every rank must call this)."""
+    return {n: whole(p.detach()) for n, p in peft_model.named_parameters() if p.requires_grad}
+
+
+def optimizer_state(peft_model: Any, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer's state, whole and keyed by parameter name, on the main rank (every rank must call this)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_optimizer_state_dict(peft_model, optimizer, options=options)  # type: ignore[no-any-return]
+
+
 def save(
     run: RunFiles,
     *,
     step: int,
     peft_model: Any,
+    adapter: dict[str, torch.Tensor],
     tokenizer: Any,
-    optimizer: torch.optim.Optimizer,
+    optimizer: dict[str, Any],
     scheduler: Any,
     history: list[dict[str, Any]],
     metrics: dict[str, float],
@@ -48,13 +65,13 @@ def save(
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True)
-    peft_model.save_pretrained(path)
+    peft_model.save_pretrained(path, state_dict=adapter)
     if tokenizer is not None:
         tokenizer.save_pretrained(path)
     torch.save(
         {
             "step": step,
-            "optimizer": optimizer.state_dict(),
+            "optimizer": optimizer,
             "scheduler": scheduler.state_dict(),
             "rng": rng_state(),
             "history": history,
@@ -77,14 +94,30 @@ def _prune(run: RunFiles, keep: int | None) -> None:
 def load(path: Path, *, peft_model: Any, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
     """Restore everything `save` wrote into live objects; returns {"step", "history"}. RNG is restored by
     the caller at the moment the next step starts."""
-    from peft import set_peft_model_state_dict
+    from peft.utils import get_peft_model_state_dict
     from safetensors.torch import load_file
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
     weights = load_file(str(path / "adapter_model.safetensors"))
-    result = set_peft_model_state_dict(peft_model, weights)
-    if getattr(result, "unexpected_keys", None):
-        raise RuntimeError(f"{path}: checkpoint does not match the model (unexpected {result.unexpected_keys[:3]})")
+    named = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
+    params = get_peft_model_state_dict(peft_model, state_dict=named)  # the file's names for the live parameters
+    if differ := sorted(params.keys() ^ weights.keys()):
+        raise RuntimeError(f"{path}: checkpoint does not match the model ({differ[:3]})")
+    with torch.no_grad():
+        for key, param in params.items():
+            param.copy_(like(weights[key], param))
     state = torch.load(path / "trainer_state.pt", weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
+    options = StateDictOptions(full_state_dict=True)
+    set_optimizer_state_dict(peft_model, optimizer, _by_name(state["optimizer"], list(named)), options=options)
     scheduler.load_state_dict(state["scheduler"])
     return state
+
+
+def _by_name(saved: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """Optimizer state keyed by parameter name; checkpoints before 2026-11-27 keyed it by position."""
+    if all(isinstance(k, str) for k in saved["state"]):
+        return saved
+    return {
+        "state": {names[i]: v for i, v in saved["state"].items()},
+        "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in saved["param_groups"]],
+    }

@@ -21,7 +21,7 @@ RESUME = ("auto", "never", "must")
 
 _FREE_ON_RESUME = frozenset({
     "train_file", "validation_file", "output_dir", "attention", "compile", "fused_lora", "gradient_checkpointing",
-    "loss_chunk_size", "save_steps", "save_total_limit", "eval_steps", "logging_steps", "report_to", "run_name",
+    "fsdp", "loss_chunk_size", "save_steps", "save_total_limit", "eval_steps", "logging_steps", "report_to", "run_name",
     "resume", "merge", "trust_remote_code",
 })  # fmt: skip
 
@@ -89,6 +89,7 @@ class TrainConfig:
     compile: str | bool = "auto"  # regional torch.compile of the decoder layers and the loss chunks
     fused_lora: str | bool = "auto"  # local_backend/lora_fused.py where it applies (dropout 0, no quantization)
     gradient_checkpointing: bool = False
+    fsdp: bool = False  # with several GPUs: shard the base model across them (FSDP2), for models too big for one
     loss_chunk_size: int = 4096  # supervised tokens per chunk of the lm_head + cross-entropy
     dtype: str = "auto"  # "auto" (bf16 autocast on GPU, fp32 on CPU) | "bf16" | "fp32"
 
@@ -155,6 +156,7 @@ class TrainConfig:
         need(not unknown, "report_to", f"unknown reporter(s) {unknown}; known: {', '.join(REPORTERS)}")
         need(self.compile in (True, False, "auto"), "compile", "true, false or auto")
         need(self.fused_lora in (True, False, "auto"), "fused_lora", "true, false or auto")
+        need(not (self.fsdp and self.quantize != "none"), "fsdp", "does not combine with quantize (QLoRA): pick one")
 
     def training_identity(self) -> dict[str, Any]:
         """The settings that shape the weights a run produces: a checkpoint resumes only under the same ones

@@ -1,17 +1,21 @@
 """Data parallelism for `torchrun --nproc-per-node N -m local_backend.train` (or `accelerate launch`).
 
-Each rank holds the whole (frozen) base model and trains on its share of every optimizer step's
-micro-batches. After the step's backward passes, the LoRA gradients (small: tens of MB) are summed across
-ranks in one all-reduce. Every rank divides its loss by the step's *global* supervised-token count, so
-the sum is the exact gradient of the global token-mean loss, even when ranks got unequal token counts
-or none at all (no DDP bookkeeping to hang on). FSDP is not used: LoRA's trainable state is tiny and the
-base model is replicated; models that don't fit one GPU need QLoRA.
+Each rank trains on its share of every optimizer step's micro-batches and divides its loss by the step's
+*global* supervised-token count, so the summed gradients are the exact gradient of the global token-mean
+loss, whatever each rank's token count. Two ways to hold the model:
+- replicated (default): each rank holds the whole frozen base model; after the step's backward passes the
+  LoRA gradients (tens of MB) are summed in one all-reduce. A rank with no micro-batch left simply waits.
+- sharded (`fsdp: true`): PyTorch's FSDP2 (`fully_shard`) splits every decoder layer's weights across the
+  ranks and gathers a layer only while it runs, so a model that does not fit one GPU trains on several.
+  Its collectives need every rank to run the same number of forward and backward passes: a rank short of
+  micro-batches runs a filler batch with zero weight (the trainer's job).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -38,6 +42,10 @@ class Distributed:
     @property
     def main(self) -> bool:
         return self.rank == 0
+
+    def sharding(self, fsdp: bool) -> bool:
+        """Whether the model is sharded: `fsdp` asked for, and more than one process to shard across."""
+        return fsdp and self.world > 1
 
     def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
         if self.world > 1:
@@ -69,3 +77,32 @@ class Distributed:
     def close(self) -> None:
         if self.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def shard(root: torch.nn.Module, layers: list[torch.nn.Module], compute_dtype: torch.dtype | None) -> None:
+    """FSDP2 over `layers` (each gathered only while it runs) and `root` (the rest: embeddings, norm, output
+    layer; it calls every layer). Weights move to this rank's device as they are sharded. Gradients are
+    reduced in float32 and averaged over the ranks, which the trainer's loss scale undoes."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    policy = MixedPrecisionPolicy(param_dtype=compute_dtype, reduce_dtype=torch.float32)
+    for layer in layers:
+        fully_shard(layer, mp_policy=policy)
+    fully_shard(root, mp_policy=policy)
+
+
+def whole(tensor: torch.Tensor) -> torch.Tensor:
+    """A sharded (DTensor) value gathered whole on every rank; a plain tensor as it is."""
+    from torch.distributed.tensor import DTensor
+
+    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
+
+
+def like(value: torch.Tensor, param: torch.Tensor) -> Any:
+    """`value` (whole, on every rank) laid out as `param` is: this rank's shard of it when `param` is sharded."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    if isinstance(param, DTensor):
+        value = value.to(param.device, param.dtype)
+        return distribute_tensor(value, param.device_mesh, param.placements, src_data_rank=None)  # no sends
+    return value

@@ -7,6 +7,7 @@ run the very same loop on examples and models they built in memory.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -22,7 +23,7 @@ import torch
 from local_backend import checkpoint
 from local_backend.config import ConfigError, TrainConfig
 from local_backend.data import Example, collate, plan_batches
-from local_backend.distributed import Distributed
+from local_backend.distributed import Distributed, shard, whole
 from local_backend.late import LateRead, Mark
 from local_backend.lora_fused import fuse_lora_layers
 from local_backend.loss import chunk_loss_and_grad, linear_cross_entropy
@@ -151,7 +152,6 @@ class Trainer:
 
     def __post_init__(self) -> None:
         self.loss_fn = TokenLoss(self.peft_model, self.cfg.loss_chunk_size)
-        self.params = [p for p in self.peft_model.parameters() if p.requires_grad]
         self.steps = plan_steps([len(e) for e in self.train_examples], self.cfg, self.dist.world)
         self.fingerprint = run_fingerprint(self.cfg, self.train_examples, self.steps)
         self.compiled = self.cfg.compile is True or (self.cfg.compile == "auto" and self.device.type == "cuda")
@@ -165,6 +165,10 @@ class Trainer:
             for layer in decoder_layers(self.loss_fn.backbone):
                 layer.compile()
             self.loss_fn.chunk_fn = torch.compile(chunk_loss_and_grad, dynamic=True)
+        self.sharded = self.dist.sharding(self.cfg.fsdp)
+        if self.sharded:
+            shard(self.loss_fn, decoder_layers(self.loss_fn.backbone), self.precision.autocast)
+        self.params = [p for p in self.peft_model.parameters() if p.requires_grad]  # sharding replaced them
 
     @property
     def pad_id(self) -> int:
@@ -188,6 +192,11 @@ class Trainer:
             for k, v in batch.items()
         }
 
+    @functools.cached_property
+    def _filler(self) -> dict[str, Any]:
+        """A batch run with zero weight by a sharded rank short of micro-batches: FSDP's gathers need every rank."""
+        return self._batch([0], self.train_examples)
+
     def _step_batches(self, step: int) -> list[dict[str, Any]]:
         """This rank's micro-batches of one optimizer step, on the device."""
         accumulation, rank = self.cfg.grad_accumulation, self.dist.rank
@@ -210,11 +219,15 @@ class Trainer:
             lengths, batch_size=self.cfg.batch_size, tokens_per_batch=self.cfg.tokens_per_batch, seed=None
         )
         total = torch.zeros(2, dtype=torch.float64, device=self.device)
-        for indices in batches[self.dist.rank :: self.dist.world]:
-            batch = self._batch(indices, self.val_examples)
+        mine = batches[self.dist.rank :: self.dist.world]
+        passes = math.ceil(len(batches) / self.dist.world) if self.sharded else len(mine)
+        for i in range(passes):
+            batch = self._batch(mine[i], self.val_examples) if i < len(mine) else self._filler
             with self._autocast():
-                total[0] += self.loss_fn(batch).double()
-            total[1] += len(batch["targets"])
+                loss_sum = self.loss_fn(batch).double()
+            if i < len(mine):
+                total[0] += loss_sum
+                total[1] += len(batch["targets"])
         self.peft_model.train()
         self.dist.sum_(total)
         return float(total[0] / total[1].clamp(min=1))
@@ -279,10 +292,13 @@ class Trainer:
     def _save(
         self, step: int, optimizer: Any, scheduler: Any, initial_val: float | None, metrics: dict[str, float]
     ) -> None:
+        adapter = checkpoint.trainable_state(self.peft_model)  # every rank: sharded state is gathered
+        optimizer_state = checkpoint.optimizer_state(self.peft_model, optimizer)
         if self.dist.main:
             path = checkpoint.save(
-                self.run, step=step, peft_model=self.peft_model, tokenizer=self.tokenizer, optimizer=optimizer,
-                scheduler=scheduler, history=self.history, metrics=metrics, keep=self.cfg.save_total_limit,
+                self.run, step=step, peft_model=self.peft_model, adapter=adapter, tokenizer=self.tokenizer,
+                optimizer=optimizer_state, scheduler=scheduler, history=self.history, metrics=metrics,
+                keep=self.cfg.save_total_limit,
                 extra={"fingerprint": self.fingerprint, "initial_val_loss": initial_val},
             )  # fmt: skip
             self._event(f"checkpoint {path.name}", kind="checkpoint", step=step, path=str(path))
@@ -352,18 +368,28 @@ class Trainer:
     def _optimizer_step(
         self, step: int, batches: list[dict[str, Any]], window: dict[str, Any], optimizer: Any, scheduler: Any
     ) -> torch.Tensor:
-        """Forward and backward over this rank's micro-batches, then one update; returns the gradient norm."""
+        """Forward and backward over this rank's micro-batches, then one update; returns the gradient norm.
+        Sharded, every rank runs `grad_accumulation` passes (fillers with zero weight where it has fewer batches),
+        gradients are reduce-scattered after the last one, and FSDP's average over the ranks is scaled back to a sum."""
         micro = self.steps[step][1]
         step_sup = sum(self.train_examples[i].supervised for mb in micro for i in mb)  # global, known up front
-        for batch in batches:
+        passes = batches + [self._filler] * (self.cfg.grad_accumulation - len(batches)) if self.sharded else batches
+        weight = (self.dist.world if self.sharded else 1) / step_sup
+        for i, batch in enumerate(passes):
+            if self.sharded:
+                self.loss_fn.set_requires_gradient_sync(i == len(passes) - 1)  # type: ignore[operator]
             with self._autocast():
                 loss_sum = self.loss_fn(batch)
-            (loss_sum / step_sup).backward()
+            if i >= len(batches):
+                (loss_sum * 0.0).backward()
+                continue
+            (loss_sum * weight).backward()
             window["sums"][0] += loss_sum.detach()
             window["sums"][1] += batch["num_tokens"]
         window["sup"] += step_sup
-        self.dist.sum_grads(self.params)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm or float("inf"))
+        if not self.sharded:
+            self.dist.sum_grads(self.params)
+        grad_norm = whole(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm or float("inf")))
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)

@@ -47,7 +47,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
 def _train(config: TrainConfig, stop: Any) -> dict[str, Any]:
     import torch
 
-    from local_backend import data, model
+    from local_backend import checkpoint, data, model
     from local_backend.distributed import Distributed
     from local_backend.loop import Trainer
     from local_backend.reporting import Reporters
@@ -90,14 +90,17 @@ def _train(config: TrainConfig, stop: Any) -> dict[str, Any]:
         print("rendered sample (supervised text between ⟦ ⟧):\n" + sample, flush=True)
 
     attn = model.pick_attention(config, device)
-    peft_model = model.apply_lora(model.load_base_model(config, device, precision, attn), config)
+    sharded = dist.sharding(config.fsdp)  # then each rank reads the model on the CPU and keeps its shard on the GPU
+    base = model.load_base_model(config, torch.device("cpu") if sharded else device, precision, attn)
+    peft_model = model.apply_lora(base, config)
     trainable, total = peft_model.get_nb_trainable_parameters()
     reporters = None
     if dist.main:
         weights = str(precision.param_dtype).removeprefix("torch.")
+        layout = f", sharded over {dist.world} processes (FSDP)" if sharded else ""
         run.add_event(
             f"model {config.model}: {total / 1e6:.1f}M parameters, {trainable / 1e6:.2f}M trainable "
-            f"(LoRA r{config.lora_rank}); device {device}, weights {weights}, attention {attn}",
+            f"(LoRA r{config.lora_rank}); device {device}, weights {weights}, attention {attn}{layout}",
             kind="status",
             attention=attn,
             device=str(device),
@@ -118,8 +121,9 @@ def _train(config: TrainConfig, stop: Any) -> dict[str, Any]:
     summary: dict[str, Any] = {**outcome, "data": [r.__dict__ for r in reports], "warnings": warnings,
                                "attention": attn, "device": str(device), "compiled": trainer.compiled,
                                "fused_lora_layers": trainer.fused_lora_layers}  # fmt: skip
+    adapter = checkpoint.trainable_state(peft_model) if outcome["status"] == SUCCEEDED else {}  # every rank
     if outcome["status"] == SUCCEEDED and dist.main:
-        peft_model.save_pretrained(run.adapter)
+        peft_model.save_pretrained(run.adapter, state_dict=adapter)
         tokenizer.save_pretrained(run.adapter)
         summary["adapter"] = str(run.adapter.resolve())
         run.add_event(f"adapter saved to {run.adapter}", kind="artifact", path=summary["adapter"])

@@ -212,9 +212,20 @@ def test_a_checkpoint_from_before_the_data_check_still_resumes(llama_model: Path
     state = torch.load(saved / "trainer_state.pt", weights_only=False)
     plan = plan_steps([len(e) for e in examples], cfg, world=1)
     state["fingerprint"] = hashlib.sha256(json.dumps(plan).encode()).hexdigest()[:16]
+    # and kept the optimizer state by position, as `optimizer.state_dict()` does
+    names = state["optimizer"]["param_groups"][0]["params"]
+    state["optimizer"] = {
+        "state": {names.index(k): v for k, v in state["optimizer"]["state"].items()},
+        "param_groups": [
+            {**g, "params": [names.index(n) for n in g["params"]]} for g in state["optimizer"]["param_groups"]
+        ],
+    }
     torch.save(state, saved / "trainer_state.pt")
-    assert train(cfg)["status"] == "succeeded"
+    resumed = train(cfg)
+    assert resumed["status"] == "succeeded"
     assert any("earlier version" in e["message"] for e in run.read_events())
+    straight = train(config(llama_model, chat_data, tmp_path / "straight", max_steps=4))
+    assert losses(resumed) == pytest.approx(losses(straight), rel=1e-6)
 
 
 def test_resume_after_kill_continues_identically(llama_model: Path, chat_data, tmp_path: Path) -> None:
@@ -261,6 +272,8 @@ def test_bad_settings_fail_before_loading(llama_model: Path, chat_data, tmp_path
         config(llama_model, chat_data, tmp_path / "r", report_to=["neptune"])
     with pytest.raises(ConfigError, match="varlen needs packing = true"):
         config(llama_model, chat_data, tmp_path / "r", attention="varlen", packing=False)
+    with pytest.raises(ConfigError, match="fsdp = True: does not combine with quantize"):
+        config(llama_model, chat_data, tmp_path / "r", fsdp=True, quantize="4bit")
     with pytest.raises(ConfigError, match=r"unknown key\(s\): epoch \(did you mean epochs\?\)"):
         TrainConfig.from_dict({"model": "m", "train_file": "t", "output_dir": "o", "epoch": 3})
     # values as a JSON config could carry them: each named with what it must be
@@ -288,11 +301,17 @@ def test_config_round_trips_through_json(llama_model: Path, chat_data, tmp_path:
     assert TrainConfig.from_dict(cfg.to_dict()).alpha == 16
 
 
-def test_two_processes_train_like_one_with_gradient_accumulation(llama_model: Path, chat_data, tmp_path: Path) -> None:
+@pytest.mark.parametrize("fsdp", [False, True], ids=["replicated", "fsdp"])
+def test_two_processes_train_like_one_with_gradient_accumulation(
+    llama_model: Path, chat_data, tmp_path: Path, fsdp: bool
+) -> None:
     """torchrun with 2 CPU processes (gloo): each takes half of every step's micro-batches; the summed
-    gradients equal one process accumulating both."""
-    settings = {"max_steps": 3, "batch_size": 3, "lora_dropout": 0.0}
-    single = train(config(llama_model, chat_data, tmp_path / "one", grad_accumulation=2, **settings))
+    gradients equal one process accumulating both. 10 micro-batches in steps of 4: in the last step one rank
+    has none, and validation's 3 batches split 2 and 1 (with FSDP that rank runs zero-weight fillers)."""
+    settings = {"batch_size": 5, "lora_dropout": 0.0}
+    single = train(config(llama_model, chat_data, tmp_path / "one", grad_accumulation=4, **settings))
+    assert single["step"] == 3
+    settings |= {"grad_accumulation": 2, "fsdp": fsdp, "fused_lora": fsdp}  # on GPUs FSDP meets the fused layers
     config(llama_model, chat_data, tmp_path / "two", **settings).save(tmp_path / "two.json")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
                "-m", "local_backend.train", "--config", str(tmp_path / "two.json")]  # fmt: skip
@@ -301,11 +320,14 @@ def test_two_processes_train_like_one_with_gradient_accumulation(llama_model: Pa
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     double = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert losses(double) == pytest.approx(losses(single), rel=1e-5)
+    grad_norms = [[h["grad_norm"] for h in s["history"]] for s in (double, single)]
+    assert grad_norms[0] == pytest.approx(grad_norms[1], rel=1e-4)  # Adam alone would hide a gradient scaled wrong
     assert double["val_loss"] == pytest.approx(single["val_loss"], rel=1e-5)
     assert_same_weights(Path(double["adapter"]), Path(single["adapter"]), atol=1e-4)
+    assert ("sharded over 2 processes" in done.stdout + json.dumps(RunFiles(tmp_path / "two").read_events())) == fsdp
 
     # A pause: the ranks agree through a vote read a step late, so both stop after step 2 (one process: after 1);
-    # resuming goes on exactly.
+    # resuming (from a checkpoint saved whole, then sharded again) goes on exactly.
     paused = RunFiles(tmp_path / "paused")
     paused.root.mkdir()
     paused.control.write_text(json.dumps({"request": "pause"}))
@@ -318,6 +340,7 @@ def test_two_processes_train_like_one_with_gradient_accumulation(llama_model: Pa
         assert summary["status"] == expected and summary["step"] == (2 if expected == "paused" else 3)
         paused.control.unlink(missing_ok=True)
     assert losses(summary) == pytest.approx(losses(single), rel=1e-5)
+    assert_same_weights(Path(summary["adapter"]), Path(single["adapter"]), atol=1e-4)
 
 
 def test_the_adapter_carries_the_template_it_was_trained_with(llama_model: Path, chat_data, tmp_path: Path) -> None:
