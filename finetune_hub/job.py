@@ -146,6 +146,11 @@ class FineTuneJob(ABC):
     def result(self) -> JobResult:
         """Model id or artifact, trained tokens or billable time, and metrics of a finished job."""
 
+    def spent(self) -> JobResult | None:
+        """What a job that failed or was cancelled was still billed for (billable time, trained tokens), where
+        the platform reports it; None where it does not (the default)."""
+        return None
+
     # -- optional, declared through `capabilities` ----------------------------------------------------
 
     def pause(self) -> JobState:
@@ -364,6 +369,9 @@ class FineTuneJob(ABC):
         if state.status is JobStatus.SUCCEEDED and self.record.result is None:
             result = self.retrying(self.result)
             fields.update(result=result, model=result.model, actual_usd=self.actual_cost(result))
+        elif state.status in (JobStatus.FAILED, JobStatus.CANCELLED) and self.record.actual_usd is None:
+            spent = self.retrying(self.spent)
+            fields["actual_usd"] = self.actual_cost(spent) if spent is not None else None
         self.store.update(self.record.id, **fields)
         self.record = self.store.get(self.record.id)
         return state

@@ -319,6 +319,13 @@ class SageMakerJob(FineTuneJob):
             raise self.no_result_yet(str(described.get("TrainingJobStatus")))
         return status.result(described, self.settings.mode)
 
+    def spent(self) -> JobResult | None:
+        """A failed or stopped training job is billed for the time it ran."""
+        described = self._describe()
+        if described.get("TrainingJobStatus") not in ("Failed", "Stopped"):
+            return None
+        return status.billed(described)
+
     def logs(self, follow: bool = False) -> Iterator[str]:
         """The job's CloudWatch log lines (every instance's stream), polling until the job ends with follow."""
         logs, name, tokens = self.clients.logs, self.remote_id, dict[str, str]()

@@ -79,6 +79,14 @@ def events(job: Mapping[str, Any]) -> list[JobEvent]:
     return sorted(found, key=lambda e: e.time)
 
 
+def billed(job: Mapping[str, Any]) -> JobResult | None:
+    """What the job is billed for: BillableTimeInSeconds (per instance), or tokens on serverless jobs."""
+    seconds, tokens = job.get("BillableTimeInSeconds"), job.get("BillableTokenCount")
+    if seconds is None and tokens is None:
+        return None
+    return JobResult(trained_tokens=tokens, billable_seconds=float(seconds) if seconds is not None else None)
+
+
 def result(job: Mapping[str, Any], mode: str) -> JobResult:
     artifact = job.get("ModelArtifacts", {}).get("S3ModelArtifacts")
     package = job.get("OutputModelPackageArn")

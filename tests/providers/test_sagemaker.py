@@ -244,6 +244,19 @@ def test_success_reports_metrics_billable_time_and_spot_savings(
     assert statuses[-1] is JobStatus.SUCCEEDED
 
 
+@pytest.mark.parametrize(("to", "expected"), [("failed", JobStatus.FAILED), ("stopped", JobStatus.CANCELLED)])
+def test_a_failed_or_stopped_job_still_records_the_time_it_was_billed_for(
+    emulator: SageMakerEmulator, tmp_path: Path, store: JobStore, aws: AwsClients, to: str, expected: JobStatus
+) -> None:
+    job = submitted(make_spec(tmp_path, instance_type="ml.g5.12xlarge", instance_count=2), store, aws)
+    emulator.advance(job.remote_id, "running")
+    emulator.advance(job.remote_id, to)
+    assert job.sync().status is expected
+    billed = emulator.direct("sagemaker").describe_training_job(TrainingJobName=job.remote_id)
+    seconds = emulator.jobs[job.remote_id].overlay(billed)["BillableTimeInSeconds"]
+    assert job.record is not None and job.record.actual_usd == pytest.approx(seconds / 3600 * 2 * 7.09)
+
+
 def test_events_are_the_secondary_status_transitions(
     emulator: SageMakerEmulator, tmp_path: Path, store: JobStore, aws: AwsClients
 ) -> None:
