@@ -8,7 +8,7 @@ from typing import Any
 
 from finetune_hub import registry
 from finetune_hub.errors import ConfigError, FthError
-from finetune_hub.job import FineTuneJob, JobState
+from finetune_hub.job import FineTuneJob, JobState, training_stats
 from finetune_hub.records import CostEstimate, JobStatus, Problem
 from finetune_hub.spec import FineTuneSpec
 from finetune_hub.store import JobStore
@@ -58,6 +58,8 @@ def plan(spec: FineTuneSpec, provider: str, *, job: FineTuneJob | None = None) -
     estimate = None
     if stats is not None and all(p.severity != "error" for p in problems):
         try:
+            if spec.data.validation_split is not None:  # the job trains on the rest
+                stats = training_stats(spec, job.base_model())
             estimate = job.estimate(stats)
         except FthError as exc:
             problems.append(Problem("warning", f"no cost estimate: {exc.message}", exc.hint))

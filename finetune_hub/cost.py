@@ -144,12 +144,13 @@ def model_parameters(model: str, catalog: Catalog) -> tuple[float, str]:
     folder = Path(model).expanduser()
     if folder.is_dir() and (counted := _safetensors_parameters(folder)):
         return counted, f"{model}: {counted / 1e9:.3f}B parameters (safetensors headers)"
-    for part in reversed(re.split(r"[-_/@:]", model)):
-        if match := _SIZE.match(part):
-            experts = int(match.group(1) or 1)
-            scale = 1e9 if match.group(3).lower() == "b" else 1e6
-            size = experts * float(match.group(2)) * scale
-            return size, f"{model}: {size / 1e9:.2f}B parameters (from the model id)"
+    sizes = [m for part in reversed(re.split(r"[-_/@:]", model)) if (m := _SIZE.match(part))]
+    # A size in billions wins: "Qwen2.5-7B-Instruct-1M" is 7B parameters with a 1M-token context.
+    for match in sorted(sizes, key=lambda m: m.group(3).lower() != "b"):
+        experts = int(match.group(1) or 1)
+        scale = 1e9 if match.group(3).lower() == "b" else 1e6
+        size = experts * float(match.group(2)) * scale
+        return size, f"{model}: {size / 1e9:.2f}B parameters (from the model id)"
     raise ConfigError(
         f"cannot tell the size of '{model}' to predict its runtime",
         hint="add `models: [{model: '" + model + "', parameters: 7000000000}]` to $FTH_HOME/catalog.yaml",
@@ -258,7 +259,7 @@ def estimate_many(
     today: dt.date | None = None,
 ) -> list[PlatformEstimate]:
     """An estimate (or the reason there is none) per platform, cheapest first; failures last."""
-    from finetune_hub import data
+    from finetune_hub.job import training_stats
 
     catalog = catalog or Catalog.load()
     today = today or pricing_today()
@@ -269,7 +270,7 @@ def estimate_many(
         try:
             model = spec.base_model_for(provider)
             if model not in counted:
-                counted[model] = data.stats(spec.data.train, model=model, fmt=spec.data.format)
+                counted[model] = training_stats(spec, model)
             if provider in catalog.providers():
                 found = estimate(provider, spec, counted[model], catalog=catalog)
             else:  # a third-party adapter prices itself (importing it may need its SDK)

@@ -49,6 +49,33 @@ class JobState:
     detail: str | None = None  # e.g. a secondary status
 
 
+def spec_data_files(spec: FineTuneSpec) -> dict[str, Path]:
+    """Role ("train", "validation") → the spec's files; with `data.validation_split`, a seeded split of the
+    training file (made once, cached under FTH_HOME, in chat JSONL) stands in for both."""
+    data = spec.data
+    if data.validation_split is None:
+        return {role: path for role, path in (("train", data.train), ("validation", data.validation)) if path}
+    from finetune_hub.data import split_validation
+    from finetune_hub.store import fth_home
+
+    train, valid = split_validation(
+        data.train, data.validation_split, seed=spec.seed or 0, out_dir=fth_home() / "splits", fmt=data.format
+    )
+    return {"train": train, "validation": valid}
+
+
+def spec_data_format(spec: FineTuneSpec) -> str:
+    """The record format of the files `spec_data_files` returns: the spec's, or chat JSONL for a split."""
+    return "auto" if spec.data.validation_split is not None else spec.data.format
+
+
+def training_stats(spec: FineTuneSpec, model: str | None) -> DatasetStats:
+    """Counts of what the job trains on, for its estimate: the training share when the spec splits its file."""
+    from finetune_hub import data
+
+    return data.stats(spec_data_files(spec)["train"], model=model, fmt=spec_data_format(spec))
+
+
 @dataclass(frozen=True)
 class PreparedData:
     """The spec's data, converted for the platform and uploaded: role ("train", "validation") → remote ref."""
@@ -247,18 +274,8 @@ class FineTuneJob(ABC):
         return self.spec.base_model_for(self.provider)
 
     def data_files(self) -> dict[str, Path]:
-        """Role ("train", "validation") → the spec's files; with `data.validation_split`, a seeded split of
-        the training file (made once, cached under FTH_HOME) stands in for both."""
-        spec = self.spec.data
-        if spec.validation_split is None:
-            return {role: path for role, path in (("train", spec.train), ("validation", spec.validation)) if path}
-        from finetune_hub.data import split_validation
-        from finetune_hub.store import fth_home
-
-        train, valid = split_validation(
-            spec.train, spec.validation_split, seed=self.spec.seed or 0, out_dir=fth_home() / "splits", fmt=spec.format
-        )
-        return {"train": train, "validation": valid}
+        """Role ("train", "validation") → the files the job trains and validates on (see `spec_data_files`)."""
+        return spec_data_files(self.spec)
 
     def converted_data(self, out_dir: Path, *, model: str | None = None) -> tuple[dict[str, Path], list[str]]:
         """Every data file converted for this platform (role → out_dir/role/<name>.jsonl) and what changed,
@@ -278,9 +295,8 @@ class FineTuneJob(ABC):
 
     @property
     def data_format(self) -> str:
-        """The record format of the files `data_files()` returns: the spec's, or auto-detected chat JSONL
-        once a validation split was made from it."""
-        return "auto" if self.spec.data.validation_split is not None else self.spec.data.format
+        """The record format of the files `data_files()` returns."""
+        return spec_data_format(self.spec)
 
     def lifecycle_problems(self) -> list[Problem]:
         """Warnings before a platform's or base model's cutoff, errors after it (from the catalog's dated rows)."""

@@ -7,6 +7,7 @@ per-platform defaults (what the price is keyed by, start-up overhead). `cost.py`
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from importlib import resources
@@ -122,6 +123,16 @@ def _matches(pattern: str, model: str) -> int:
     return len(pattern) + 1 if model == pattern else -1
 
 
+def _numbers(row: Any) -> Any:
+    """`row` after checking that its numeric fields hold numbers (a YAML `usd: $3.00` is text)."""
+    for f in dataclasses.fields(row):
+        value = getattr(row, f.name)
+        if f.type in ("float", "int") and (isinstance(value, bool) or not isinstance(value, int | float)):
+            named = ", ".join(str(getattr(row, k.name)) for k in dataclasses.fields(row)[:2])
+            raise ValueError(f"{f.name} = {value!r} is not a number (row {named})")
+    return row
+
+
 def _load_yaml(text: str) -> Any:
     """Safe YAML through libyaml where available: the catalog is read on every estimate."""
     return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
@@ -160,21 +171,21 @@ class Catalog:
         sources = ((user, "user"), (shipped, "shipped"))
         try:
             prices = [
-                PriceRow(**{**row, "as_of": str(row["as_of"])}, kind=kind, origin=origin)
+                _numbers(PriceRow(**{**row, "as_of": str(row["as_of"])}, kind=kind, origin=origin))
                 for data, origin in sources
                 for kind in ("training", "hosting")
                 for row in data.get(kind) or []
             ]
             lifecycle = [LifecycleRow(**row) for data, _ in sources for row in data.get("lifecycle") or []]
-            gpus = [GpuRow(**row) for data, _ in sources for row in data.get("gpus") or []]
-            instances = [InstanceRow(**row) for data, _ in sources for row in data.get("instances") or []]
+            gpus = [_numbers(GpuRow(**row)) for data, _ in sources for row in data.get("gpus") or []]
+            instances = [_numbers(InstanceRow(**row)) for data, _ in sources for row in data.get("instances") or []]
             platforms = [
-                PlatformRow(provider=name, **row)
+                _numbers(PlatformRow(provider=name, **row))
                 for data, _ in sources
                 for name, row in (data.get("platforms") or {}).items()
             ]
-            models = [ModelRow(**row) for data, _ in sources for row in data.get("models") or []]
-        except (TypeError, KeyError) as exc:
+            models = [_numbers(ModelRow(**row)) for data, _ in sources for row in data.get("models") or []]
+        except (TypeError, KeyError, ValueError) as exc:
             raise ConfigError(
                 f"catalog row has a wrong or missing key: {exc}",
                 hint=f"compare {override} with the shipped catalog (docs/cost.md)",
@@ -182,14 +193,15 @@ class Catalog:
         return cls(prices, lifecycle, gpus, instances, platforms, models, override if user else None)
 
     def price(self, provider: str, model: str, kind: str = "training") -> PriceRow | None:
-        """The most specific row for `model` (user rows win ties, since they come first)."""
-        best: tuple[int, PriceRow] | None = None
+        """The user's most specific row for `model`, else the shipped catalog's (a user's `gpt-4o*` wins over
+        a shipped `gpt-4o-mini*`: it is what the user says they pay)."""
+        best: tuple[bool, int, PriceRow] | None = None
         for row in self.prices:
             if row.provider == provider and row.kind == kind:
-                score = _matches(row.model, model)
-                if score >= 0 and (best is None or score > best[0]):
-                    best = (score, row)
-        return best[1] if best else None
+                score = (row.origin == "user", _matches(row.model, model))
+                if score[1] >= 0 and (best is None or score > best[:2]):
+                    best = (*score, row)
+        return best[2] if best else None
 
     def events(self, provider: str, model: str) -> list[LifecycleRow]:
         return sorted(

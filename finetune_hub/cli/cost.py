@@ -64,10 +64,14 @@ def register(sub: Any) -> None:
 
 def cmd_prices(args: argparse.Namespace) -> int:
 
+    from finetune_hub.errors import ConfigError
     from finetune_hub.pricing import STALE_AFTER_DAYS, Catalog
     from finetune_hub.pricing import today as pricing_today
 
     catalog = Catalog.load()
+    known = {r.provider for r in catalog.prices} | {r.provider for r in catalog.lifecycle}
+    if args.provider and args.provider not in known:
+        raise ConfigError(f"the catalog has no rows for '{args.provider}'", hint="known: " + ", ".join(sorted(known)))
     today = pricing_today()
     stale_days = args.stale_days if args.stale_days is not None else STALE_AFTER_DAYS
     prices = [r for r in catalog.prices if not args.provider or r.provider == args.provider]

@@ -35,6 +35,8 @@ def test_user_rows_override_shipped_ones(fth_home: Path) -> None:
         "training:\n"
         "  - {provider: openai, model: gpt-4o-mini-2024-07-18, usd: 1.25, unit: 1M tokens, as_of: 2026-11-01,\n"
         "     source: my contract, verified: true}\n"
+        "  - {provider: vertex, model: gemini*, usd: 9, unit: 1M tokens, as_of: 2026-11-01, source: mine,\n"
+        "     verified: true}\n"
         "gpus:\n"
         "  - {gpu: H100, peak_tflops: 989, mfu: 0.4, source: my benchmark, verified: true}\n"
     )
@@ -42,13 +44,26 @@ def test_user_rows_override_shipped_ones(fth_home: Path) -> None:
     row = catalog.price("openai", "gpt-4o-mini-2024-07-18")
     assert row is not None and (row.usd, row.origin) == (1.25, "user")
     assert catalog.price("openai", "gpt-4o-mini-2024-07-18-other").origin == "shipped"  # type: ignore[union-attr]
+    # a user's prefix row wins over a longer shipped one: it is what they say they pay
+    assert any(
+        r.origin == "shipped" and r.model.startswith("gemini-") for r in catalog.prices if r.provider == "vertex"
+    )
+    assert catalog.price("vertex", "gemini-2.0-flash-001").usd == 9  # type: ignore[union-attr]
     assert catalog.gpu("h100").mfu == 0.4  # type: ignore[union-attr]
     assert catalog.user_file == fth_home / "catalog.yaml"
 
 
 @pytest.mark.parametrize(
     "text, needle",
-    [("training: [\n", "not valid YAML"), ("training:\n  - {provider: x, usd: 1}\n", "wrong or missing key")],
+    [
+        ("training: [\n", "not valid YAML"),
+        ("training:\n  - {provider: x, usd: 1}\n", "wrong or missing key"),
+        (
+            "training:\n  - {provider: x, model: m, usd: $3.00, unit: 1M tokens, as_of: 2026-01-01, source: s,\n"
+            "     verified: true}\n",
+            r"usd = '\$3.00' is not a number \(row x, m\)",
+        ),
+    ],
 )
 def test_a_broken_override_file_is_a_clear_error(fth_home: Path, text: str, needle: str) -> None:
     fth_home.mkdir(parents=True)
@@ -106,3 +121,8 @@ def test_prices_table_lists_every_row(capsys: pytest.CaptureFixture[str], monkey
     table = capsys.readouterr().out.split("lifecycle")[0]
     assert "…" not in table and max(len(line) for line in table.splitlines()) <= 80
     assert "gpt-4.1-2025-04-14" in table and "ml.p4d.24xlarge" in table
+
+
+def test_prices_for_a_platform_the_catalog_does_not_know_is_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["prices", "--provider", "nope"]) == 2
+    assert "no rows for 'nope'" in capsys.readouterr().err

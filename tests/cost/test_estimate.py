@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from finetune_hub import cost, data
+from finetune_hub import api, cost, data
 from finetune_hub.cli import main
 from finetune_hub.errors import ConfigError
 from finetune_hub.pricing import Catalog
@@ -109,6 +109,25 @@ def test_local_model_folders_are_sized_from_their_safetensors_headers(tmp_path: 
     assert cost.model_parameters("mistralai/Mixtral-8x7B-v0.1", Catalog.load())[0] == 56e9
     assert cost.model_parameters("HuggingFaceTB/SmolLM2-135M", Catalog.load())[0] == 135e6
     assert cost.model_parameters("gpt2", Catalog.load())[0] == 124439808
+    assert cost.model_parameters("Qwen/Qwen2.5-7B-Instruct-1M", Catalog.load())[0] == 7e9  # 1M is its context
+
+
+def test_a_validation_split_is_estimated_on_the_share_that_trains(spec_file: Path, fth_home: Path) -> None:
+    whole = FineTuneSpec.load(spec_file)
+    split = whole.model_copy(update={"data": whole.data.model_copy(update={"validation_split": 0.5})})
+    trained = {"openai": 0.0, "sagemaker": 0.0}
+    for provider in trained:
+        (one,) = cost.estimate_many(split, [provider])
+        assert one.estimate is not None
+        assert one.estimate.billed_tokens < cost.estimate_many(whole, [provider])[0].estimate.billed_tokens  # type: ignore[union-attr]
+        trained[provider] = one.estimate.billed_tokens or 0
+    planned = api.plan(split, "openai").estimate  # what `fth submit` checks the budget against
+    assert planned is not None and planned.billed_tokens == trained["openai"]
+    # exactly the 15 examples the job trains on
+    train = api.make_job("openai", split).data_files()["train"]
+    assert sum(1 for _ in train.open()) == 15
+    alone = whole.model_copy(update={"data": whole.data.model_copy(update={"train": train, "format": "auto"})})
+    assert trained["openai"] == cost.estimate_many(alone, ["openai"])[0].estimate.billed_tokens  # type: ignore[union-attr]
 
 
 def test_actual_cost_comes_from_what_the_platform_reported(spec_file: Path) -> None:
