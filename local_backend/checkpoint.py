@@ -100,8 +100,10 @@ def load(path: Path, *, peft_model: Any, optimizer: torch.optim.Optimizer, sched
 
     weights = load_file(str(path / "adapter_model.safetensors"))
     named = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
-    params = get_peft_model_state_dict(peft_model, state_dict=named)  # the file's names for the live parameters
-    if differ := sorted(params.keys() ^ weights.keys()):
+    # the file's names for the live parameters (no embedding-layer lookup, which may ask the Hub)
+    params = get_peft_model_state_dict(peft_model, state_dict=named, save_embedding_layers=False)
+    # Older checkpoints also hold frozen embedding weights (PEFT saved them when LoRA targets embed_tokens).
+    if differ := sorted((params.keys() ^ weights.keys()) - {k for k in weights if ".base_layer." in k}):
         raise RuntimeError(f"{path}: checkpoint does not match the model ({differ[:3]})")
     with torch.no_grad():
         for key, param in params.items():

@@ -65,6 +65,14 @@ class Distributed:
             p.grad = flat[offset : offset + n].view_as(g).to(g.dtype)
             offset += n
 
+    def gather(self, value: Any) -> list[Any]:
+        """`value` from every rank, in rank order, on every rank (picklable objects, e.g. RNG states)."""
+        if self.world <= 1:
+            return [value]
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, value)
+        return out
+
     def max_(self, tensor: torch.Tensor) -> torch.Tensor:
         if self.world > 1:
             dist.all_reduce(tensor, op=dist.ReduceOp.MAX)

@@ -228,6 +228,8 @@ class Trainer:
             if i < len(mine):
                 total[0] += loss_sum
                 total[1] += len(batch["targets"])
+        if self.sharded:  # FSDP keeps the root's weights whole after a forward without gradients: shard them again
+            self.loss_fn.reshard()  # type: ignore[operator]
         self.peft_model.train()
         self.dist.sum_(total)
         return float(total[0] / total[1].clamp(min=1))
@@ -276,7 +278,9 @@ class Trainer:
                     "optimizer, batching, seed, steps), so it cannot be continued here; use a new output_dir, or "
                     "the settings and data it was made with"
                 )
-            start, rng, self.history = state["step"], state["rng"], state["history"]
+            start, self.history = state["step"], state["history"]
+            ranks = state.get("rng_by_rank") or []  # (checkpoints before 2026-11-27 hold rank 0's alone)
+            rng = ranks[self.dist.rank] if len(ranks) == self.dist.world else state["rng"]
             initial_val = state.get("initial_val_loss")
             self._event(f"resumed from {latest.name} at step {start}/{total}", kind="status", step=start)
         elif self.val_examples:
@@ -294,12 +298,13 @@ class Trainer:
     ) -> None:
         adapter = checkpoint.trainable_state(self.peft_model)  # every rank: sharded state is gathered
         optimizer_state = checkpoint.optimizer_state(self.peft_model, optimizer)
+        rngs = self.dist.gather(checkpoint.rng_state())  # each rank draws its own dropout masks
         if self.dist.main:
             path = checkpoint.save(
                 self.run, step=step, peft_model=self.peft_model, adapter=adapter, tokenizer=self.tokenizer,
                 optimizer=optimizer_state, scheduler=scheduler, history=self.history, metrics=metrics,
                 keep=self.cfg.save_total_limit,
-                extra={"fingerprint": self.fingerprint, "initial_val_loss": initial_val},
+                extra={"fingerprint": self.fingerprint, "initial_val_loss": initial_val, "rng_by_rank": rngs},
             )  # fmt: skip
             self._event(f"checkpoint {path.name}", kind="checkpoint", step=step, path=str(path))
         self.dist.barrier()

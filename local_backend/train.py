@@ -91,8 +91,8 @@ def _train(config: TrainConfig, stop: Any) -> dict[str, Any]:
 
     attn = model.pick_attention(config, device)
     sharded = dist.sharding(config.fsdp)  # then each rank reads the model on the CPU and keeps its shard on the GPU
-    base = model.load_base_model(config, torch.device("cpu") if sharded else device, precision, attn)
-    peft_model = model.apply_lora(base, config)
+    host = torch.device("cpu") if sharded else device  # also where the merge runs: the whole model fits no GPU
+    peft_model = model.apply_lora(model.load_base_model(config, host, precision, attn), config)
     trainable, total = peft_model.get_nb_trainable_parameters()
     reporters = None
     if dist.main:
@@ -131,7 +131,7 @@ def _train(config: TrainConfig, stop: Any) -> dict[str, Any]:
             from local_backend.merge import merge_and_verify
 
             del trainer, peft_model
-            check = merge_and_verify(config, run.adapter, run.merged, probes=train_examples[:4], device=device,
+            check = merge_and_verify(config, run.adapter, run.merged, probes=train_examples[:4], device=host,
                                      dtype=precision.param_dtype, tokenizer=tokenizer)  # fmt: skip
             summary["merged"] = str(run.merged.resolve())
             summary["merge_check"] = check

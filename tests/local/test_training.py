@@ -221,6 +221,12 @@ def test_a_checkpoint_from_before_the_data_check_still_resumes(llama_model: Path
         ],
     }
     torch.save(state, saved / "trainer_state.pt")
+    # and PEFT's own save held frozen embedding weights when LoRA targeted embed_tokens
+    from safetensors.torch import save_file
+
+    weights = adapter_weights(saved)
+    save_file({**weights, "base_model.model.model.embed_tokens.base_layer.weight": torch.zeros(3, 2)},
+              str(saved / "adapter_model.safetensors"))  # fmt: skip
     resumed = train(cfg)
     assert resumed["status"] == "succeeded"
     assert any("earlier version" in e["message"] for e in run.read_events())
@@ -327,20 +333,27 @@ def test_two_processes_train_like_one_with_gradient_accumulation(
     assert ("sharded over 2 processes" in done.stdout + json.dumps(RunFiles(tmp_path / "two").read_events())) == fsdp
 
     # A pause: the ranks agree through a vote read a step late, so both stop after step 2 (one process: after 1);
-    # resuming (from a checkpoint saved whole, then sharded again) goes on exactly.
-    paused = RunFiles(tmp_path / "paused")
-    paused.root.mkdir()
-    paused.control.write_text(json.dumps({"request": "pause"}))
-    config(llama_model, chat_data, paused.root, **settings).save(tmp_path / "paused.json")
-    command[-1] = str(tmp_path / "paused.json")
-    for expected in ("paused", "succeeded"):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240, check=False)
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-        summary = json.loads((paused.root / "summary.json").read_text())
-        assert summary["status"] == expected and summary["step"] == (2 if expected == "paused" else 3)
-        paused.control.unlink(missing_ok=True)
-    assert losses(summary) == pytest.approx(losses(single), rel=1e-5)
-    assert_same_weights(Path(summary["adapter"]), Path(single["adapter"]), atol=1e-4)
+    # resuming (from a checkpoint saved whole, then sharded again) goes on exactly, each rank with its own dropout
+    # masks. LoRA on the output layer too, whose weights FSDP holds at the root, and a checkpoint right after the
+    # last validation.
+    linear = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"]
+    settings |= {"lora_dropout": 0.1, "save_steps": 2, "target_modules": linear}
+    runs = {}
+    for name in ("straight", "paused"):
+        run = RunFiles(tmp_path / name)
+        run.root.mkdir()
+        config(llama_model, chat_data, run.root, **settings).save(tmp_path / f"{name}.json")
+        command[-1] = str(tmp_path / f"{name}.json")
+        for expected in ("paused", "succeeded") if name == "paused" else ("succeeded",):
+            if expected == "paused":
+                run.control.write_text(json.dumps({"request": "pause"}))
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240, check=False)
+            assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+            runs[name] = json.loads((run.root / "summary.json").read_text())
+            assert runs[name]["status"] == expected and runs[name]["step"] == (2 if expected == "paused" else 3)
+            run.control.unlink(missing_ok=True)
+    assert losses(runs["paused"]) == pytest.approx(losses(runs["straight"]), rel=1e-6)
+    assert_same_weights(Path(runs["paused"]["adapter"]), Path(runs["straight"]["adapter"]))
 
 
 def test_the_adapter_carries_the_template_it_was_trained_with(llama_model: Path, chat_data, tmp_path: Path) -> None:
