@@ -103,7 +103,12 @@ def convert(
     source, out = Path(source), Path(out)
     if out.is_dir():
         raise DataError(f"{out} is a directory", hint="give a file name for the converted data, e.g. train.jsonl")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. a folder in the path is a file: out.jsonl/converted.jsonl
+        blocker = next((p for p in reversed(out.parents) if p.exists() and not p.is_dir()), None)
+        why = f"{blocker} is a file, not a folder" if blocker else (exc.strerror or str(exc))
+        raise DataError(f"cannot write {out}: {why}", hint="give an output path in a folder you can write") from None
     with tempfile.TemporaryDirectory(prefix=".fth-convert-", dir=out.parent) as tmp:
         file_report, result = analyze(
             source,

@@ -11,6 +11,20 @@ if TYPE_CHECKING:
     from finetune_hub.data.scan import Progress, ScanResult
 
 
+#: the rules that mean a record was not read, or its tokens not counted: stats refuses to count around them
+UNCOUNTABLE = frozenset(
+    {
+        "file.unreadable",
+        "encoding.invalid_utf8",
+        "encoding.utf16",
+        "encoding.lone_surrogate",
+        "json.invalid",
+        "format.column_missing",
+        "tokens.template_error",
+    }
+)
+
+
 @dataclass(frozen=True)
 class DatasetStats:
     examples: int
@@ -76,4 +90,11 @@ def stats(
     if report.detection is None or not report.detection.format:
         blocking = result.findings.sorted()
         raise DataError(str(blocking[0]) if blocking else f"{path}: unreadable", hint="run `fth validate` on it")
+    # counts that leave out what could not be read (or counted) would be wrong without a word: refuse, as validate
+    if unread := sum(n for rule, n in result.findings.counts.items() if rule in UNCOUNTABLE):
+        first = next(f for f in result.findings.sorted() if f.rule in UNCOUNTABLE)
+        raise DataError(
+            f"{unread:,} record(s) of {path} could not be read or counted; the first: {first}",
+            hint=f"fix them and run stats again; `fth validate {path}` lists them all",
+        )
     return DatasetStats.of(result, bytes=report.bytes, format=report.detection.format, model=model)

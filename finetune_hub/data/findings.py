@@ -34,6 +34,11 @@ RULES: MappingProxyType[str, Rule] = MappingProxyType(
         "file.too_large": _r(ERROR, "the file is over the platform's size limit", "split it or remove examples"),
         "encoding.invalid_utf8": _r(ERROR, "bytes that are not UTF-8", "re-save the file as UTF-8"),
         "encoding.utf16": _r(ERROR, "the file is UTF-16", "re-save the file as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)"),
+        "encoding.lone_surrogate": _r(
+            ERROR,
+            "a \\ud800-\\udfff escape without its pair: not Unicode text, and no UTF-8 file can hold it",
+            "write the whole character (or its full surrogate pair, e.g. \\ud83d\\ude00), or remove the escape",
+        ),
         "encoding.bom": _r(
             WARNING, "the file starts with a UTF-8 byte-order mark", "fth convert writes files without it"
         ),
@@ -121,6 +126,12 @@ RULES: MappingProxyType[str, Rule] = MappingProxyType(
         "train_validation_overlap": _r(
             ERROR, "a validation example also appears in the training file", "remove it from one of the two files"
         ),
+        "tokens.template_error": _r(
+            ERROR,
+            "the model's chat template cannot render this example (training it would fail the same way)",
+            "reshape the example as the template's message says (e.g. alternate user and assistant turns, or fold "
+            "the system text into the first user turn), or train a model whose template accepts it",
+        ),
         "too_many_tokens": _r(
             WARNING, "the example is over the model's token limit", "shorten it; the platform truncates it"
         ),
@@ -175,6 +186,16 @@ RULES: MappingProxyType[str, Rule] = MappingProxyType(
         ),
         "vertex.image_not_gcs": _r(
             ERROR, "an image that is not a gs:// URI", "upload images to Cloud Storage and use gs:// URIs"
+        ),
+        "vertex.file_not_image": _r(
+            ERROR,
+            "a fileData part that is not an image (OpenAI chat records, and so fth convert, carry only images)",
+            "remove the part (audio, video and documents cannot be converted), or give an image its image/* mimeType",
+        ),
+        "openai.image_url": _r(
+            ERROR,
+            "an image URL OpenAI cannot fetch (it reads http(s):// and data: URLs only, not gs:// or file paths)",
+            "host the image at an https:// URL, or embed it as data:image/png;base64,...",
         ),
         "azure.bom_missing": _r(
             INFO, "Azure requires a UTF-8 BOM, which this file lacks", "fth convert --to azure_openai adds it"

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
+import math
+import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from finetune_hub.data.findings import RecordError
 
 # format name → what a user would call it
 FORMATS: dict[str, str] = {
@@ -102,22 +106,76 @@ def parse_mapping(spec: str | dict[str, str] | None) -> dict[str, str]:
     return {k.strip(): v.strip() for k, v in pairs}
 
 
+#: fields that hold lists or objects in every format; a table cell gives them as JSON text
+_NESTED = ("messages", "conversations", "tools", "contents", "completions", "preferred_output", "non_preferred_output")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # a \ud800-\udfff escape (or text that looks like one)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise RecordError("json.invalid", f"{name} is not JSON (write null, a number or a string)")
+
+
+def _finite(text: str) -> float:
+    if math.isinf(value := float(text)):
+        raise RecordError("json.invalid", f"{text[:20]} is too large for a number (it would be read as infinity)")
+    return value
+
+
+def decoder() -> json.JSONDecoder:
+    """A JSON decoder for JSON only: Python's also reads NaN and ±Infinity, and 1e999 as infinity, which no other
+    JSON reader need accept (and json.dumps writes back as Infinity, which is not JSON): those raise RecordError."""
+    return json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite)
+
+
+def loads(text: str) -> Any:
+    """`json.loads` of JSON only (see `decoder`); a lone surrogate escape raises RecordError too."""
+    value = decoder().decode(text)
+    refuse_lone_surrogates(value, text)
+    return value
+
+
+def refuse_lone_surrogates(value: Any, text: str, start: int = 0, end: int = sys.maxsize) -> None:
+    """Raise `encoding.lone_surrogate` when a string of `value` holds a lone surrogate. `value` was read from
+    text[start:end], and is walked only when that holds a \\ud800-\\udfff escape (rare)."""
+    if not _SURROGATE_ESCAPE.search(text, start, end):
+        return
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        message = f"a string holds \\u{ord(exc.object[exc.start]):04x} without its pair"
+        raise RecordError("encoding.lone_surrogate", message) from None
+
+
+def _json_text(value: Any) -> Any:
+    """The list or object `value` holds as JSON text; None for anything else (plain text, or not JSON after all)."""
+    if isinstance(value, str) and value[:1] in ("[", "{"):
+        try:
+            return loads(value)
+        except (ValueError, RecordError):  # kept as text; the field's own checks then report it
+            return None
+    return None
+
+
+def _is_messages(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(m, dict) and "role" in m for m in value)
+
+
 def mapped(row: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
-    """A table row with its columns renamed to canonical field names; JSON-looking strings in list
-    fields (messages, conversations) are parsed, since CSV cannot hold nested values."""
+    """A table row with the mapped columns renamed to canonical field names and the other columns kept (the
+    importer names those it drops). CSV cannot hold nested values, so JSON text is parsed where a field holds
+    structured data: the list fields, a DPO pair's `input`, and a TRL pair's prompt/chosen/rejected when it is a
+    message list (they may also be plain text, which may itself look like JSON; so may alpaca's `input`)."""
     if mapping:
-        row = {field: row.get(column) for field, column in mapping.items()}
-    for key in (
-        "messages",
-        "conversations",
-        "tools",
-        "contents",
-        "completions",
-        "preferred_output",
-        "non_preferred_output",
-    ):
-        value = row.get(key)
-        if isinstance(value, str) and value[:1] in ("[", "{"):
-            with contextlib.suppress(json.JSONDecodeError):  # not JSON after all: keep the text
-                row[key] = json.loads(value)
+        renamed = {field: row.get(column) for field, column in mapping.items()}
+        row = {key: value for key, value in row.items() if key not in mapping.values()} | renamed
+    for key in _NESTED:
+        if (parsed := _json_text(row.get(key))) is not None:
+            row[key] = parsed
+    kind = classify(row)
+    if kind == "openai_dpo" and (parsed := _json_text(row.get("input"))) is not None:
+        row["input"] = parsed
+    elif kind == "trl_preference":
+        for key in ("prompt", "chosen", "rejected"):
+            if _is_messages(parsed := _json_text(row.get(key))):
+                row[key] = parsed
     return row

@@ -56,7 +56,31 @@ def record_checks(target: str, record: dict[str, Any], kind: str) -> list[Proble
         return vertex_preference.check(record) if kind == "preference" else _vertex(record)
     if target == "gradient" and (record.get("tools") or any(m.get("tool_calls") for m in _messages(record))):
         return [("platform.feature_dropped", "Gradient has no tool calling; tool turns are dropped")]
+    if target in ("openai", "azure_openai"):
+        return _openai_images(record, kind)
     return []
+
+
+def _openai_images(record: dict[str, Any], kind: str) -> list[Problem]:
+    """Image URLs OpenAI cannot fetch (gs://, s3://, file paths): it reads http(s) and data: URLs only."""
+    problems: list[Problem] = []
+    if kind == "chat":
+        lists = [("messages", record.get("messages"))]
+    else:
+        prompt = record.get("input")
+        lists = [("input.messages", prompt.get("messages") if isinstance(prompt, dict) else None)]
+        lists += [(key, record.get(key)) for key in ("preferred_output", "non_preferred_output")]
+    for where, messages in lists:
+        for i, m in enumerate(messages if isinstance(messages, list) else ()):
+            content = m.get("content") if isinstance(m, dict) else None
+            for j, part in enumerate(content if isinstance(content, list) else ()):
+                if not isinstance(part, dict) or part.get("type") != "image_url":
+                    continue
+                image = part.get("image_url")
+                url = image.get("url") if isinstance(image, dict) else None  # (a missing url: rules.py says so)
+                if isinstance(url, str) and not url.startswith(("https://", "http://", "data:")):
+                    problems.append(("openai.image_url", f"{where}[{i}].content[{j}] is {url[:60]!r}"))
+    return problems
 
 
 def _messages(record: dict[str, Any]) -> list[dict[str, Any]]:

@@ -185,7 +185,7 @@ class Scanner:
             result.findings.add(item)
             has_error = has_error or item.severity == ERROR
         result.examples += 1
-        self._count(canonical, kind)
+        has_error = self._count(line, canonical, kind) or has_error
         result.fingerprints.append(fingerprint(canonical, kind, result.roles))
         result.example_lines.append(line)
         if imported:
@@ -204,22 +204,33 @@ class Scanner:
         for key in dict.fromkeys(changes):
             self.result.count_change(key, 1, [line])
 
-    def _count(self, canonical: dict[str, Any], kind: str) -> None:
+    def _count(self, line: int, canonical: dict[str, Any], kind: str) -> bool:
+        """Counts the example's tokens; True when they cannot be counted (a finding says why)."""
         result = self.result
         result.messages += len(canonical.get("messages") or ())
         tokens = trained = 0
+        failed = False
         if self.counter is not None:
             try:
                 tokens, trained = self.counter.example(canonical, kind)
+            except RecordError as exc:  # the model's chat template refuses the example
+                self.flag(line, exc.rule, exc.message)
+                failed = True
             except (TypeError, AttributeError, ValueError):  # malformed parts: already reported
                 tokens = trained = 0  # (a try costs nothing; contextlib.suppress cost 1 µs an example)
         result.token_counts.append(min(tokens, 0xFFFFFFFF))
         result.trained_tokens += trained
+        return failed
 
     def _export(self, line: int, canonical: dict[str, Any]) -> None:
         assert self.out is not None and self.exporter is not None
         converted, changes = self.exporter(canonical)
-        self.out.write(json.dumps(converted, ensure_ascii=False).encode("utf-8", "surrogatepass") + b"\n")
+        try:
+            data = json.dumps(converted, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate the readers let through: never write invalid UTF-8
+            self.flag(line, "encoding.lone_surrogate")
+            return
+        self.out.write(data + b"\n")
         self._note(line, changes)
         self.result.written += 1
 

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 import msgspec
 
 from finetune_hub.data.findings import RecordError
-from finetune_hub.data.formats import mapped
+from finetune_hub.data.formats import decoder, loads, mapped, refuse_lone_surrogates
 
 BOM = b"\xef\xbb\xbf"
 Item = tuple[int, Any]
@@ -64,18 +64,21 @@ def jsonl_lines(fh: BinaryIO, start: int, end: int) -> Iterator[tuple[int, bytes
 
 def decode_json_line(raw: bytes) -> Any:
     """Parse one JSONL line; invalid UTF-8 and invalid JSON become `RecordError`s that say where. msgspec parses
-    (twice as fast as json); what it refuses goes to json, which also reads NaN and lone surrogates and words
-    the errors."""
+    (twice as fast as json); what it refuses goes to json, which words the errors. The line is decoded strictly
+    first (json.loads would pass surrogate bytes through), and what only Python reads (NaN, lone surrogate
+    escapes) is refused as msgspec refuses it."""
     try:
         return _DECODE(raw)
     except (ValueError, RecursionError):
         pass
     try:
-        return json.loads(raw)
+        text = raw.decode("utf-8-sig")  # (a BOM mid-file stays readable, as before)
     except UnicodeDecodeError as exc:
         raise RecordError("encoding.invalid_utf8", f"byte {exc.start + 1} of the line is not UTF-8") from None
+    try:
+        return loads(text)
     except json.JSONDecodeError as exc:
-        if exc.pos >= len(raw.rstrip()):
+        if exc.pos >= len(text.rstrip()):
             raise RecordError("json.invalid", "the JSON ends early (a truncated line?)") from None
         raise RecordError("json.invalid", f"not valid JSON: {exc.msg} at column {exc.pos + 1}") from None
     except RecursionError:
@@ -83,8 +86,9 @@ def decode_json_line(raw: bytes) -> Any:
 
 
 def json_array(path: Path) -> Iterator[Item]:
-    """Elements of a top-level JSON array, decoded incrementally (the file is never read whole)."""
-    decoder = json.JSONDecoder()
+    """Elements of a top-level JSON array, decoded incrementally (the file is never read whole). Anything but
+    one comma between elements, and anything but whitespace after the closing ], is `json.invalid`."""
+    strict = decoder()
     utf8 = codecs.getincrementaldecoder("utf-8")()
     buf, pos, line, eof = "", 0, 1, False
     with open(path, "rb") as fh:
@@ -100,39 +104,57 @@ def json_array(path: Path) -> Iterator[Item]:
             buf, pos = buf[pos:] + text, 0
             return not eof
 
-        def skip(chars: str) -> None:
+        def skip() -> str:
+            """Skip whitespace; the next character, "" at the end of the file."""
             nonlocal pos, line
             while True:
-                while pos < len(buf) and buf[pos] in chars:
+                while pos < len(buf) and buf[pos] in " \t\r\n":
                     line += buf[pos] == "\n"
                     pos += 1
                 if pos < len(buf) or not more():
-                    return
+                    return buf[pos : pos + 1]
 
         try:
             more()
             buf = buf.removeprefix("\ufeff")
-            skip(" \t\r\n")
-            if buf[pos : pos + 1] != "[":
+            if skip() != "[":
                 yield line, RecordError("json.invalid", "a .json dataset must be one JSON array of examples")
                 return
             pos += 1
-            while True:
-                skip(" \t\r\n,")
-                if buf[pos : pos + 1] == "]" or (eof and pos >= len(buf)):
-                    return
+            closed = skip() == "]"
+            while not closed:
                 while True:
                     try:
-                        value, end = decoder.raw_decode(buf, pos)
+                        value, end = strict.raw_decode(buf, pos)
                         break
                     except json.JSONDecodeError as exc:
                         if eof or len(buf) - pos > _MAX_JSON_ELEMENT:
                             yield line + buf.count("\n", pos, exc.pos), RecordError("json.invalid", exc.msg)
                             return
                         more()
+                refuse_lone_surrogates(value, buf, pos, end)
                 yield line, value
                 line += buf.count("\n", pos, end)
-                pos = end
+                pos, ended = end, line  # `ended`: the line where the element (or its comma) ends
+                after = skip()
+                if after == ",":
+                    pos, ended = pos + 1, line
+                    after = skip()
+                    if after in ("]", ""):
+                        what = "a comma before the closing ]" if after else "the file ends after a comma (truncated?)"
+                        yield ended, RecordError("json.invalid", what)
+                        return
+                elif after == "]":
+                    closed = True
+                elif not after:
+                    yield ended, RecordError("json.invalid", "the file ends before the closing ] (truncated?)")
+                    return
+                else:
+                    yield line, RecordError("json.invalid", f"expected ',' or ']' after an element, found {after!r}")
+                    return
+            pos += 1
+            if after_end := skip():
+                yield line, RecordError("json.invalid", f"{after_end!r} after the closing ]: one array per file")
         except RecordError as exc:
             yield line, exc
 

@@ -22,7 +22,8 @@ def split_validation(source: Path, share: float, *, seed: int, out_dir: Path, fm
         return train, valid
     folder.mkdir(parents=True, exist_ok=True)
     canonical = folder / ".canonical.jsonl"
-    count = convert(source, to="openai", out=canonical, fmt=fmt).examples
+    # "local": the canonical JSONL with no platform's own rules (e.g. OpenAI's image URLs); each job checks its own
+    count = convert(source, to="local", out=canonical, fmt=fmt).examples
     held = round(count * share)
     if not 0 < held < count:
         raise DataError(

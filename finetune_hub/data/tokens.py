@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from finetune_hub.data.findings import RecordError
+
 Record = dict[str, Any]
 TOKENS_PER_MESSAGE, TOKENS_PER_NAME, REPLY_PRIMING = 3, 1, 3
 _SHORT_TEXT, _TEXT_MEMO = 1024, 8192  # whole texts remembered: up to 8,192 of at most 1,024 characters
@@ -192,6 +194,12 @@ class HFCounter(TokenCounter):
         self.tokenizer = tokenizer
         self.name = label
         self.templated = bool(getattr(tokenizer, "chat_template", None))
+        try:
+            from jinja2 import TemplateError  # what a template raises (transformers renders them with jinja2)
+        except ImportError:  # no jinja2, no rendering (transformers' chat-template extra): count by the recipe
+            self.templated = False
+        else:
+            self._template_error: type[Exception] = TemplateError
 
     def count_text(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -200,13 +208,19 @@ class HFCounter(TokenCounter):
         if not self.templated or kind != "chat":
             return super().example(record, kind)
         messages = record.get("messages") or []
-        ids = self.tokenizer.apply_chat_template(messages, tools=record.get("tools"), tokenize=True)
+        try:
+            ids = self.tokenizer.apply_chat_template(messages, tools=record.get("tools"), tokenize=True)
+        except self._template_error as exc:  # e.g. raise_exception('Conversation roles must alternate ...')
+            raise RecordError("tokens.template_error", f"the chat template of {self.name} refuses it: {exc}") from None
         if isinstance(ids, dict) or hasattr(ids, "keys"):  # transformers 5 returns a BatchEncoding
             ids = ids["input_ids"]
-        trained = sum(
+        trained = sum(  # weight-0 turns are in the prompt, not trained on (as in TokenCounter.messages)
             self.count_text(m["content"])
             for m in messages
-            if isinstance(m, dict) and m.get("role") == "assistant" and isinstance(m.get("content"), str)
+            if isinstance(m, dict)
+            and m.get("role") == "assistant"
+            and m.get("weight", 1) != 0
+            and isinstance(m.get("content"), str)
         )
         return len(ids), trained
 

@@ -117,3 +117,37 @@ def test_scan_progress_shows_a_bar_only_for_a_person_and_a_big_file(
         progress(10 << 20)
         progress(10 << 20)
     assert "21.0/21.0 MB" in capsys.readouterr().err  # 20 MiB, in the decimal units rich shows
+
+
+def test_convert_to_a_path_under_a_file_is_bad_input(dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = sorted(dataset.parent.iterdir())
+    assert main(["convert", str(dataset), "--to", "openai", "-o", str(dataset / "out.jsonl")]) == 2
+    assert f"{dataset} is a file, not a folder" in " ".join(capsys.readouterr().err.split())
+    assert sorted(dataset.parent.iterdir()) == before  # nothing written, no temporary folder left
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "rule", "line"),
+    [
+        ("u16.jsonl", json.dumps(chat(1)).encode("utf-16"), "encoding.utf16", 1),
+        (
+            "part.jsonl",
+            json.dumps(chat(1)).encode() + b'\n{"messages": [{"role": "user", "content": "caf\xe9"}]}\n',
+            "encoding.invalid_utf8",
+            2,
+        ),
+        ("cut.jsonl", json.dumps(chat(1)).encode() + b'\n{"messages": [\n', "json.invalid", 2),
+        ("t.csv", b"question,answer\nhi,hello\n", "format.column_missing", 1),
+    ],
+)
+def test_stats_refuses_input_it_cannot_read_as_validate_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, data: bytes, rule: str, line: int
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    columns = ["--columns", "prompt=question,completion=reply"] if name.endswith(".csv") else []
+    assert main(["validate", str(path), *columns]) == 2
+    capsys.readouterr()
+    assert main(["stats", str(path), *columns]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{path}:{line}: error [{rule}]" in err and "could not be read" in err

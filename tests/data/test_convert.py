@@ -337,3 +337,31 @@ def test_change_kinds_are_capped_per_file_not_per_range(tmp_path: Path, monkeypa
     assert len(two.parts) > 2 and len(one.changes) <= 101
     assert two.changes == one.changes and two.change_lines == one.change_lines
     assert one.changes["source.field_dropped:(other fields)"] > 250
+
+
+def test_a_lone_surrogate_that_reaches_the_writer_is_a_finding_not_invalid_utf8(tmp_path: Path) -> None:
+    from finetune_hub.data.scan import scan_rows
+
+    bad = {"messages": [{"role": "user", "content": "bad \ud800"}, {"role": "assistant", "content": "ok"}]}
+    plan = ScanPlan(path=tmp_path / "rows", container="parquet", fmt="openai_chat", display="rows", export_to="vertex")
+    result = scan_rows(plan, [(1, chat(1)), (2, bad)], tmp_path)
+    assert result.findings.counts["encoding.lone_surrogate"] == 1 and result.written == 1
+    (part,) = result.parts
+    part.read_bytes().decode("utf-8")  # what was written is UTF-8
+
+
+def test_a_validation_split_keeps_gs_images_for_the_platforms_that_read_them(tmp_path: Path) -> None:
+    from finetune_hub.data import split_validation
+
+    image = {"type": "image_url", "image_url": {"url": "gs://bucket/cat.png"}}
+    source = write_lines(
+        tmp_path / "d.jsonl",
+        [
+            {"messages": [{"role": "user", "content": [image]}, {"role": "assistant", "content": f"Cat {i}."}]}
+            for i in range(12)
+        ],
+    )
+    train, valid = split_validation(source, 0.25, seed=1, out_dir=tmp_path / "splits")
+    assert len(train.read_text().splitlines()) == 9 and "gs://bucket/cat.png" in valid.read_text()
+    assert validate(train, targets=["vertex"]).counts.get("vertex.image_not_gcs") is None
+    assert validate(train, targets=["openai"]).counts["openai.image_url"] == 9  # OpenAI would fetch none of them

@@ -11,6 +11,7 @@ import pytest
 
 from finetune_hub.data import convert, stats, validate
 from finetune_hub.data.detect import detect
+from finetune_hub.data.findings import RecordError
 from tests.data.conftest import write_lines
 
 EXPECTED = [
@@ -136,6 +137,43 @@ def test_csv_with_column_mapping(tmp_path: Path) -> None:
     assert [(f.rule, f.line) for f in report.findings if f.severity == "error"] == [("missing_content", 4)]
 
 
+def test_mapped_columns_keep_the_unmapped_ones(tmp_path: Path) -> None:
+    path = tmp_path / "qa.csv"
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows(
+            [["question", "answer", "system", "notes"], ["Name a colour.", "Blue.", "Be brief.", "x"]]
+        )
+    rows = as_openai(tmp_path, path, columns="prompt=question,completion=answer")
+    assert rows[0]["messages"] == [{"role": "system", "content": "Be brief."}, *EXPECTED]  # as without --columns
+    dropped = [f for f in validate(path, columns="prompt=question,completion=answer").findings if f.line == 2]
+    assert [(f.rule, f.message.split(":")[0]) for f in dropped] == [("format.field_dropped", "notes")]
+
+
+def test_csv_preference_pairs_give_message_lists_as_json_text(tmp_path: Path) -> None:
+    user, bot = [EXPECTED[0]], [EXPECTED[1]]
+    worse = [{"role": "assistant", "content": "Seven."}]
+    pair = {"input": {"messages": user}, "preferred_output": bot, "non_preferred_output": worse}
+    trl, dpo = tmp_path / "trl.csv", tmp_path / "dpo.csv"
+    with open(trl, "w", newline="") as fh:
+        csv.writer(fh).writerows([["prompt", "chosen", "rejected"], [json.dumps(x) for x in (user, bot, worse)]])
+    with open(dpo, "w", newline="") as fh:
+        header = ["input", "preferred_output", "non_preferred_output"]
+        csv.writer(fh).writerows([header, [json.dumps(pair[key]) for key in header]])
+    assert as_openai(tmp_path, trl) == [pair]
+    assert as_openai(tmp_path, dpo) == [pair]
+    # text that only looks like JSON stays text: a TRL answer that is a JSON list, alpaca's input
+    with open(trl, "w", newline="") as fh:
+        csv.writer(fh).writerows(
+            [["prompt", "chosen", "rejected"], ["List two colours as JSON.", '["red", "blue"]', "[]"]]
+        )
+    (parsed,) = as_openai(tmp_path, trl)
+    assert parsed["preferred_output"] == [{"role": "assistant", "content": '["red", "blue"]'}]
+    alpaca = tmp_path / "alpaca.csv"
+    with open(alpaca, "w", newline="") as fh:
+        csv.writer(fh).writerows([["instruction", "input", "output"], ["Name it.", '{"name": "x"}', "x"]])
+    assert as_openai(tmp_path, alpaca)[0]["messages"][0]["content"] == 'Name it.\n\n{"name": "x"}'
+
+
 def test_tsv_with_messages_column_holding_json(tmp_path: Path) -> None:
     path = tmp_path / "chat.tsv"
     path.write_text("messages\tsource\n" + json.dumps(EXPECTED) + "\tweb\n")
@@ -238,12 +276,26 @@ def test_a_valid_50mb_line_streams_and_is_flagged_over_the_token_cap(tmp_path: P
     ("raw", "expected"),
     [
         (b'{"n": 123456789012345678901234567890}', {"n": 123456789012345678901234567890}),  # no float rounding
-        (b'{"x": NaN}', "nan"),  # what json accepts, the fast parser refuses: json reads it
-        (b'{"s": "\\ud800"}', {"s": "\ud800"}),  # a lone surrogate, as json reads it
+        (b'{"s": "\\ud83d\\ude00"}', {"s": "\U0001f600"}),  # a surrogate pair is one character
+        (b'{"n": 1e999999}', "json.invalid"),  # json reads infinity (written back as Infinity, not JSON)
+        (b'{"x": NaN}', "json.invalid"),  # json reads NaN and Infinity; they are not JSON
+        (b"[1, -Infinity]", "json.invalid"),
+        (b'{"s": "bad \\ud800 surrogate"}', "encoding.lone_surrogate"),  # json reads it; no UTF-8 holds it
+        (b'{"s": "x\xed\xa0\x80"}', "encoding.invalid_utf8"),  # the same as bytes (json.loads would pass them)
     ],
 )
-def test_json_lines_parse_as_the_standard_library_does(raw: bytes, expected: Any) -> None:
+def test_json_lines_parse_as_json_only(raw: bytes, expected: Any) -> None:
     from finetune_hub.data.sources import decode_json_line
 
-    value = decode_json_line(raw)
-    assert (str(value["x"]) if expected == "nan" else value) == expected
+    if isinstance(expected, str):
+        with pytest.raises(RecordError) as refused:
+            decode_json_line(raw)
+        assert refused.value.rule == expected
+    else:
+        assert decode_json_line(raw) == expected
+
+
+def test_an_escaped_backslash_before_u_d800_is_text() -> None:
+    from finetune_hub.data.formats import loads
+
+    assert loads('{"s": "\\\\ud800", "n": 1.5}') == {"s": "\\ud800", "n": 1.5}

@@ -113,6 +113,43 @@ CASES = [
         3,
         make=_write("a.json", b'[\n {"instruction": "a", "output": "b"},\n {"instruction": "c", "out'),
     ),
+    # what Python's json reads but JSON (and UTF-8) cannot hold
+    Case("nan", "json.invalid", 2, [GOOD, '{"messages": [{"role": "user", "content": "x", "weight": NaN}]}']),
+    Case("minus-infinity", "json.invalid", 3, [GOOD, GOOD, '{"messages": [], "score": -Infinity}']),
+    Case("overflowing-number", "json.invalid", 2, [GOOD, '{"messages": [], "score": 1e999}']),
+    Case(
+        "lone-surrogate-escape",
+        "encoding.lone_surrogate",
+        2,
+        [
+            GOOD,
+            '{"messages": [{"role": "user", "content": "bad \\ud800"}, {"role": "assistant", "content": "ok"}]}',
+        ],
+        target="vertex",
+    ),
+    Case(
+        "surrogate-bytes",
+        "encoding.invalid_utf8",
+        2,
+        [
+            GOOD,
+            b'{"messages": [{"role": "user", "content": "bad \xed\xa0\x80"}, {"role": "assistant", "content": "ok"}]}',
+        ],
+    ),
+    # JSON arrays: one array, one comma between elements, nothing after it
+    Case("json-array-text-after-end", "json.invalid", 4, make=_write("a.json", b'[\n {"text": "a"}\n]\n{"text": "b"}')),
+    Case("json-array-missing-comma", "json.invalid", 3, make=_write("a.json", b'[\n {"text": "a"}\n {"text": "b"}\n]')),
+    Case("json-array-trailing-comma", "json.invalid", 2, make=_write("a.json", b'[\n {"text": "a"},\n]')),
+    Case("json-array-unclosed", "json.invalid", 2, make=_write("a.json", b'[\n {"text": "a"},\n')),
+    Case("json-array-no-closing-bracket", "json.invalid", 2, make=_write("a.json", b'[\n {"text": "a"}\n\n')),
+    Case("json-array-nan", "json.invalid", 2, make=_write("a.json", b'[{"text": "a"},\n {"text": "b", "n": NaN}]')),
+    Case(
+        "json-array-lone-surrogate",
+        "encoding.lone_surrogate",
+        2,
+        make=_write("a.json", b'[{"text": "a"},\n {"text": "\\udfff"}]'),
+        target="local",
+    ),
     # wrong types and shapes (the cookbook's seven kinds, and ours)
     Case("array-line", "data_type", 2, [GOOD, "[1, 2, 3]"]),
     Case("string-line", "data_type", 2, [GOOD, '"just text"']),
@@ -232,6 +269,25 @@ CASES = [
         2,
         [VERTEX_GOOD, vertex({"fileData": {"mimeType": "image/png", "fileUri": "gs://b/a.png"}}, role="model")],
     ),
+    Case(
+        "vertex-audio-file-data",
+        "vertex.file_not_image",
+        2,
+        [VERTEX_GOOD, vertex({"text": "Hear?"}, {"fileData": {"mimeType": "audio/mpeg", "fileUri": "gs://b/a.mp3"}})],
+    ),
+    Case(
+        "vertex-file-data-unknown-type",
+        "vertex.file_not_image",
+        2,
+        [VERTEX_GOOD, vertex({"text": "What?"}, {"fileData": {"fileUri": "gs://b/recording"}})],
+    ),
+    Case(
+        "vertex-image-for-openai",
+        "openai.image_url",
+        2,
+        [VERTEX_GOOD, vertex({"text": "This?"}, {"fileData": {"mimeType": "image/png", "fileUri": "gs://b/a.png"}})],
+        args=["--for", "openai"],
+    ),
     Case("vertex-system-string", "vertex.part_malformed", 2, [VERTEX_GOOD, {**VERTEX_GOOD, "systemInstruction": "Hi"}]),
     Case(
         "vertex-system-part-number",
@@ -326,6 +382,14 @@ CASES = [
         ],
         args=["--for", "vertex"],
         target="vertex",
+    ),
+    Case(
+        "azure-file-path-image",
+        "openai.image_url",
+        2,
+        [GOOD, msgs({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "/tmp/a.png"}}]}, BOT)],
+        args=["--for", "azure_openai"],
+        target="azure_openai",
     ),
     Case(
         "openai-text-only",

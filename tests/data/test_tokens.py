@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,40 @@ def test_memo_stays_bounded() -> None:
 def test_texts_with_space_runs_are_encoded_whole(text: str) -> None:
     encoding = ENCODINGS["cl100k_base"]
     assert TiktokenCounter(encoding).count_text(text) == len(encoding.encode_ordinary(text))
+
+
+def test_a_chat_template_that_refuses_an_example_is_a_finding_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from transformers import AutoTokenizer
+
+    from finetune_hub.cli import main
+    from finetune_hub.errors import DataError
+
+    folder = tiny_hf_tokenizer(tmp_path / "tok")
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    tokenizer.chat_template = (  # as Mistral's and Gemma's templates do
+        "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+        "{% for m in messages %}<s> {{ m['content'] }} </s> {% endfor %}"
+    )
+    tokenizer.save_pretrained(str(folder))
+    data = write_lines(tmp_path / "d.jsonl", [{"messages": chat(0)["messages"][1:]}, chat(1)])
+
+    assert main(["validate", str(data), "--model", str(folder), "--for", "local", "--json"]) == 2
+    (hit,) = [f for f in json.loads(capsys.readouterr().out)["findings"] if f["rule"] == "tokens.template_error"]
+    assert hit["line"] == 2 and hit["severity"] == "error" and "System role not supported" in hit["message"]
+    with pytest.raises(DataError, match=r"d\.jsonl:2: .*System role not supported"):
+        stats(data, model=str(folder))
+    assert main(["stats", str(data), "--model", str(folder)]) == 2
+
+
+def test_hugging_face_counts_leave_weight_0_turns_out_of_the_trained_tokens(tmp_path: Path) -> None:
+    folder = tiny_hf_tokenizer(tmp_path / "tok")
+    messages = [
+        {"role": "user", "content": "Capital of country number 1?"},
+        {"role": "assistant", "content": "City 1 City 1 City 1", "weight": 0},
+        {"role": "user", "content": "Capital of country number 2?"},
+        {"role": "assistant", "content": "City 2"},
+    ]
+    data = write_lines(tmp_path / "d.jsonl", [{"messages": messages}])
+    assert stats(data, model=str(folder)).assistant_tokens == 2  # "City 2"; the weight-0 turn is prompt
