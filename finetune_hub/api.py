@@ -36,12 +36,21 @@ def open_job(ref: str, *, store: JobStore | None = None, client: Any = None) -> 
     """A handle on a job from the store, by local id, remote id or id prefix."""
     store = store or JobStore()
     record = store.get(ref)
-    spec = FineTuneSpec.model_validate(record.spec)
+    try:
+        spec = FineTuneSpec.model_validate(record.spec)
+    except ValueError as exc:  # a spec stored by a version with other rules
+        raise ConfigError(
+            f"job {record.id}: its stored spec no longer passes this version's checks: {exc}",
+            hint="`fth list` still shows it; submit the spec again (fixed) to go on with it",
+        ) from None
     return registry.load(record.provider)(spec, client=client, store=store, record=record)
 
 
-def plan(spec: FineTuneSpec, provider: str, *, job: FineTuneJob | None = None) -> SubmitPlan:
-    """Check the spec and data for `provider` and estimate the cost, offline."""
+def plan(
+    spec: FineTuneSpec, provider: str, *, job: FineTuneJob | None = None, over_budget_ok: bool = False
+) -> SubmitPlan:
+    """Check the spec and data for `provider` and estimate the cost, offline; an estimate over `budget.max_usd`
+    is an error unless `over_budget_ok` (`--yes`), so a dry run says what the submit will do."""
     from finetune_hub import data
 
     job = job or make_job(provider, spec)
@@ -63,6 +72,15 @@ def plan(spec: FineTuneSpec, provider: str, *, job: FineTuneJob | None = None) -
             estimate = job.estimate(stats)
         except FthError as exc:
             problems.append(Problem("warning", f"no cost estimate: {exc.message}", exc.hint))
+    limit = spec.budget.max_usd
+    if estimate and limit is not None and estimate.total_usd > limit and not over_budget_ok:
+        problems.append(
+            Problem(
+                "error",
+                f"estimated cost ${estimate.total_usd:,.2f} on {provider} is over the budget of ${limit:,.2f}",
+                "raise budget.max_usd in the spec, or pass --yes to submit anyway",
+            )
+        )
     return SubmitPlan(provider, job.base_model(), problems, estimate)
 
 
@@ -81,7 +99,7 @@ def submit(
 
     store = store or JobStore()
     job = make_job(provider, spec, store=store, client=client)
-    checked = checked or plan(spec, provider, job=job)
+    checked = checked or plan(spec, provider, job=job, over_budget_ok=over_budget_ok)
     if errors := checked.errors:
         lines = [p.message + (f" ({p.hint})" if p.hint else "") for p in errors]
         raise ConfigError(
@@ -89,11 +107,6 @@ def submit(
             hint="nothing was uploaded; fix these and submit again",
         )
     cost = checked.estimate
-    if cost and spec.budget.max_usd is not None and cost.total_usd > spec.budget.max_usd and not over_budget_ok:
-        raise ConfigError(
-            f"estimated cost ${cost.total_usd:,.2f} on {provider} is over the budget of ${spec.budget.max_usd:,.2f}",
-            hint="raise budget.max_usd in the spec, or pass --yes to submit anyway",
-        )
     spec_hash = spec.content_hash()
     data_hash = data.content_hash(spec.data.train, spec.data.validation)
     account, estimated = job.account_id(), cost.total_usd if cost else None
@@ -120,10 +133,14 @@ def submit(
     except FthError as exc:
         store.update(record.id, error=str(exc))
         raise
+    cancelled = store.get(record.id).status is JobStatus.CANCELLED  # `fth cancel` came while the platform was asked
     store.update(record.id, remote_id=remote_id, status=JobStatus.QUEUED)
     job.record = store.get(record.id)
     with contextlib.suppress(FthError):  # the job exists; `fth status` will catch up
-        job.sync()
+        if cancelled:
+            control(job, "cancel")
+        else:
+            job.sync()
     return job
 
 
@@ -135,7 +152,12 @@ def control(job: FineTuneJob, verb: str) -> JobState:
             raise ConfigError(f"{job.local_id} has no answer from the platform: nothing to {verb}")
         job.store.update(job.record.id, status=JobStatus.CANCELLED)
         job.record = job.store.get(job.record.id)
-        return job.sync()
+        if job.unsent:
+            return job.sync()
+        # a submit in another process got its answer meanwhile: cancel that job on the platform
     state: JobState = job.retrying(getattr(job, verb))
-    job.sync()
+    if job.store is not None and job.record is not None:  # the platform's own answer, even if a later read fails
+        job.store.update(job.record.id, status=state.status, native_status=state.native)
+    with contextlib.suppress(FthError):  # the request was made; `fth status` catches up with the rest
+        job.sync()
     return state

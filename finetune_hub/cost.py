@@ -102,6 +102,7 @@ def billed(provider: str, spec: FineTuneSpec, stats: DatasetStats, catalog: Cata
         model=spec.base_model_for(provider),
         epochs=spec.hyperparameters.epochs,
         max_tokens_per_example=spec.hyperparameters.max_seq_length if time_billed else None,
+        time_billed=time_billed,
     )
 
 
@@ -364,6 +365,7 @@ def running_cost(job: FineTuneJob, state: JobState, *, now: dt.datetime | None =
 def enforce_budget(job: FineTuneJob, state: JobState) -> JobState:
     """With `budget.auto_cancel`, cancel a running job whose running cost has passed `budget.max_usd`."""
     from finetune_hub.records import Capability
+    from finetune_hub.store import OWN_EVENT
 
     limit = job.spec.budget.max_usd
     if not job.spec.budget.auto_cancel or limit is None or state.status.terminal or job.record is None:
@@ -376,7 +378,7 @@ def enforce_budget(job: FineTuneJob, state: JobState) -> JobState:
     message = f"auto-cancel: running cost ${spent:,.2f} passed the budget of ${limit:,.2f}"
     if job.store is not None:
         job.store.add_events(
-            job.record.id, [JobEvent(utcnow(), message, level="warn", id=f"fth-budget-{job.record.id}")]
+            job.record.id, [JobEvent(utcnow(), message, level="warn", id=f"{OWN_EVENT}budget-{job.record.id}")]
         )
     with job.changing():
         cancelled = job.retrying(job.cancel)

@@ -35,12 +35,21 @@ class Prompt:
     reference: str
 
 
+def check_limit(limit: int | None) -> None:
+    """A prompt limit must leave at least one prompt to ask."""
+    if limit is not None and limit < 1:
+        raise ConfigError(
+            f"the prompt limit (--limit) must be at least 1, got {limit}", hint="give 1 or more, or leave it out"
+        )
+
+
 def load_prompts(path: Path, limit: int | None = None) -> list[Prompt]:
     """Prompts and reference answers from held-out chat examples (any format `fth validate` reads); errors name
     the file and line."""
     from finetune_hub.data.examples import read_examples
 
-    prompts = []
+    check_limit(limit)
+    prompts: list[Prompt] = []
     for number, record in read_examples(path):
         messages = record.get("messages")
         if not isinstance(messages, list) or not messages:
@@ -53,7 +62,7 @@ def load_prompts(path: Path, limit: int | None = None) -> list[Prompt]:
                 hint="end each held-out example with the expected assistant reply",
             )
         prompts.append(Prompt(number, messages[:last], messages[last]["content"]))
-        if limit is not None and len(prompts) >= limit:
+        if len(prompts) == limit:  # checked after adding, so no example past the limit is read
             break
     if not prompts:
         raise DataError(f"{path}: no held-out examples")

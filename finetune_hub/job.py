@@ -198,6 +198,8 @@ class FineTuneJob(ABC):
                 raise ConfigError("following a job's logs needs the job store (open the job with a store)")
             yield from map(_log_line, self.retrying(self.events))
             return
+        if follow:
+            self._refuse_unsent("follow")
         cursor, backoff = 0, Backoff()
         while True:
             done = self.sync().status.terminal
@@ -222,6 +224,7 @@ class FineTuneJob(ABC):
 
     @property
     def remote_id(self) -> str:
+        self._refuse_unsent("ask the platform about")
         if self.record is None or self.record.remote_id is None:
             raise ConfigError(f"this {self.provider} job has not been submitted yet")
         return self.record.remote_id
@@ -230,6 +233,15 @@ class FineTuneJob(ABC):
     def unsent(self) -> bool:
         """Recorded, but its submit got no answer from the platform (it failed, or the process died)."""
         return self.record is not None and self.record.remote_id is None
+
+    def _refuse_unsent(self, what: str) -> None:
+        """Polling a job the platform never answered for would never end."""
+        if self.record is not None and self.unsent:
+            why = self.record.error or "its submit did not finish"
+            raise ConfigError(
+                f"{self.local_id} has no answer from the platform ({why}): nothing to {what}; submit the "
+                "same spec again (its idempotency key finds the job if the platform created it after all)"
+            )
 
     def no_result_yet(self, native: str) -> InvalidRequest:
         """The one error every adapter's result() raises before the job has succeeded."""
@@ -409,12 +421,7 @@ class FineTuneJob(ABC):
         clock: Callable[[], float] = time.monotonic,
     ) -> JobState:
         """Poll until the job reaches a terminal state (or `timeout` seconds pass)."""
-        if self.record is not None and self.unsent:
-            why = self.record.error or "its submit did not finish"
-            raise ConfigError(
-                f"{self.local_id} has no answer from the platform ({why}): nothing to wait for; submit the "
-                "same spec again (its idempotency key finds the job if the platform created it after all)"
-            )
+        self._refuse_unsent("wait for")
         backoff = backoff or Backoff()
         backoff.reset()
         deadline = None if timeout is None else clock() + timeout

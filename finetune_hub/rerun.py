@@ -101,8 +101,16 @@ def _check_data(record: JobRecord, spec: FineTuneSpec) -> None:
         )
 
 
-def plan_rerun(ref: str, provider: str, *, base_model: str | None = None, store: JobStore | None = None) -> RerunPlan:
-    """Map job `ref`'s spec to `provider` and check it there; sends nothing."""
+def plan_rerun(
+    ref: str,
+    provider: str,
+    *,
+    base_model: str | None = None,
+    store: JobStore | None = None,
+    over_budget_ok: bool = False,
+) -> RerunPlan:
+    """Map job `ref`'s spec to `provider` and check it there (the budget too, unless `over_budget_ok`); sends
+    nothing."""
     from finetune_hub import api, registry
     from finetune_hub.spec import FineTuneSpec
     from finetune_hub.store import JobStore
@@ -155,7 +163,7 @@ def plan_rerun(ref: str, provider: str, *, base_model: str | None = None, store:
             changes.append(Change(dotted, "auto", value, f"pinned to what {record.provider} picked for {record.id}"))
 
     spec = FineTuneSpec.model_validate(mapped)
-    checked = api.plan(spec, provider)
+    checked = api.plan(spec, provider, over_budget_ok=over_budget_ok)
     return RerunPlan(
         source_id=record.id,
         source_provider=record.provider,
@@ -180,10 +188,10 @@ def rerun(
     """Create the mapped job on `provider` (through `api.submit`) and link the two jobs in their event logs."""
     from finetune_hub import api
     from finetune_hub.spec import FineTuneSpec
-    from finetune_hub.store import JobStore
+    from finetune_hub.store import OWN_EVENT, JobStore
 
     store = store or JobStore()
-    planned = plan_rerun(ref, provider, base_model=base_model, store=store)
+    planned = plan_rerun(ref, provider, base_model=base_model, store=store, over_budget_ok=over_budget_ok)
     if planned.errors:
         lines = [p.message + (f" ({p.hint})" if p.hint else "") for p in planned.errors]
         raise ConfigError(
@@ -198,10 +206,14 @@ def rerun(
     now = utcnow()
     store.add_events(
         job.record.id,
-        [JobEvent(now, f"rerun of {planned.source_id} ({planned.source_provider}): {summary}", id="fth-rerun-of")],
+        [
+            JobEvent(
+                now, f"rerun of {planned.source_id} ({planned.source_provider}): {summary}", id=OWN_EVENT + "rerun-of"
+            )
+        ],
     )
     store.add_events(
         planned.source_id,
-        [JobEvent(now, f"rerun on {provider} as {job.record.id}", id=f"fth-rerun-as-{job.record.id}")],
+        [JobEvent(now, f"rerun on {provider} as {job.record.id}", id=f"{OWN_EVENT}rerun-as-{job.record.id}")],
     )
     return replace(planned, job_id=job.record.id, remote_id=job.record.remote_id)

@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +27,14 @@ _NOT_SECRET_KEYS = frozenset({"kms_key", "kms_key_id", "encryption_key_name"})  
 def _looks_like_credential(key: str) -> bool:
     normalized = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower().replace("-", "_")
     return normalized not in _NOT_SECRET_KEYS and bool(_SECRET_WORDS & set(normalized.split("_")))
+
+
+def _keys(block: dict[str, Any], where: str) -> Iterator[tuple[str, str]]:
+    """(place, key) for every key of `block` and of the mappings nested in it (e.g. job metadata)."""
+    for key, value in block.items():
+        yield where, key
+        if isinstance(value, dict):
+            yield from _keys(value, f"{where}.{key}")
 
 
 class _Strict(BaseModel):
@@ -84,10 +93,10 @@ class FineTuneSpec(_Strict):
     @classmethod
     def _no_credentials(cls, blocks: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for provider, block in blocks.items():
-            for key in block:
+            for where, key in _keys(block, f"providers.{provider}"):
                 if _looks_like_credential(key):
                     raise ValueError(
-                        f"'{key}' in providers.{provider} looks like a credential; credentials never go in "
+                        f"{where}.{key} looks like a credential; credentials never go in "
                         "the spec: set them in the environment or the platform's standard config"
                     )
         return blocks
@@ -132,6 +141,11 @@ class FineTuneSpec(_Strict):
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read the spec ({exc.strerror})") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{path}: the spec is not UTF-8 text (byte {exc.start} cannot be decoded)",
+                hint="save the spec as UTF-8 YAML or TOML",
+            ) from None
         try:
             data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
         except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:

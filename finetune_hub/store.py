@@ -9,6 +9,7 @@ import json
 import os
 import secrets
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -130,7 +131,19 @@ def _event_key(event: JobEvent) -> str:
     return "h-" + hashlib.sha256(f"{event.time.isoformat()}|{event.kind}|{event.message}".encode()).hexdigest()[:24]
 
 
+def _code(exc: sqlite3.Error) -> int:
+    """The primary SQLite result code (the low byte of the extended one Python reports)."""
+    return exc.sqlite_errorcode & 0xFF
+
+
+#: the id prefix of events fth writes itself (a rerun, an auto-cancel), as opposed to the platform's
+OWN_EVENT = "fth:"
+
+
 class JobStore:
+    #: how long opening the store waits for other processes to finish setting it up
+    LOCK_WAIT_S = 60.0
+
     def __init__(self, path: Path | str | None = None) -> None:
         self.path = Path(path) if path else fth_home() / "jobs.db"
         self._migrated = False
@@ -157,11 +170,39 @@ class JobStore:
                 raise
             if conn.in_transaction:
                 conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            if _code(exc) not in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+                raise
+            raise ConfigError(
+                f"the job store at {self.path} is damaged or not an SQLite database ({exc})",
+                hint=f"move it aside (e.g. `mv {self.path} {self.path}.bad`) and run again: a new, empty store is "
+                "created; the old file is kept for recovery",
+            ) from None
         finally:
             conn.close()
 
+    def _set_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL, waiting (bounded) while another process holds a lock: SQLite answers "database is
+        locked" at once here instead of using the busy timeout, e.g. when several processes open a new store."""
+        deadline = time.monotonic() + self.LOCK_WAIT_S
+        delay = 0.005
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if _code(exc) not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise ConfigError(
+                        f"the job store at {self.path} stayed locked for {self.LOCK_WAIT_S:.0f} s",
+                        hint="another fth process is using it; try again when it is done",
+                    ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        conn.execute("PRAGMA journal_mode = WAL")
+        self._set_wal(conn)
         conn.execute("BEGIN IMMEDIATE")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > len(MIGRATIONS):
@@ -335,10 +376,14 @@ class JobStore:
         return [(r["seq"], _event(r)) for r in rows]
 
     def last_event(self, job_id: str) -> JobEvent | None:
-        """The newest stored event (what `sync` asks the platform to continue from)."""
+        """The newest event the platform sent (what `sync` asks it to continue from). Events fth writes itself
+        (ids starting `OWN_EVENT`; earlier versions: fth-rerun-, fth-budget-) are stamped with this machine's
+        clock, and would hide platform events stamped earlier that were not fetched yet."""
         with self._connect() as conn:
             row = conn.execute(
-                "SELECT * FROM events WHERE job_id=? ORDER BY time DESC, seq DESC LIMIT 1", (job_id,)
+                "SELECT * FROM events WHERE job_id=? AND NOT (event_id GLOB ? OR event_id GLOB 'fth-rerun-*' "
+                "OR event_id GLOB 'fth-budget-*') ORDER BY time DESC, seq DESC LIMIT 1",
+                (job_id, OWN_EVENT + "*"),
             ).fetchone()
         return _event(row) if row else None
 

@@ -107,7 +107,7 @@ class LocalRunner:
                     f"out of memory, or crashed); resume() continues from the newest checkpoint. Last log lines: {tail}"
                 )
                 status = {**status, "state": DIED, "error": error}
-        elif status.get("state") == runfiles.RUNNING and (asked := run.request()):
+        elif status.get("state") in (runfiles.QUEUED, runfiles.RUNNING) and (asked := run.request()):
             status = {**status, "state": "cancelling" if asked == "cancel" else "pausing"}
         return status
 

@@ -190,7 +190,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     from finetune_hub import report
     from finetune_hub.compare import compare
+    from finetune_hub.evaluation import check_limit
 
+    # bad options fail here, before any model is asked (each answer is a paid request)
+    check_limit(args.limit)
+    for ref in args.report or []:
+        report.format_of(Path(ref))
     comparison = compare(
         args.jobs,
         eval_file=Path(args.eval_file) if args.eval_file else None,
@@ -240,10 +245,12 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     from finetune_hub.rerun import plan_rerun, rerun
 
     if args.dry_run:
-        plan = plan_rerun(args.job, args.provider, base_model=args.base_model)
+        plan = plan_rerun(args.job, args.provider, base_model=args.base_model, over_budget_ok=args.yes)
     else:
         plan = rerun(args.job, args.provider, base_model=args.base_model, over_budget_ok=args.yes)
-    if args.json and not args.wait:
+    # a dry run creates no job: --wait has nothing to wait for, so the plan is the output
+    awaited = plan.job_id if args.wait and not args.dry_run else None
+    if args.json and awaited is None:
         from finetune_hub.cli.output import print_json
 
         print_json(plan)
@@ -257,9 +264,9 @@ def cmd_rerun(args: argparse.Namespace) -> int:
             console().print("dry run: nothing was uploaded or created")
     if args.dry_run:
         return EXIT_BAD_INPUT if plan.errors else EXIT_OK
-    if args.wait and plan.job_id:
+    if awaited is not None:
         from finetune_hub import api
         from finetune_hub.cli.jobs import _wait_and_report
 
-        return _wait_and_report([api.open_job(plan.job_id)], args, timeout=None)
+        return _wait_and_report([api.open_job(awaited)], args, timeout=None)
     return EXIT_OK

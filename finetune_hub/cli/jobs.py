@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from finetune_hub.cli import EXIT_BAD_INPUT, EXIT_JOB_FAILED, EXIT_OK, add_json_flag
+from finetune_hub.cli import EXIT_BAD_INPUT, EXIT_JOB_FAILED, EXIT_OK, EXIT_PLATFORM, add_json_flag
 
 if TYPE_CHECKING:
     from finetune_hub.job import FineTuneJob
@@ -111,7 +111,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     spec = FineTuneSpec.load(args.spec)
     if args.dry_run:
-        planned = api.plan(spec, args.provider)
+        planned = api.plan(spec, args.provider, over_budget_ok=args.yes)
         if args.json:
             print_json(planned)
         else:
@@ -175,28 +175,46 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from finetune_hub import api
+    from finetune_hub.errors import FthError
+    from finetune_hub.records import to_plain
     from finetune_hub.store import JobStore
 
     store = JobStore()
-    refs = [args.job] if args.job else [r.id for r in store.list_jobs(limit=1000) if not r.status.terminal]
-    jobs = [api.open_job(ref, store=store) for ref in refs]
-    for job in jobs:
-        job.sync()
-    records = [job.record for job in jobs if job.record is not None]
+    jobs: list[FineTuneJob] = []
+    unreachable: dict[str, str] = {}  # job → why it could not be refreshed
+    if args.job:
+        jobs.append(api.open_job(args.job, store=store))
+        jobs[0].sync()
+    else:  # every unfinished job; one platform that cannot be reached does not hide the others
+        for ref in [r.id for r in store.list_jobs(limit=1000) if not r.status.terminal]:
+            try:
+                job = api.open_job(ref, store=store)
+                job.sync()
+                jobs.append(job)
+            except FthError as exc:
+                unreachable[ref] = str(exc)
     if args.json:
         from finetune_hub.cli.output import print_json
 
-        print_json([job.to_record() for job in jobs] if not args.job else jobs[0].to_record())
+        rows = [job.to_record() for job in jobs]
+        for ref, why in unreachable.items():  # what the store knows, and why it is not fresh
+            r = store.get(ref)
+            keys = ("id", "provider", "remote_id", "name", "status", "model", "estimated_usd", "actual_usd", "error")
+            rows.append({**to_plain({k: getattr(r, k) for k in keys}), "refresh_error": why})
+        print_json(rows if not args.job else rows[0])
     else:
         from rich.markup import escape
 
         from finetune_hub.cli.output import console
 
+        records = [job.record for job in jobs if job.record is not None] + [store.get(r) for r in unreachable]
         _records_table(records)
         for r in records:
             if r.error:
                 console().print(f"[red]{r.id}[/]: {escape(r.error)}")
-    return EXIT_OK
+        for ref, why in unreachable.items():
+            console().print(f"[red]{ref}[/]: not refreshed: {escape(why)}")
+    return EXIT_PLATFORM if unreachable else EXIT_OK
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

@@ -9,8 +9,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from finetune_hub.records import to_plain
-
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
@@ -59,8 +57,9 @@ def fitted_table(
 
 
 def print_json(data: Any) -> None:
-    json.dump(to_plain(data), sys.stdout, indent=2, default=str)
-    sys.stdout.write("\n")
+    from finetune_hub.report import to_json
+
+    sys.stdout.write(to_json(data) + "\n")
 
 
 def print_error(exc: FthError, *, as_json: bool = False) -> None:

@@ -75,11 +75,13 @@ def billed_tokens(
     model: str | None = None,
     epochs: int | None = None,
     max_tokens_per_example: int | None = None,
+    time_billed: bool | None = None,
 ) -> BilledTokens:
     """Tokens the platform bills (OpenAI, Azure, Vertex) or trains on (SageMaker, local, Gradient).
 
     `epochs=None` means the platform's default: OpenAI's automatic rule for OpenAI/Azure. `max_tokens_per_example`
     overrides the platform's cap (for local/SageMaker pass the spec's `max_seq_length`: longer examples are cut).
+    `time_billed` says how this job is billed where the platform does both (SageMaker serverless bills tokens).
     """
     model = model or stats.model
     rules = _SAME_RULES_AS.get(provider, provider)
@@ -117,7 +119,7 @@ def billed_tokens(
             assumptions.append("per-example token counts unavailable; capped total estimated from totals")
     if not stats.exact:
         assumptions.append(f"token counts are approximate: {stats.counter}")
-    if provider not in TOKEN_BILLED:
+    if time_billed if time_billed is not None else provider not in TOKEN_BILLED:
         assumptions.append(f"{provider} bills compute time, not tokens; these are the tokens it trains on")
     return BilledTokens(
         provider=provider,

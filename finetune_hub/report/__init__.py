@@ -4,7 +4,9 @@ the path's suffix (`write`)."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from typing import Any
 
 from finetune_hub.compare import Comparison
 from finetune_hub.errors import ConfigError
@@ -24,22 +26,46 @@ def render(comparison: Comparison, fmt: str) -> str:
 
         return markdown.render(comparison)
     if fmt == "JSON":
-        return json.dumps(to_plain(comparison), indent=2) + "\n"
+        return to_json(comparison) + "\n"
     raise ConfigError(f"unknown report format '{fmt}'", hint="formats: HTML, Markdown, JSON")
 
 
-def write(comparison: Comparison, path: Path) -> Path:
-    """Write the report in the format the suffix names (.html, .md, .json); a folder gets all three."""
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def to_json(data: Any) -> str:
+    """`data` as JSON text; NaN and infinities (a diverged loss, say) become null, since JSON has no such numbers."""
+    return json.dumps(_finite(to_plain(data)), indent=2, default=str, allow_nan=False)
+
+
+def format_of(path: Path) -> str | None:
+    """The report format `path` asks for ("HTML", "Markdown", "JSON"), None for an existing folder (all three);
+    checked before any work so a wrong suffix costs nothing."""
     if path.is_dir():
-        for suffix in (".html", ".md", ".json"):
-            write(comparison, path / f"comparison{suffix}")
-        return path
+        return None
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ConfigError(
             f"{path}: cannot tell the report format from the suffix '{path.suffix}'",
             hint="use .html, .md or .json, or an existing folder for all three",
         )
+    return fmt
+
+
+def write(comparison: Comparison, path: Path) -> Path:
+    """Write the report in the format the suffix names (.html, .md, .json); a folder gets all three."""
+    fmt = format_of(path)
+    if fmt is None:
+        for suffix in (".html", ".md", ".json"):
+            write(comparison, path / f"comparison{suffix}")
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(render(comparison, fmt), encoding="utf-8")

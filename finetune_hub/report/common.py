@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from finetune_hub.compare import Comparison, Evaluation, JobSummary
 from finetune_hub.cost import money
 
@@ -36,7 +38,9 @@ def number(value: float | None, digits: int = 4) -> str:
 
 
 def sparkline(values: list[float], width: int = 24) -> str:
-    """A unicode sparkline of `values`, resampled to at most `width` characters."""
+    """A unicode sparkline of `values`, resampled to at most `width` characters; NaN and infinities (a
+    diverged run) are left out, having no height."""
+    values = [v for v in values if math.isfinite(v)]
     if not values:
         return ""
     if len(values) > width:
@@ -80,7 +84,7 @@ def eval_row(comparison: Comparison, ev: Evaluation) -> list[str]:
 
 def best(comparison: Comparison) -> str | None:
     """A one-line verdict: the best-scoring fine-tuned model on the first metric, and the cheapest of those
-    within 0.01 of it."""
+    within 0.01 of it. A job of unknown cost is never called cheapest: it may have cost anything."""
     if not comparison.metrics:
         return None
     metric = comparison.metrics[0]
@@ -89,8 +93,16 @@ def best(comparison: Comparison) -> str | None:
         return None
     top = max(e.scores[metric] for e in tuned)
     close = [e for e in tuned if e.scores[metric] >= top - 0.01]
-    cheapest = min(close, key=lambda e: comparison.cost_of(e.job_id) or 0.0)
+    priced = [(cost, e) for e in close if (cost := comparison.cost_of(e.job_id)) is not None]
+    if not priced:
+        leader = max(close, key=lambda e: e.scores[metric])
+        return (
+            f"best {metric}: {top:.3f} ({leader.label} on {leader.provider}); no job within 0.01 of it has a known cost"
+        )
+    cost, cheapest = min(priced, key=lambda pair: pair[0])
+    unknown = len(close) - len(priced)
     return (
         f"best {metric}: {top:.3f}; cheapest within 0.01 of it: {cheapest.label} on {cheapest.provider} "
-        f"({money(comparison.cost_of(cheapest.job_id))}, {metric} {cheapest.scores[metric]:.3f})"
+        f"({money(cost)}, {metric} {cheapest.scores[metric]:.3f})"
+        + (f"; {unknown} more of unknown cost" if unknown else "")
     )

@@ -3,6 +3,7 @@ inline SVG. No script, stylesheet, font or image is fetched, so it opens offline
 
 from __future__ import annotations
 
+import math
 from html import escape
 
 from finetune_hub.compare import Comparison
@@ -46,7 +47,8 @@ def loss_chart(comparison: Comparison) -> str:
     series = []
     for i, job in enumerate(comparison.jobs):
         for name, dashed in (("train_loss", False), ("valid_loss", True)):
-            if points := job.curves.get(name):
+            # NaN and infinities cannot be drawn (a diverged run): plot the finite part of the curve
+            if points := [(x, y) for x, y in job.curves.get(name, []) if math.isfinite(y)]:
                 label = f"{job.id} {job.provider} {'valid' if dashed else 'train'}"
                 series.append(Series(label, points, color(i), dashed))
     return line_chart(series, title="Loss (solid: train, dashed: validation)", x_label="step", y_label="loss")

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from finetune_hub import api, registry
-from finetune_hub.errors import AuthError, InvalidRequest, NotFound, ProviderError, QuotaError
+from finetune_hub.errors import AuthError, ConfigError, InvalidRequest, NotFound, ProviderError, QuotaError
+from finetune_hub.job import FineTuneJob
 from finetune_hub.records import Capability, JobResult, JobStatus
 from finetune_hub.store import JobStore
 from tests.conformance.binding import Binding
@@ -172,6 +173,8 @@ def test_a_submit_that_works_on_a_second_try_keeps_no_error(bound: Binding, tmp_
         api.submit(spec, bound.provider, store=store, client=bound.client())
     (failed,) = store.list_jobs()
     assert failed.remote_id is None and failed.error
+    with pytest.raises(ConfigError, match="no answer from the platform"):  # following it would never end
+        next(api.open_job(failed.id, store=store, client=bound.client()).logs(follow=True))
     job = api.submit(spec, bound.provider, store=store, client=bound.client())
     assert job.record is not None and job.record.id == failed.id and job.record.error is None
     assert bound.remote_jobs() == 1
@@ -192,6 +195,26 @@ def test_a_submit_left_without_an_answer_and_cleared_is_found_again_not_duplicat
     job = api.submit(spec, bound.provider, store=store, client=bound.client())
     assert (job.record.id if job.record else None, job.remote_id) == (record.id, remote)
     assert bound.remote_jobs() == 1
+
+
+def test_a_cancel_while_the_submit_waits_for_the_platform_is_honoured(
+    bound: Binding, tmp_path: Path, store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = make_spec(bound, tmp_path)
+    api.make_job(bound.provider, spec, store=store, client=bound.client()).prepare()
+    bound.inject("429", on=bound.create_request)  # the submit waits before it asks again ...
+
+    def cancel_meanwhile(_: float) -> None:  # ... and the user runs `fth cancel` in another terminal
+        (record,) = store.list_jobs()
+        api.control(api.open_job(record.id, store=store, client=bound.client()), "cancel")
+        monkeypatch.setattr(FineTuneJob, "retry_sleep", staticmethod(no_sleep))
+
+    monkeypatch.setattr(FineTuneJob, "retry_sleep", staticmethod(cancel_meanwhile))
+    job = api.submit(spec, bound.provider, store=store, client=bound.client())
+    assert bound.remote_jobs() == 1
+    stopping = (JobStatus.CANCELLING, JobStatus.CANCELLED)
+    if job.supports(Capability.CANCEL):  # the job the submit created is cancelled on the platform
+        assert job.refresh().status in stopping and job.record is not None and job.record.status in stopping
 
 
 def test_secrets_never_reach_the_store(bound: Binding, tmp_path: Path, store: JobStore) -> None:

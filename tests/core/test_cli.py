@@ -91,6 +91,14 @@ def test_spec_errors_exit_2_with_one_clear_message(tmp_path: Path, text: str, ex
     assert "Traceback" not in out.stderr
 
 
+def test_a_binary_spec_exits_2_without_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "bin.yaml"
+    path.write_bytes(b"\x00\xff\xfe binary \x80\x81")
+    out = fth("submit", "-p", "openai", str(path), "--dry-run")
+    assert out.returncode == 2, out.stderr
+    assert "not UTF-8" in out.stderr and "Traceback" not in out.stderr
+
+
 def test_missing_base_model_for_the_chosen_platform_exits_2(tmp_path: Path) -> None:
     from finetune_hub import registry
 

@@ -108,6 +108,15 @@ def test_bad_yaml_and_non_mapping(tmp_path: Path) -> None:
         FineTuneSpec.load(tmp_path / "absent.yaml")
 
 
+@pytest.mark.parametrize("data", [VALID.encode("utf-16"), b"\x89PNG\r\n\x1a\n\x00\xff\xfe"], ids=["utf-16", "binary"])
+def test_a_spec_that_is_not_utf8_names_the_file(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "bin.yaml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError, match="not UTF-8") as exc:
+        FineTuneSpec.load(path)
+    assert str(path) in exc.value.message and exc.value.hint and "UTF-8" in exc.value.hint
+
+
 def test_credentials_are_refused_in_the_spec(tmp_path: Path) -> None:
     text = VALID.replace("training_type: GlobalStandard", "api_key: sk-live-abcdefghijklmnop")
     message = error_of(tmp_path, text)
@@ -126,3 +135,24 @@ def test_ordinary_settings_are_not_mistaken_for_credentials(key: str) -> None:
         {"name": "x", "base_model": "m", "data": {"train": "t"}, "providers": {"p": {key: 1}}}
     )
     assert spec.settings_for("p") == {key: 1}
+
+
+def test_credentials_nested_in_settings_are_refused_and_a_stored_spec_that_fails_is_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    from finetune_hub import api
+    from finetune_hub.store import JobStore
+
+    raw = {
+        "name": "x",
+        "base_model": "m",
+        "data": {"train": "t"},
+        "providers": {"openai": {"metadata": {"api_key": "v"}}},
+    }
+    with pytest.raises(ConfigError, match=r"providers\.openai\.metadata\.api_key looks like a credential"):
+        FineTuneSpec.from_dict(raw)
+    # a job stored by an earlier version, whose spec this version refuses: a clear error, not a traceback
+    store = JobStore(tmp_path / "jobs.db")
+    record = store.create_job(provider="openai", name="x", spec=raw, spec_hash="s", data_hash="d")
+    with pytest.raises(ConfigError, match=f"job {record.id}: its stored spec no longer passes"):
+        api.open_job(record.id, store=store)

@@ -3,6 +3,8 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 
 from finetune_hub.errors import ConfigError
 from finetune_hub.records import JobEvent, JobStatus
-from finetune_hub.store import MIGRATIONS, JobStore
+from finetune_hub.store import MIGRATIONS, OWN_EVENT, JobStore
 
 
 def new_job(store: JobStore, **overrides: object):  # type: ignore[no-untyped-def]
@@ -83,6 +85,12 @@ def test_events_are_deduplicated_and_redacted(tmp_path: Path, monkeypatch: pytes
     last = store.last_event(job.id)
     assert last is not None and last.id == "e2"
     assert store.last_event("fth-none") is None
+    # what fth writes itself (a rerun link) is stamped with this machine's clock: a sync must still ask the
+    # platform for its events since its own last one, or events stamped earlier but not fetched are never fetched
+    later = datetime(2026, 11, 28, tzinfo=UTC)
+    store.add_events(job.id, [JobEvent(later, "rerun on vertex as fth-2", id=OWN_EVENT + "rerun-as-fth-2")])
+    store.add_events(job.id, [JobEvent(later, "auto-cancel", id="fth-budget-x")])  # (as earlier versions wrote)
+    assert store.last_event(job.id) == last
     store.update(job.id, error="401 for key sk-test-verysecretvalue")
     assert "verysecret" not in (store.get(job.id).error or "")
 
@@ -133,3 +141,94 @@ def test_eight_processes_each_making_100_updates(tmp_path: Path) -> None:
     store = JobStore(path)
     assert {e.id for _, e in store.events(job.id)} == expected
     assert {native for _, native, _ in store.history(job.id)} - {None} == expected
+
+
+def test_a_damaged_store_is_a_clear_error_naming_the_file(
+    fth_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from finetune_hub.cli import main
+
+    path = fth_home / "jobs.db"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"this is not a database\x00\xff" * 40)
+    with pytest.raises(ConfigError, match="not an SQLite database") as caught:
+        JobStore().list_jobs()
+    assert str(path) in caught.value.message and "move it aside" in (caught.value.hint or "")
+    monkeypatch.setenv("COLUMNS", "300")  # keep the path on one line
+    assert main(["list"]) == 2
+    assert str(path) in capsys.readouterr().err
+
+
+def _hold_write_lock(path: Path, locked: threading.Event, seconds: float) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("CREATE TABLE other_setup (x)")
+    locked.set()
+    time.sleep(seconds)
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def test_opening_a_new_store_waits_while_another_process_sets_it_up(tmp_path: Path) -> None:
+    # A write lock held on a new (not yet WAL) file makes `PRAGMA journal_mode = WAL` fail at once, busy
+    # timeout or not: what a second process sees while the first creates the store.
+    path = tmp_path / "jobs.db"
+    locked = threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(path, locked, 0.3))
+    holder.start()
+    assert locked.wait(10)
+    started = time.monotonic()
+    try:
+        assert JobStore(path).schema_version == len(MIGRATIONS)
+    finally:
+        holder.join()
+    assert time.monotonic() - started >= 0.2  # it waited for the lock rather than failing or skipping WAL
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_waiting_for_the_lock_is_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    locked = threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(path, locked, 0.5))
+    holder.start()
+    assert locked.wait(10)
+    store = JobStore(path)
+    store.LOCK_WAIT_S = 0.1
+    try:
+        with pytest.raises(ConfigError, match="stayed locked"):
+            store.list_jobs()
+    finally:
+        holder.join()
+    assert store.list_jobs() == []  # once the lock is gone the same store opens
+
+
+OPENER = """
+import sys
+from finetune_hub.store import JobStore
+sys.stdin.readline()  # start together
+print(JobStore(sys.argv[1]).schema_version)
+"""
+
+
+def test_processes_opening_a_new_store_at_once(tmp_path: Path) -> None:
+    """Smoke test of the real race (rare on few CPUs; the test above reproduces it every time)."""
+    path = tmp_path / "jobs.db"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPENER, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    time.sleep(0.5)  # let them import
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    results = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0] * len(procs), [err for _, err in results]
+    assert [out.strip() for out, _ in results] == [str(len(MIGRATIONS))] * len(procs)

@@ -124,3 +124,25 @@ def test_an_over_budget_submit_is_refused_unless_confirmed(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match="over the budget of"):
         api.submit(spec, "openai")
     assert JobStore().list_jobs() == []  # nothing recorded, nothing sent
+
+
+def test_a_dry_run_says_an_over_budget_submit_would_be_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    from finetune_hub.cli import main
+    from tests.conftest import write_chat_jsonl
+
+    write_chat_jsonl(tmp_path / "train.jsonl", n=20)
+    spec = {
+        "name": "b",
+        "base_model": "gpt-4o-2024-08-06",
+        "data": {"train": "train.jsonl"},
+        "budget": {"max_usd": 1e-4},
+    }
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    assert main(["submit", "--provider", "openai", str(tmp_path / "spec.yaml"), "--dry-run"]) == 2
+    assert "over the budget of" in capsys.readouterr().out
+    assert main(["submit", "--provider", "openai", str(tmp_path / "spec.yaml"), "--dry-run", "--yes"]) == 0
+    assert JobStore().list_jobs() == []

@@ -8,6 +8,7 @@ import sys
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,7 @@ from finetune_hub.records import JobResult, JobStatus
 from finetune_hub.report.common import sparkline
 from finetune_hub.report.svg import nice_ticks
 from finetune_hub.store import JobStore
+from tests.conftest import chat_example
 
 
 def finished_job(store: JobStore, provider: str, *, losses: list[float], actual: float | None, est: float) -> str:
@@ -220,3 +222,113 @@ def test_cli_list_keeps_ids_whole_in_an_80_column_terminal(
     assert "…" not in table and max(len(line) for line in table.splitlines()) <= 80
     for value in (*ids, "azure_openai", "openai-tuned", "+$0.20, +20%", "ft:[/]tuned"):
         assert value in table, value
+
+
+def _evaluated(store: JobStore, costs: list[tuple[float | None, float | None]], score: float) -> Comparison:
+    """A comparison of one fine-tuned job per (estimated, actual) cost, each scoring `score` on exact."""
+    ids = []
+    for est, actual in costs:
+        record = store.create_job(
+            provider="openai", name="n", spec={"name": "n"}, spec_hash="s", data_hash="d", estimated_usd=est
+        )
+        store.update(record.id, status=JobStatus.SUCCEEDED, model="tuned", actual_usd=actual)
+        ids.append(record.id)
+    base = compare(ids, store=store)
+    evaluations = [Evaluation(i, i, "openai", "tuned", False, {"exact": score}, 10, 0) for i in ids]
+    return Comparison(base.created_at, base.jobs, ["exact"], "held.jsonl", [], evaluations)
+
+
+def test_a_job_of_unknown_cost_is_never_called_cheapest() -> None:
+    from finetune_hub.report.common import best
+
+    store = JobStore()
+    for order in ([(12.5, None), (None, None)], [(None, None), (12.5, None)]):
+        comparison = _evaluated(store, order, 0.9)
+        known = next(j.id for j in comparison.jobs if j.estimated_usd is not None)
+        verdict = best(comparison)
+        assert verdict is not None
+        assert f"cheapest within 0.01 of it: {known} on openai ($12.50" in verdict, verdict
+        assert "1 more of unknown cost" in verdict
+    verdict = best(_evaluated(store, [(None, None), (None, None)], 0.9))
+    assert verdict is not None and "cheapest" not in verdict and "no job within 0.01 of it has a known cost" in verdict
+    verdict = best(_evaluated(store, [(5.0, 2.0), (1.0, None)], 0.9))  # actual where known, else the estimate
+    assert verdict is not None and "($1.00" in verdict and "unknown" not in verdict
+
+
+def test_the_prompt_limit_is_honoured_and_must_be_positive(tmp_path: Path) -> None:
+    held = tmp_path / "held.jsonl"
+    held.write_text("".join(json.dumps(chat_example(i)) + "\n" for i in range(5)) + "{not json\n")
+    assert [p.line for p in load_prompts(held, 2)] == [1, 2]  # the bad line 6 is never read
+    assert len(load_prompts(held, 5)) == 5
+    for limit in (0, -3):
+        with pytest.raises(ConfigError, match="at least 1"):
+            load_prompts(held, limit)
+
+
+def _no_compare(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Make `compare` record that it was called (it is where models are asked) instead of running."""
+    calls: list[object] = []
+
+    def fake(*args: object, **kwargs: object) -> None:
+        calls.append(args)
+        raise AssertionError("compare ran")
+
+    monkeypatch.setattr("finetune_hub.compare.compare", fake)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "options",
+    [["--report", "out.txt"], ["--report", "ok.md", "--report", "out"], ["--limit", "0"], ["--limit", "-1"]],
+    ids=["txt-suffix", "no-suffix", "limit-0", "limit-negative"],
+)
+def test_cli_compare_checks_its_options_before_asking_any_model(
+    options: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from finetune_hub.cli import main
+
+    held = tmp_path / "held.jsonl"
+    held.write_text(json.dumps(chat_example(1)) + "\n")
+    calls = _no_compare(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", "fth-any", "--eval", str(held), *options]) == 2
+    assert calls == []
+    err = capsys.readouterr().err
+    assert ("suffix" in err) if "--report" in options else ("at least 1" in err)
+    assert not list(tmp_path.glob("ok.md*"))  # no report half-written either
+
+
+def _strict_json(text: str) -> Any:
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_output_turns_nan_and_infinite_losses_into_null(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from finetune_hub.cli import main
+
+    store = JobStore()
+    job = finished_job(store, "openai", losses=[2.0, float("inf"), float("nan")], actual=1.2, est=1.0)
+    assert main(["list", "--json"]) == 0
+    (listed,) = _strict_json(capsys.readouterr().out)
+    assert listed["result"]["metrics"]["loss"] is None
+    assert main(["compare", job, "--json", "--report", str(tmp_path / "r.json")]) == 0
+    shown = _strict_json(capsys.readouterr().out)
+    assert shown["jobs"][0]["final"]["train_loss"] is None
+    assert [v for _, v in shown["jobs"][0]["curves"]["train_loss"]] == [2.0, None, None]
+    assert _strict_json((tmp_path / "r.json").read_text()) == shown
+
+
+def test_table_and_reports_survive_nan_and_infinite_losses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from finetune_hub.cli import main
+
+    job = finished_job(JobStore(), "openai", losses=[2.0, float("inf"), 1.0, float("nan")], actual=1.2, est=1.0)
+    assert main(["compare", job, "--report", str(tmp_path)]) == 0
+    assert job in capsys.readouterr().out
+    html = (tmp_path / "comparison.html").read_text()
+    (loss_chart, *_) = re.findall(r"<svg.*?</svg>", html, flags=re.S)
+    assert "nan" not in loss_chart.lower() and "inf" not in loss_chart.lower()
+    assert sparkline([2.0, float("inf"), 1.0, float("nan")]) == "█▁"

@@ -112,6 +112,18 @@ def test_compare_with_eval_writes_three_reports(emulator: OpenAIEmulator, spec_p
     assert data["evaluations"][0]["scores"]["exact"] == pytest.approx(0.75)
 
 
+def test_cli_compare_refuses_bad_options_before_any_paid_request(
+    emulator: OpenAIEmulator, spec_path: Path, tmp_path: Path
+) -> None:
+    job_id = finished_openai_job(emulator, spec_path)
+    args = ["compare", job_id, "--eval", str(held_out(tmp_path))]
+    for options in (["--report", str(tmp_path / "out.txt")], ["--limit", "0"], ["--limit", "-2"]):
+        assert main([*args, *options]) == 2, options
+    assert not [r for r in emulator.requests if r.path.endswith("/chat/completions")]
+    assert main([*args, "--limit", "1", "--json"]) == 0
+    assert len([r for r in emulator.requests if r.path.endswith("/chat/completions")]) == 1
+
+
 def test_rerun_maps_the_job_to_azure_and_reports_what_changed(emulator: OpenAIEmulator, spec_path: Path) -> None:
     job_id = finished_openai_job(emulator, spec_path)
     planned = plan_rerun(job_id, "azure_openai")
@@ -163,6 +175,16 @@ def test_cli_rerun_dry_run_and_submit(
     assert main(["rerun", job_id, "-p", "azure_openai", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["job_id"] and shown["provider"] == "azure_openai" and len(emulator.jobs) == 2
+
+
+def test_cli_rerun_dry_run_with_wait_prints_the_plan_as_json(
+    emulator: OpenAIEmulator, spec_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job_id = finished_openai_job(emulator, spec_path)
+    assert main(["rerun", job_id, "-p", "azure_openai", "--dry-run", "--wait", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["source_id"] == job_id and shown["provider"] == "azure_openai" and shown["job_id"] is None
+    assert len(emulator.jobs) == 1  # nothing was created, so there was nothing to wait for
 
 
 def test_rerun_lists_dropped_and_reinterpreted_settings(emulator: OpenAIEmulator, spec_path: Path) -> None:

@@ -87,6 +87,9 @@ def test_serverless_mode_is_priced_per_token_when_the_catalog_knows_the_rate(spe
     found = cost.estimate("sagemaker", spec, stats)
     assert found.total_usd == pytest.approx(stats.tokens * 2 / 1e6 * 4.0)
     assert found.runtime_hours is None
+    assert not any("bills compute time" in note for note in found.assumptions)
+    hourly = cost.estimate("sagemaker", FineTuneSpec.load(spec_file), stats)
+    assert any("bills compute time" in note for note in hourly.assumptions)
 
 
 def test_a_model_of_unknown_size_says_how_to_fix_it(spec_file: Path) -> None:

@@ -278,6 +278,17 @@ def test_server_errors_are_retryable_and_validation_errors_are_not(
     assert slow.value.retryable
 
 
+def test_a_cancel_the_platform_accepted_is_recorded_even_when_reading_the_job_fails(
+    tmp_path: Path, store: JobStore, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = submitted(tmp_path, store)
+    monkeypatch.setattr(OpenAIJob, "retry_sleep", staticmethod(lambda _: None))
+    emulator.faults.plan("503", count=12, on=f"GET /v1/fine_tuning/jobs/{job.remote_id}")  # the reads after it fail
+    state = api.control(job, "cancel")
+    assert state.status is JobStatus.CANCELLED
+    assert store.get(job.local_id or "").status is JobStatus.CANCELLED
+
+
 def test_the_account_id_keeps_no_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", "https://user:hunter2-secret@proxy.example:8443/v1/?token=abc")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-not-stored-0123456789")

@@ -102,3 +102,19 @@ def test_a_wrong_key_exits_3_without_showing_it(tmp_path: Path, emulator: OpenAI
     fth("submit", "--provider", "openai", str(SPEC), expect=3)
     assert "401" in fth.outputs[-1] and "wrong-key-0123456789abcdef" not in "".join(fth.outputs)
     assert emulator.jobs == {} and emulator.upload_count == 0
+
+
+def test_status_of_every_job_shows_them_all_when_one_platform_cannot_be_reached(
+    tmp_path: Path, emulator: OpenAIEmulator
+) -> None:
+    both = environment(tmp_path, emulator, "openai") | {"AZURE_OPENAI_ENDPOINT": emulator.url}
+    both |= {"AZURE_OPENAI_API_KEY": SECRET}
+    on_azure = Fth(both).json("submit", "--provider", "azure_openai", str(SPEC))
+    fth = Fth(environment(tmp_path, emulator, "openai"))  # Azure's endpoint is not set in this shell
+    on_openai = fth.json("submit", "--provider", "openai", str(SPEC))
+    rows = json.loads(fth("status", "--json", expect=3))
+    by_id = {r["id"]: r for r in rows}
+    assert by_id[on_openai["id"]]["status"] in ("queued", "running")
+    assert "AZURE_OPENAI_ENDPOINT" in by_id[on_azure["id"]]["refresh_error"]
+    table = fth("status", expect=3)
+    assert on_openai["id"] in table and on_azure["id"] in table
