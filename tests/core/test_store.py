@@ -5,6 +5,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -159,29 +161,36 @@ def test_a_damaged_store_is_a_clear_error_naming_the_file(
     assert str(path) in capsys.readouterr().err
 
 
-def _hold_write_lock(path: Path, locked: threading.Event, seconds: float) -> None:
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("BEGIN IMMEDIATE")
-    conn.execute("CREATE TABLE other_setup (x)")
-    locked.set()
-    time.sleep(seconds)
-    conn.execute("COMMIT")
-    conn.close()
+@contextmanager
+def write_lock_held(path: Path, seconds: float) -> Iterator[None]:
+    """Another connection holds a write lock on a new (not yet WAL) store file for `seconds`: what a second
+    process sees while the first creates the store."""
+    locked = threading.Event()
+
+    def hold() -> None:
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("CREATE TABLE other_setup (x)")
+        locked.set()
+        time.sleep(seconds)
+        conn.execute("COMMIT")
+        conn.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert locked.wait(10)
+    try:
+        yield
+    finally:
+        holder.join()
 
 
 def test_opening_a_new_store_waits_while_another_process_sets_it_up(tmp_path: Path) -> None:
-    # A write lock held on a new (not yet WAL) file makes `PRAGMA journal_mode = WAL` fail at once, busy
-    # timeout or not: what a second process sees while the first creates the store.
+    # `PRAGMA journal_mode = WAL` fails at once under such a lock, busy timeout or not
     path = tmp_path / "jobs.db"
-    locked = threading.Event()
-    holder = threading.Thread(target=_hold_write_lock, args=(path, locked, 0.3))
-    holder.start()
-    assert locked.wait(10)
-    started = time.monotonic()
-    try:
+    with write_lock_held(path, 0.3):
+        started = time.monotonic()
         assert JobStore(path).schema_version == len(MIGRATIONS)
-    finally:
-        holder.join()
     assert time.monotonic() - started >= 0.2  # it waited for the lock rather than failing or skipping WAL
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -189,46 +198,8 @@ def test_opening_a_new_store_waits_while_another_process_sets_it_up(tmp_path: Pa
 
 def test_waiting_for_the_lock_is_bounded(tmp_path: Path) -> None:
     path = tmp_path / "jobs.db"
-    locked = threading.Event()
-    holder = threading.Thread(target=_hold_write_lock, args=(path, locked, 0.5))
-    holder.start()
-    assert locked.wait(10)
     store = JobStore(path)
     store.LOCK_WAIT_S = 0.1
-    try:
-        with pytest.raises(ConfigError, match="stayed locked"):
-            store.list_jobs()
-    finally:
-        holder.join()
+    with write_lock_held(path, 0.5), pytest.raises(ConfigError, match="stayed locked"):
+        store.list_jobs()
     assert store.list_jobs() == []  # once the lock is gone the same store opens
-
-
-OPENER = """
-import sys
-from finetune_hub.store import JobStore
-sys.stdin.readline()  # start together
-print(JobStore(sys.argv[1]).schema_version)
-"""
-
-
-def test_processes_opening_a_new_store_at_once(tmp_path: Path) -> None:
-    """Smoke test of the real race (rare on few CPUs; the test above reproduces it every time)."""
-    path = tmp_path / "jobs.db"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", OPENER, str(path)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(6)
-    ]
-    time.sleep(0.5)  # let them import
-    for p in procs:
-        assert p.stdin is not None
-        p.stdin.write("go\n")
-        p.stdin.flush()
-    results = [p.communicate(timeout=60) for p in procs]
-    assert [p.returncode for p in procs] == [0] * len(procs), [err for _, err in results]
-    assert [out.strip() for out, _ in results] == [str(len(MIGRATIONS))] * len(procs)
