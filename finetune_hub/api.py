@@ -37,11 +37,11 @@ def open_job(ref: str, *, store: JobStore | None = None, client: Any = None) -> 
     store = store or JobStore()
     record = store.get(ref)
     try:
-        spec = FineTuneSpec.model_validate(record.spec)
-    except ValueError as exc:  # a spec stored by a version with other rules
+        spec = FineTuneSpec.from_dict(record.spec, source=f"job {record.id}'s stored spec")
+    except ConfigError as exc:  # stored by a version with other rules
         raise ConfigError(
-            f"job {record.id}: its stored spec no longer passes this version's checks: {exc}",
-            hint="`fth list` still shows it; submit the spec again (fixed) to go on with it",
+            exc.message,
+            hint=f"the finetune-hub version that submitted {record.id} can still follow it; `fth list` shows it",
         ) from None
     return registry.load(record.provider)(spec, client=client, store=store, record=record)
 
@@ -94,7 +94,8 @@ def submit(
     checked: SubmitPlan | None = None,
 ) -> FineTuneJob:
     """Check, estimate, record, upload and create the job; safe to call again after a crash. `checked`: the
-    `plan()` of this spec on this provider, when the caller has already made it."""
+    `plan()` of this spec on this provider, when the caller has already made it (with the same `over_budget_ok`:
+    the budget check is part of the plan)."""
     from finetune_hub import data
 
     store = store or JobStore()
@@ -133,14 +134,22 @@ def submit(
     except FthError as exc:
         store.update(record.id, error=str(exc))
         raise
-    cancelled = store.get(record.id).status is JobStatus.CANCELLED  # `fth cancel` came while the platform was asked
-    store.update(record.id, remote_id=remote_id, status=JobStatus.QUEUED)
+
+    def queued_unless_cancelled(now: dict[str, Any]) -> dict[str, Any]:
+        """Decided under the store's write lock: `fth cancel` may have come while the platform was asked."""
+        cancelled = now["status"] == JobStatus.CANCELLED.value
+        return {"remote_id": remote_id, "status": JobStatus.CANCELLED if cancelled else JobStatus.QUEUED}
+
+    cancelled = store.update(record.id, queued_unless_cancelled)["status"] is JobStatus.CANCELLED
     job.record = store.get(record.id)
-    with contextlib.suppress(FthError):  # the job exists; `fth status` will catch up
-        if cancelled:
+    try:
+        if cancelled:  # the user's cancel, carried out on the job just created
             control(job, "cancel")
         else:
             job.sync()
+    except FthError as exc:  # the job exists; `fth status` (or `fth cancel` again) catches up
+        if cancelled:
+            store.update(record.id, status=JobStatus.QUEUED, error=f"the cancel asked during submit failed: {exc}")
     return job
 
 
@@ -150,11 +159,14 @@ def control(job: FineTuneJob, verb: str) -> JobState:
     if job.unsent and job.store is not None and job.record is not None:
         if verb != "cancel":
             raise ConfigError(f"{job.local_id} has no answer from the platform: nothing to {verb}")
-        job.store.update(job.record.id, status=JobStatus.CANCELLED)
+        # Cleared in the store while no remote id is recorded; a submit still waiting on the platform sees this
+        # and cancels the job it creates. If its answer was recorded first, the job is cancelled on the platform.
+        cleared = job.store.update(
+            job.record.id, lambda now: {"status": JobStatus.CANCELLED} if now["remote_id"] is None else {}
+        )
         job.record = job.store.get(job.record.id)
-        if job.unsent:
+        if cleared:
             return job.sync()
-        # a submit in another process got its answer meanwhile: cancel that job on the platform
     state: JobState = job.retrying(getattr(job, verb))
     if job.store is not None and job.record is not None:  # the platform's own answer, even if a later read fails
         job.store.update(job.record.id, status=state.status, native_status=state.native)

@@ -146,8 +146,8 @@ def model_parameters(model: str, catalog: Catalog) -> tuple[float, str]:
     if folder.is_dir() and (counted := _safetensors_parameters(folder)):
         return counted, f"{model}: {counted / 1e9:.3f}B parameters (safetensors headers)"
     sizes = [m for part in reversed(re.split(r"[-_/@:]", model)) if (m := _SIZE.match(part))]
-    # A size in billions wins: "Qwen2.5-7B-Instruct-1M" is 7B parameters with a 1M-token context.
-    for match in sorted(sizes, key=lambda m: m.group(3).lower() != "b"):
+    if sizes:  # a size in billions wins: "Qwen2.5-7B-Instruct-1M" is 7B parameters with a 1M-token context
+        match = min(sizes, key=lambda m: m.group(3).lower() != "b")
         experts = int(match.group(1) or 1)
         scale = 1e9 if match.group(3).lower() == "b" else 1e6
         size = experts * float(match.group(2)) * scale

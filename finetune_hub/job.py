@@ -398,8 +398,9 @@ class FineTuneJob(ABC):
             result = self.retrying(self.result)
             fields.update(result=result, model=result.model, actual_usd=self.actual_cost(result))
         elif state.status in (JobStatus.FAILED, JobStatus.CANCELLED) and self.record.actual_usd is None:
-            spent = self.retrying(self.spent)
-            fields["actual_usd"] = self.actual_cost(spent) if spent is not None else None
+            with contextlib.suppress(FthError):  # the state is what this sync must record; the bill can wait
+                if (spent := self.retrying(self.spent)) is not None:
+                    fields["actual_usd"] = self.actual_cost(spent)
         self.store.update(self.record.id, **fields)
         self.record = self.store.get(self.record.id)
         return state
@@ -446,23 +447,27 @@ class FineTuneJob(ABC):
 
     def to_record(self) -> dict[str, Any]:
         """A plain, JSON-ready summary for reports and `--json` output. Never holds secrets."""
-        rec = self.record
-        plain: dict[str, Any] = to_plain(
-            {
-                "id": rec.id if rec else None,
-                "provider": self.provider,
-                "remote_id": rec.remote_id if rec else None,
-                "name": self.spec.name,
-                "base_model": self.base_model(),
-                "status": rec.status if rec else JobStatus.CREATED,
-                "model": rec.model if rec else None,
-                "estimated_usd": rec.estimated_usd if rec else None,
-                "actual_usd": rec.actual_usd if rec else None,
-                "result": rec.result if rec else None,
-                "error": rec.error if rec else None,
-            }
-        )
-        return plain
+        return job_row(self.record, provider=self.provider, name=self.spec.name, base_model=self.base_model())
+
+
+def job_row(rec: JobRecord | None, *, provider: str, name: str, base_model: str | None) -> dict[str, Any]:
+    """A job as `--json` output and reports show it (also a stored job no adapter could open)."""
+    plain: dict[str, Any] = to_plain(
+        {
+            "id": rec.id if rec else None,
+            "provider": provider,
+            "remote_id": rec.remote_id if rec else None,
+            "name": name,
+            "base_model": base_model,
+            "status": rec.status if rec else JobStatus.CREATED,
+            "model": rec.model if rec else None,
+            "estimated_usd": rec.estimated_usd if rec else None,
+            "actual_usd": rec.actual_usd if rec else None,
+            "result": rec.result if rec else None,
+            "error": rec.error if rec else None,
+        }
+    )
+    return plain
 
 
 class _WaitDisplay:

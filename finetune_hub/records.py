@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -120,4 +122,20 @@ def to_plain(obj: Any) -> Any:
         return {k: to_plain(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [to_plain(v) for v in obj]
+    return obj
+
+
+def to_json(data: Any) -> str:
+    """`data` as strict JSON text (what `--json` prints and reports hold): NaN and infinities (a diverged loss)
+    become null, since JSON has no such numbers. (The store keeps them: a final NaN loss stays the final loss.)"""
+    return json.dumps(_finite(to_plain(data)), indent=2, default=str, allow_nan=False)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
     return obj

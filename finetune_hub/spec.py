@@ -10,7 +10,6 @@ import hashlib
 import json
 import re
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,14 +26,6 @@ _NOT_SECRET_KEYS = frozenset({"kms_key", "kms_key_id", "encryption_key_name"})  
 def _looks_like_credential(key: str) -> bool:
     normalized = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower().replace("-", "_")
     return normalized not in _NOT_SECRET_KEYS and bool(_SECRET_WORDS & set(normalized.split("_")))
-
-
-def _keys(block: dict[str, Any], where: str) -> Iterator[tuple[str, str]]:
-    """(place, key) for every key of `block` and of the mappings nested in it (e.g. job metadata)."""
-    for key, value in block.items():
-        yield where, key
-        if isinstance(value, dict):
-            yield from _keys(value, f"{where}.{key}")
 
 
 class _Strict(BaseModel):
@@ -93,10 +84,10 @@ class FineTuneSpec(_Strict):
     @classmethod
     def _no_credentials(cls, blocks: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for provider, block in blocks.items():
-            for where, key in _keys(block, f"providers.{provider}"):
+            for key in block:  # setting names only: nested keys (labels, tags, metadata) are the user's own words
                 if _looks_like_credential(key):
                     raise ValueError(
-                        f"{where}.{key} looks like a credential; credentials never go in "
+                        f"'{key}' in providers.{provider} looks like a credential; credentials never go in "
                         "the spec: set them in the environment or the platform's standard config"
                     )
         return blocks
@@ -143,7 +134,7 @@ class FineTuneSpec(_Strict):
             raise ConfigError(f"{path}: cannot read the spec ({exc.strerror})") from None
         except UnicodeDecodeError as exc:
             raise ConfigError(
-                f"{path}: the spec is not UTF-8 text (byte {exc.start} cannot be decoded)",
+                f"{path}: the spec is not UTF-8 text (byte {exc.start + 1} cannot be decoded)",
                 hint="save the spec as UTF-8 YAML or TOML",
             ) from None
         try:

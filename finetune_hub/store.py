@@ -10,7 +10,7 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -132,8 +132,27 @@ def _event_key(event: JobEvent) -> str:
 
 
 def _code(exc: sqlite3.Error) -> int:
-    """The primary SQLite result code (the low byte of the extended one Python reports)."""
-    return exc.sqlite_errorcode & 0xFF
+    """The primary SQLite result code (the low byte of the extended one Python reports; 0 for errors of
+    Python's own, such as ProgrammingError)."""
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF
+
+
+_COLUMNS = frozenset({"remote_id", "status", "native_status", "model", "result", "actual_usd", "estimated_usd",
+                      "error", "account"})  # fmt: skip
+
+
+def _columns(fields: dict[str, Any]) -> dict[str, Any]:
+    """Job columns as stored: statuses by value, results as JSON, errors redacted."""
+    if unknown := set(fields) - _COLUMNS:
+        raise ValueError(f"not a job column: {sorted(unknown)}")
+    values = dict(fields)
+    if values.get("result") is not None:
+        values["result"] = json.dumps(to_plain(values["result"]))
+    if values.get("error"):
+        values["error"] = redact(str(values["error"]))
+    if isinstance(values.get("status"), JobStatus):
+        values["status"] = values["status"].value
+    return values
 
 
 #: the id prefix of events fth writes itself (a rerun, an auto-cancel), as opposed to the platform's
@@ -301,40 +320,32 @@ class JobStore:
             rows = conn.execute(sql + " ORDER BY created_at DESC LIMIT ?", (*args, str(limit))).fetchall()
         return [JobRecord._from_row(r) for r in rows]
 
-    def update(self, job_id: str, **fields: Any) -> None:
-        """Set columns of one job; a status change is appended to its history in the same transaction."""
-        allowed = {
-            "remote_id",
-            "status",
-            "native_status",
-            "model",
-            "result",
-            "actual_usd",
-            "estimated_usd",
-            "error",
-            "account",
-        }
-        if unknown := set(fields) - allowed:
-            raise ValueError(f"not a job column: {sorted(unknown)}")
-        if "result" in fields and fields["result"] is not None:
-            fields["result"] = json.dumps(to_plain(fields["result"]))
-        if fields.get("error"):
-            fields["error"] = redact(str(fields["error"]))
-        if isinstance(fields.get("status"), JobStatus):
-            fields["status"] = fields["status"].value
+    def update(
+        self, job_id: str, decide: Callable[[dict[str, Any]], dict[str, Any]] | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """Set columns of one job; a status change is appended to its history in the same transaction. `decide`,
+        given the job's current status and remote id, returns the columns to set instead: a change that depends
+        on what another process wrote (a cancel racing a submit) is then decided under the write lock. Returns
+        the columns set."""
         now = utcnow().isoformat()
         with self._connect(write=True) as conn:
-            current = conn.execute("SELECT status, native_status FROM jobs WHERE id=?", (job_id,)).fetchone()
+            current = conn.execute("SELECT status, native_status, remote_id FROM jobs WHERE id=?", (job_id,)).fetchone()
             if current is None:
                 raise ConfigError(f"no job '{job_id}' in the job store")
-            sets = ", ".join(f"{k} = ?" for k in fields)
-            conn.execute(f"UPDATE jobs SET {sets}, updated_at = ? WHERE id = ?", (*fields.values(), now, job_id))
-            status, native = fields.get("status"), fields.get("native_status", current["native_status"])
+            if decide is not None:
+                fields = decide(dict(current))
+            if not fields:
+                return fields
+            values = _columns(fields)
+            sets = ", ".join(f"{k} = ?" for k in values)
+            conn.execute(f"UPDATE jobs SET {sets}, updated_at = ? WHERE id = ?", (*values.values(), now, job_id))
+            status, native = values.get("status"), values.get("native_status", current["native_status"])
             if status and (status, native) != (current["status"], current["native_status"]):
                 conn.execute(
                     "INSERT INTO status_history (job_id, status, native_status, at) VALUES (?,?,?,?)",
                     (job_id, status, native, now),
                 )
+        return fields
 
     def history(self, job_id: str) -> list[tuple[JobStatus, str | None, str]]:
         with self._connect() as conn:
@@ -377,12 +388,14 @@ class JobStore:
 
     def last_event(self, job_id: str) -> JobEvent | None:
         """The newest event the platform sent (what `sync` asks it to continue from). Events fth writes itself
-        (ids starting `OWN_EVENT`; earlier versions: fth-rerun-, fth-budget-) are stamped with this machine's
+        (ids starting `OWN_EVENT`; earlier versions wrote fth-rerun-of, fth-rerun-as-<job>, fth-budget-<job>, as
+        SageMaker's may start, fth-<spec name>-) are stamped with this machine's
         clock, and would hide platform events stamped earlier that were not fetched yet."""
         with self._connect() as conn:
             row = conn.execute(
-                "SELECT * FROM events WHERE job_id=? AND NOT (event_id GLOB ? OR event_id GLOB 'fth-rerun-*' "
-                "OR event_id GLOB 'fth-budget-*') ORDER BY time DESC, seq DESC LIMIT 1",
+                "SELECT * FROM events WHERE job_id=? AND NOT (event_id GLOB ? OR event_id IN ('fth-rerun-of') "
+                "OR event_id GLOB 'fth-rerun-as-fth-*' OR event_id GLOB 'fth-budget-fth-*') "
+                "ORDER BY time DESC, seq DESC LIMIT 1",
                 (job_id, OWN_EVENT + "*"),
             ).fetchone()
         return _event(row) if row else None

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from local_backend.distributed import like, whole
+from local_backend.distributed import shard_like, whole
 from local_backend.runfiles import CHECKPOINT_PREFIX, RunFiles, now_iso, write_json
 
 
@@ -73,7 +73,7 @@ def save(
             "step": step,
             "optimizer": optimizer,
             "scheduler": scheduler.state_dict(),
-            "rng": rng_state(),
+            "rng": rng_state(),  # this rank's (the caller adds every rank's); what earlier versions read
             "history": history,
             **(extra or {}),
         },
@@ -92,8 +92,8 @@ def _prune(run: RunFiles, keep: int | None) -> None:
 
 
 def load(path: Path, *, peft_model: Any, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
-    """Restore everything `save` wrote into live objects; returns {"step", "history"}. RNG is restored by
-    the caller at the moment the next step starts."""
+    """Restore adapter, optimizer and scheduler from `path`; returns the trainer state (step, history, RNG, ...),
+    whose RNG the caller restores at the moment the next step starts."""
     from peft.utils import get_peft_model_state_dict
     from safetensors.torch import load_file
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
@@ -107,9 +107,9 @@ def load(path: Path, *, peft_model: Any, optimizer: torch.optim.Optimizer, sched
         raise RuntimeError(f"{path}: checkpoint does not match the model ({differ[:3]})")
     with torch.no_grad():
         for key, param in params.items():
-            param.copy_(like(weights[key], param))
+            param.copy_(shard_like(weights[key], param))
     state = torch.load(path / "trainer_state.pt", weights_only=False)
-    options = StateDictOptions(full_state_dict=True)
+    options = StateDictOptions(full_state_dict=True, strict=False)  # a parameter that never had a gradient has none
     set_optimizer_state_dict(peft_model, optimizer, _by_name(state["optimizer"], list(named)), options=options)
     scheduler.load_state_dict(state["scheduler"])
     return state
@@ -117,7 +117,7 @@ def load(path: Path, *, peft_model: Any, optimizer: torch.optim.Optimizer, sched
 
 def _by_name(saved: dict[str, Any], names: list[str]) -> dict[str, Any]:
     """Optimizer state keyed by parameter name; checkpoints before 2026-11-27 keyed it by position."""
-    if all(isinstance(k, str) for k in saved["state"]):
+    if all(isinstance(p, str) for group in saved["param_groups"] for p in group["params"]):
         return saved
     return {
         "state": {names[i]: v for i, v in saved["state"].items()},

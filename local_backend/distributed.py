@@ -91,6 +91,12 @@ def shard(root: torch.nn.Module, layers: list[torch.nn.Module], compute_dtype: t
     """FSDP2 over `layers` (each gathered only while it runs) and `root` (the rest: embeddings, norm, output
     layer; it calls every layer). Weights move to this rank's device as they are sharded. Gradients are
     reduced in float32 and averaged over the ranks, which the trainer's loss scale undoes."""
+    from local_backend.config import ConfigError
+
+    if tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) < (2, 7):
+        raise ConfigError(f"train config: fsdp needs torch >= 2.7 (FSDP2), this is {torch.__version__}")
+    if not layers:  # sharding the root alone would gather the whole model at once
+        raise ConfigError("train config: fsdp: this model's decoder layers were not found (model.layers or .h)")
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     policy = MixedPrecisionPolicy(param_dtype=compute_dtype, reduce_dtype=torch.float32)
@@ -106,7 +112,7 @@ def whole(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
 
 
-def like(value: torch.Tensor, param: torch.Tensor) -> Any:
+def shard_like(value: torch.Tensor, param: torch.Tensor) -> Any:
     """`value` (whole, on every rank) laid out as `param` is: this rank's shard of it when `param` is sharded."""
     from torch.distributed.tensor import DTensor, distribute_tensor
 

@@ -194,8 +194,10 @@ class Trainer:
 
     @functools.cached_property
     def _filler(self) -> dict[str, Any]:
-        """A batch run with zero weight by a sharded rank short of micro-batches: FSDP's gathers need every rank."""
-        return self._batch([0], self.train_examples)
+        """A batch run with zero weight by a sharded rank short of micro-batches (FSDP's gathers need every rank):
+        the shortest example."""
+        lengths = [len(e) for e in self.train_examples]
+        return self._batch([lengths.index(min(lengths))], self.train_examples)
 
     def _step_batches(self, step: int) -> list[dict[str, Any]]:
         """This rank's micro-batches of one optimizer step, on the device."""
@@ -374,23 +376,22 @@ class Trainer:
         self, step: int, batches: list[dict[str, Any]], window: dict[str, Any], optimizer: Any, scheduler: Any
     ) -> torch.Tensor:
         """Forward and backward over this rank's micro-batches, then one update; returns the gradient norm.
-        Sharded, every rank runs `grad_accumulation` passes (fillers with zero weight where it has fewer batches),
-        gradients are reduce-scattered after the last one, and FSDP's average over the ranks is scaled back to a sum."""
+        Sharded, every rank runs as many passes as rank 0, which holds the most (fillers with zero weight where it
+        has fewer), gradients are reduce-scattered after the last, and FSDP's average over ranks is scaled to a sum."""
         micro = self.steps[step][1]
         step_sup = sum(self.train_examples[i].supervised for mb in micro for i in mb)  # global, known up front
-        passes = batches + [self._filler] * (self.cfg.grad_accumulation - len(batches)) if self.sharded else batches
         weight = (self.dist.world if self.sharded else 1) / step_sup
-        for i, batch in enumerate(passes):
+        fillers = min(self.cfg.grad_accumulation, len(micro)) - len(batches) if self.sharded else 0
+        passes = [(batch, weight) for batch in batches] + [(self._filler, 0.0)] * fillers
+        for i, (batch, scale) in enumerate(passes):
             if self.sharded:
                 self.loss_fn.set_requires_gradient_sync(i == len(passes) - 1)  # type: ignore[operator]
             with self._autocast():
                 loss_sum = self.loss_fn(batch)
-            if i >= len(batches):
-                (loss_sum * 0.0).backward()
-                continue
-            (loss_sum * weight).backward()
-            window["sums"][0] += loss_sum.detach()
-            window["sums"][1] += batch["num_tokens"]
+            (loss_sum * scale).backward()
+            if i < len(batches):
+                window["sums"][0] += loss_sum.detach()
+                window["sums"][1] += batch["num_tokens"]
         window["sup"] += step_sup
         if not self.sharded:
             self.dist.sum_grads(self.params)

@@ -91,6 +91,7 @@ def result(job: Mapping[str, Any], mode: str) -> JobResult:
     artifact = job.get("ModelArtifacts", {}).get("S3ModelArtifacts")
     package = job.get("OutputModelPackageArn")
     training, billable = job.get("TrainingTimeInSeconds"), job.get("BillableTimeInSeconds")
+    billed_for = billed(job) or JobResult()
     extra: dict[str, Any] = {"mode": mode, "training_seconds": training}
     if mode == "trainer":
         resources = job.get("ResourceConfig", {})
@@ -106,8 +107,8 @@ def result(job: Mapping[str, Any], mode: str) -> JobResult:
     return JobResult(
         model=package or artifact,
         artifact=artifact,
-        trained_tokens=job.get("BillableTokenCount"),
-        billable_seconds=float(billable) if billable is not None else None,
+        trained_tokens=billed_for.trained_tokens,
+        billable_seconds=billed_for.billable_seconds,
         metrics={m["MetricName"]: float(m["Value"]) for m in job.get("FinalMetricDataList", [])},
         deployment_hint=hint,
         extra=extra,

@@ -176,38 +176,36 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from finetune_hub import api
     from finetune_hub.errors import FthError
-    from finetune_hub.records import to_plain
+    from finetune_hub.job import job_row
     from finetune_hub.store import JobStore
 
     store = JobStore()
-    jobs: list[FineTuneJob] = []
-    unreachable: dict[str, str] = {}  # job → why it could not be refreshed
-    if args.job:
-        jobs.append(api.open_job(args.job, store=store))
-        jobs[0].sync()
-    else:  # every unfinished job; one platform that cannot be reached does not hide the others
-        for ref in [r.id for r in store.list_jobs(limit=1000) if not r.status.terminal]:
-            try:
-                job = api.open_job(ref, store=store)
-                job.sync()
-                jobs.append(job)
-            except FthError as exc:
-                unreachable[ref] = str(exc)
+    refs = [args.job] if args.job else [r.id for r in store.list_jobs(limit=1000) if not r.status.terminal]
+    rows: list[dict[str, Any]] = []
+    unreachable: dict[str, str] = {}  # job id → why it could not be refreshed
+    for ref in refs:
+        job = None
+        try:
+            job = api.open_job(ref, store=store)
+            job.sync()
+        except FthError as exc:
+            if args.job:  # the one job asked about: its error is the answer
+                raise
+            unreachable[ref] = str(exc)  # one platform out of reach does not hide the other jobs
+        stored = store.get(ref)
+        rows.append(
+            job.to_record() if job else job_row(stored, provider=stored.provider, name=stored.name, base_model=None)
+        )
     if args.json:
         from finetune_hub.cli.output import print_json
 
-        rows = [job.to_record() for job in jobs]
-        for ref, why in unreachable.items():  # what the store knows, and why it is not fresh
-            r = store.get(ref)
-            keys = ("id", "provider", "remote_id", "name", "status", "model", "estimated_usd", "actual_usd", "error")
-            rows.append({**to_plain({k: getattr(r, k) for k in keys}), "refresh_error": why})
-        print_json(rows if not args.job else rows[0])
+        print_json(rows[0] if args.job else [row | {"refresh_error": unreachable.get(row["id"])} for row in rows])
     else:
         from rich.markup import escape
 
         from finetune_hub.cli.output import console
 
-        records = [job.record for job in jobs if job.record is not None] + [store.get(r) for r in unreachable]
+        records = [store.get(row["id"]) for row in rows]
         _records_table(records)
         for r in records:
             if r.error:

@@ -57,7 +57,7 @@ def fitted_table(
 
 
 def print_json(data: Any) -> None:
-    from finetune_hub.report import to_json
+    from finetune_hub.records import to_json
 
     sys.stdout.write(to_json(data) + "\n")
 

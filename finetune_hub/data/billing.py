@@ -119,7 +119,9 @@ def billed_tokens(
             assumptions.append("per-example token counts unavailable; capped total estimated from totals")
     if not stats.exact:
         assumptions.append(f"token counts are approximate: {stats.counter}")
-    if time_billed if time_billed is not None else provider not in TOKEN_BILLED:
+    if time_billed is None:
+        time_billed = provider not in TOKEN_BILLED
+    if time_billed:
         assumptions.append(f"{provider} bills compute time, not tokens; these are the tokens it trains on")
     return BilledTokens(
         provider=provider,

@@ -187,11 +187,6 @@ RULES: MappingProxyType[str, Rule] = MappingProxyType(
         "vertex.image_not_gcs": _r(
             ERROR, "an image that is not a gs:// URI", "upload images to Cloud Storage and use gs:// URIs"
         ),
-        "vertex.file_not_image": _r(
-            ERROR,
-            "a fileData part that is not an image (OpenAI chat records, and so fth convert, carry only images)",
-            "remove the part (audio, video and documents cannot be converted), or give an image its image/* mimeType",
-        ),
         "openai.image_url": _r(
             ERROR,
             "an image URL OpenAI cannot fetch (it reads http(s):// and data: URLs only, not gs:// or file paths)",

@@ -106,6 +106,10 @@ def parse_mapping(spec: str | dict[str, str] | None) -> dict[str, str]:
     return {k.strip(): v.strip() for k, v in pairs}
 
 
+#: the keys `classify` tells formats apart by
+_FORMAT_KEYS = frozenset({"messages", "input", "preferred_output", "non_preferred_output", "chosen", "rejected",
+                          "contents", "completions", "conversations", "instruction", "output", "response", "prompt",
+                          "completion", "inputs", "text"})  # fmt: skip
 #: fields that hold lists or objects in every format; a table cell gives them as JSON text
 _NESTED = ("messages", "conversations", "tools", "contents", "completions", "preferred_output", "non_preferred_output")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # a \ud800-\udfff escape (or text that looks like one)
@@ -166,16 +170,20 @@ def mapped(row: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
     structured data: the list fields, a DPO pair's `input`, and a TRL pair's prompt/chosen/rejected when it is a
     message list (they may also be plain text, which may itself look like JSON; so may alpaca's `input`)."""
     if mapping:
-        renamed = {field: row.get(column) for field, column in mapping.items()}
-        row = {key: value for key, value in row.items() if key not in mapping.values()} | renamed
+        # Unmapped columns are kept (a `system` column stays a system prompt), except those that would make the
+        # row look like another format: the mapping is how a user picks one format out of a wide table.
+        sources = set(mapping.values())
+        kept = {k: v for k, v in row.items() if k not in sources and k not in _FORMAT_KEYS}
+        row = kept | {field: row.get(column) for field, column in mapping.items()}
     for key in _NESTED:
         if (parsed := _json_text(row.get(key))) is not None:
             row[key] = parsed
-    kind = classify(row)
-    if kind == "openai_dpo" and (parsed := _json_text(row.get("input"))) is not None:
-        row["input"] = parsed
-    elif kind == "trl_preference":
-        for key in ("prompt", "chosen", "rejected"):
-            if _is_messages(parsed := _json_text(row.get(key))):
-                row[key] = parsed
+    if "chosen" in row or "preferred_output" in row:  # preference pairs (classify only those: it costs per row)
+        kind = classify(row)
+        if kind == "openai_dpo" and (parsed := _json_text(row.get("input"))) is not None:
+            row["input"] = parsed
+        elif kind == "trl_preference":
+            for key in ("prompt", "chosen", "rejected"):
+                if _is_messages(parsed := _json_text(row.get(key))):
+                    row[key] = parsed
     return row

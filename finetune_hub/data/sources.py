@@ -88,7 +88,7 @@ def decode_json_line(raw: bytes) -> Any:
 def json_array(path: Path) -> Iterator[Item]:
     """Elements of a top-level JSON array, decoded incrementally (the file is never read whole). Anything but
     one comma between elements, and anything but whitespace after the closing ], is `json.invalid`."""
-    strict = decoder()
+    strict, lenient = decoder(), json.JSONDecoder()
     utf8 = codecs.getincrementaldecoder("utf-8")()
     buf, pos, line, eof = "", 0, 1, False
     with open(path, "rb") as fh:
@@ -125,14 +125,17 @@ def json_array(path: Path) -> Iterator[Item]:
             while not closed:
                 while True:
                     try:
-                        value, end = strict.raw_decode(buf, pos)
+                        try:
+                            value, end = strict.raw_decode(buf, pos)
+                            refuse_lone_surrogates(value, buf, pos, end)
+                        except RecordError as refused:  # NaN, 1e999, a lone surrogate: this element only
+                            end, value = lenient.raw_decode(buf, pos)[1], refused  # (where it ends, to go on)
                         break
                     except json.JSONDecodeError as exc:
                         if eof or len(buf) - pos > _MAX_JSON_ELEMENT:
                             yield line + buf.count("\n", pos, exc.pos), RecordError("json.invalid", exc.msg)
                             return
                         more()
-                refuse_lone_surrogates(value, buf, pos, end)
                 yield line, value
                 line += buf.count("\n", pos, end)
                 pos, ended = end, line  # `ended`: the line where the element (or its comma) ends

@@ -227,16 +227,6 @@ def _part_losses(parts: list[Record], where: str) -> list[str]:
     return changes
 
 
-def _image_uri(file_data: Record, at: str) -> str:
-    """The URI of a fileData part that is an image (canonical records hold images only); else a RecordError."""
-    uri: str = file_data["fileUri"]  # a string: _check_parts made sure
-    mime = file_data.get("mimeType") or mimetypes.guess_type(uri)[0]
-    if not (isinstance(mime, str) and mime.startswith("image/")):
-        kind = f"{mime!r}" if mime else "of no known type (no mimeType)"
-        raise RecordError("vertex.file_not_image", f"{at} is {kind}, not an image: {uri[:60]}")
-    return uri
-
-
 def from_vertex(record: Record) -> Imported:
     """A Vertex tuning line as a canonical chat record (tool call ids are generated: call_1, call_2, ...).
     Both spellings of the system instruction are read (the REST API accepts either)."""
@@ -300,12 +290,11 @@ def from_vertex(record: Record) -> Imported:
                 messages.append({"role": "user", "content": _text_of(parts)})
             else:
                 content = []
-                for j, p in enumerate(parts):
+                for p in parts:
                     if "text" in p:
                         content.append({"type": "text", "text": p["text"]})
                     elif "fileData" in p:
-                        url = _image_uri(p["fileData"], f"{where}.parts[{j}]")
-                        content.append({"type": "image_url", "image_url": {"url": url}})
+                        content.append({"type": "image_url", "image_url": {"url": p["fileData"].get("fileUri", "")}})
                 messages.append({"role": "user", "content": content})
         else:
             raise RecordError("unrecognized_role", f"contents[{i}]: role {role!r} (Vertex uses 'user' and 'model')")

@@ -3,14 +3,11 @@ the path's suffix (`write`)."""
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
-from typing import Any
 
 from finetune_hub.compare import Comparison
 from finetune_hub.errors import ConfigError
-from finetune_hub.records import to_plain
+from finetune_hub.records import to_json
 
 FORMATS = {".html": "HTML", ".htm": "HTML", ".md": "Markdown", ".markdown": "Markdown", ".json": "JSON"}
 
@@ -28,21 +25,6 @@ def render(comparison: Comparison, fmt: str) -> str:
     if fmt == "JSON":
         return to_json(comparison) + "\n"
     raise ConfigError(f"unknown report format '{fmt}'", hint="formats: HTML, Markdown, JSON")
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def to_json(data: Any) -> str:
-    """`data` as JSON text; NaN and infinities (a diverged loss, say) become null, since JSON has no such numbers."""
-    return json.dumps(_finite(to_plain(data)), indent=2, default=str, allow_nan=False)
 
 
 def format_of(path: Path) -> str | None:

@@ -217,6 +217,21 @@ def test_a_cancel_while_the_submit_waits_for_the_platform_is_honoured(
         assert job.refresh().status in stopping and job.record is not None and job.record.status in stopping
 
 
+def test_a_cancel_from_a_view_older_than_the_submits_answer_reaches_the_platform(
+    bound: Binding, tmp_path: Path, store: JobStore
+) -> None:
+    spec = make_spec(bound, tmp_path)
+    bound.inject("401", on=bound.create_request)
+    with pytest.raises(AuthError):
+        api.submit(spec, bound.provider, store=store, client=bound.client())
+    (failed,) = store.list_jobs()
+    opened = api.open_job(failed.id, store=store, client=bound.client())  # `fth cancel` reads the record ...
+    job = api.submit(spec, bound.provider, store=store, client=bound.client())  # ... a retry gets its answer ...
+    if job.supports(Capability.CANCEL):
+        api.control(opened, "cancel")  # ... and the cancel goes to the job the retry created
+        assert job.refresh().status in (JobStatus.CANCELLING, JobStatus.CANCELLED)
+
+
 def test_secrets_never_reach_the_store(bound: Binding, tmp_path: Path, store: JobStore) -> None:
     job = submit(bound, tmp_path, store)
     bound.advance(job.remote_id, "failed")

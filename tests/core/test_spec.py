@@ -137,22 +137,16 @@ def test_ordinary_settings_are_not_mistaken_for_credentials(key: str) -> None:
     assert spec.settings_for("p") == {key: 1}
 
 
-def test_credentials_nested_in_settings_are_refused_and_a_stored_spec_that_fails_is_a_clear_error(
-    tmp_path: Path,
-) -> None:
+def test_user_chosen_nested_keys_pass_and_a_stored_spec_that_fails_is_a_clear_error(tmp_path: Path) -> None:
     from finetune_hub import api
     from finetune_hub.store import JobStore
 
-    raw = {
-        "name": "x",
-        "base_model": "m",
-        "data": {"train": "t"},
-        "providers": {"openai": {"metadata": {"api_key": "v"}}},
-    }
-    with pytest.raises(ConfigError, match=r"providers\.openai\.metadata\.api_key looks like a credential"):
-        FineTuneSpec.from_dict(raw)
-    # a job stored by an earlier version, whose spec this version refuses: a clear error, not a traceback
+    settings = {"metadata": {"experiment_key": "e1"}, "labels": {"cost-key": "ml"}, "tags": [{"Key": "team"}]}
+    raw = {"name": "x", "base_model": "m", "data": {"train": "t"}, "providers": {"openai": settings}}
+    assert FineTuneSpec.from_dict(raw).settings_for("openai") == settings  # their keys are the user's words
+    # a job stored by another version, whose spec this version refuses: a clear error, not a traceback
     store = JobStore(tmp_path / "jobs.db")
-    record = store.create_job(provider="openai", name="x", spec=raw, spec_hash="s", data_hash="d")
-    with pytest.raises(ConfigError, match=f"job {record.id}: its stored spec no longer passes"):
+    record = store.create_job(provider="openai", name="x", spec={**raw, "epochs": 3}, spec_hash="s", data_hash="d")
+    with pytest.raises(ConfigError, match=f"job {record.id}'s stored spec") as refused:
         api.open_job(record.id, store=store)
+    assert "can still follow it" in (refused.value.hint or "")

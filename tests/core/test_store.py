@@ -91,8 +91,12 @@ def test_events_are_deduplicated_and_redacted(tmp_path: Path, monkeypatch: pytes
     # platform for its events since its own last one, or events stamped earlier but not fetched are never fetched
     later = datetime(2026, 11, 28, tzinfo=UTC)
     store.add_events(job.id, [JobEvent(later, "rerun on vertex as fth-2", id=OWN_EVENT + "rerun-as-fth-2")])
-    store.add_events(job.id, [JobEvent(later, "auto-cancel", id="fth-budget-x")])  # (as earlier versions wrote)
+    store.add_events(job.id, [JobEvent(later, "auto-cancel", id="fth-budget-fth-1234")])  # as earlier versions wrote
     assert store.last_event(job.id) == last
+    # while a SageMaker job of a spec named "rerun-lr" sends ids that only look alike
+    sagemaker = JobEvent(later, "Starting", id="fth-rerun-lr-0a1b:Starting:1764201600.000")
+    store.add_events(job.id, [sagemaker])
+    assert store.last_event(job.id) == sagemaker
     store.update(job.id, error="401 for key sk-test-verysecretvalue")
     assert "verysecret" not in (store.get(job.id).error or "")
 

@@ -101,6 +101,18 @@ def test_json_array_reports_the_line_of_a_bad_element(tmp_path: Path) -> None:
     assert [(f.rule, f.line) for f in report.findings if f.severity == "error"] == [("missing_content", 3)]
 
 
+def test_json_array_goes_on_after_an_element_that_is_not_json_only(tmp_path: Path) -> None:
+    path = tmp_path / "a.json"
+    path.write_text(
+        '[\n {"text": "a"},\n {"text": "bad \\ud800 surrogate"},\n {"text": "c"},\n {"text": "d", "score": NaN},\n'
+        ' {"text": "e"}\n]'
+    )
+    report = validate(path)
+    errors = [(f.rule, f.line) for f in report.findings if f.severity == "error"]
+    assert errors == [("encoding.lone_surrogate", 3), ("json.invalid", 5)]
+    assert sum(scan.examples for scan in report.scans.values()) == 3
+
+
 def test_sharegpt_function_calls_become_tool_calls(tmp_path: Path) -> None:
     record = {
         "conversations": [
@@ -147,6 +159,14 @@ def test_mapped_columns_keep_the_unmapped_ones(tmp_path: Path) -> None:
     assert rows[0]["messages"] == [{"role": "system", "content": "Be brief."}, *EXPECTED]  # as without --columns
     dropped = [f for f in validate(path, columns="prompt=question,completion=answer").findings if f.line == 2]
     assert [(f.rule, f.message.split(":")[0]) for f in dropped] == [("format.field_dropped", "notes")]
+    # but not one that would make the row another format: mapping is how pairs are picked out of a wide table
+    wide = tmp_path / "uf.csv"
+    with open(wide, "w", newline="") as fh:
+        header = ["prompt", "prompt_id", "chosen", "rejected", "messages"]
+        chat = json.dumps([*EXPECTED])
+        csv.writer(fh).writerows([header, ["What is 3+4?", "p1", "Seven.", "Eight.", chat]])
+    pairs = as_openai(tmp_path, wide, columns="prompt=prompt,chosen=chosen,rejected=rejected")
+    assert "preferred_output" in pairs[0] and "messages" not in pairs[0]
 
 
 def test_csv_preference_pairs_give_message_lists_as_json_text(tmp_path: Path) -> None:
@@ -299,3 +319,12 @@ def test_an_escaped_backslash_before_u_d800_is_text() -> None:
     from finetune_hub.data.formats import loads
 
     assert loads('{"s": "\\\\ud800", "n": 1.5}') == {"s": "\\ud800", "n": 1.5}
+
+
+def test_vertex_documents_and_audio_stay_valid_for_vertex_but_not_for_openai(tmp_path: Path) -> None:
+    answer = {"role": "model", "parts": [{"text": "A summary."}]}
+    parts = [{"text": "Summarise"}, {"fileData": {"mimeType": "application/pdf", "fileUri": "gs://b/report.pdf"}}]
+    path = write_lines(tmp_path / "vx.jsonl", [{"contents": [{"role": "user", "parts": parts}, answer]}] * 2)
+    assert not [f for f in validate(path, targets=["vertex"]).findings if f.rule.startswith(("vertex.", "openai."))]
+    refused = validate(path, targets=["openai"])
+    assert "openai.image_url" in {f.rule for f in refused.findings if f.severity == "error"}

@@ -270,18 +270,6 @@ CASES = [
         [VERTEX_GOOD, vertex({"fileData": {"mimeType": "image/png", "fileUri": "gs://b/a.png"}}, role="model")],
     ),
     Case(
-        "vertex-audio-file-data",
-        "vertex.file_not_image",
-        2,
-        [VERTEX_GOOD, vertex({"text": "Hear?"}, {"fileData": {"mimeType": "audio/mpeg", "fileUri": "gs://b/a.mp3"}})],
-    ),
-    Case(
-        "vertex-file-data-unknown-type",
-        "vertex.file_not_image",
-        2,
-        [VERTEX_GOOD, vertex({"text": "What?"}, {"fileData": {"fileUri": "gs://b/recording"}})],
-    ),
-    Case(
         "vertex-image-for-openai",
         "openai.image_url",
         2,

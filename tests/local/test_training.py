@@ -234,6 +234,24 @@ def test_a_checkpoint_from_before_the_data_check_still_resumes(llama_model: Path
     assert losses(resumed) == pytest.approx(losses(straight), rel=1e-6)
 
 
+def test_a_checkpoint_where_a_parameter_has_no_optimizer_state_resumes(
+    llama_model: Path, chat_data, tmp_path: Path
+) -> None:
+    """A LoRA weight that never had a gradient (an MoE expert no token reached yet) has no Adam state."""
+    cfg = config(llama_model, chat_data, tmp_path / "run", max_steps=3, save_steps=100)
+    run = RunFiles(cfg.output_dir)
+    run.root.mkdir(parents=True)
+    run.control.write_text(json.dumps({"request": "pause"}))
+    train(cfg)
+    run.control.unlink()
+    saved = run.latest_checkpoint()
+    assert saved is not None
+    state = torch.load(saved / "trainer_state.pt", weights_only=False)
+    state["optimizer"]["state"].pop(next(iter(state["optimizer"]["state"])))
+    torch.save(state, saved / "trainer_state.pt")
+    assert train(cfg)["status"] == "succeeded"
+
+
 def test_resume_after_kill_continues_identically(llama_model: Path, chat_data, tmp_path: Path) -> None:
     settings = {"max_steps": 36, "batch_size": 2, "lora_dropout": 0.1, "save_steps": 3, "eval_steps": 12}
     straight = train(config(llama_model, chat_data, tmp_path / "straight", **settings))
@@ -337,7 +355,7 @@ def test_two_processes_train_like_one_with_gradient_accumulation(
     # masks. LoRA on the output layer too, whose weights FSDP holds at the root, and a checkpoint right after the
     # last validation.
     linear = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"]
-    settings |= {"lora_dropout": 0.1, "save_steps": 2, "target_modules": linear}
+    settings |= {"lora_dropout": 0.1, "save_steps": 2, "target_modules": linear, "grad_accumulation": 1}  # 5 steps
     runs = {}
     for name in ("straight", "paused"):
         run = RunFiles(tmp_path / name)
@@ -350,7 +368,7 @@ def test_two_processes_train_like_one_with_gradient_accumulation(
             done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240, check=False)
             assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
             runs[name] = json.loads((run.root / "summary.json").read_text())
-            assert runs[name]["status"] == expected and runs[name]["step"] == (2 if expected == "paused" else 3)
+            assert runs[name]["status"] == expected and runs[name]["step"] == (2 if expected == "paused" else 5)
             run.control.unlink(missing_ok=True)
     assert losses(runs["paused"]) == pytest.approx(losses(runs["straight"]), rel=1e-6)
     assert_same_weights(Path(runs["paused"]["adapter"]), Path(runs["straight"]["adapter"]))
