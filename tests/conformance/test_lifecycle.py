@@ -180,14 +180,20 @@ def test_a_submit_that_works_on_a_second_try_keeps_no_error(bound: Binding, tmp_
     assert bound.remote_jobs() == 1
 
 
-def test_a_submit_left_without_an_answer_and_cleared_is_found_again_not_duplicated(
-    bound: Binding, tmp_path: Path, store: JobStore
-) -> None:
+def submit_left_unanswered(bound: Binding, tmp_path: Path, store: JobStore):  # type: ignore[no-untyped-def]
+    """A submit the platform refused (401): recorded, with no remote id. (spec, record)"""
     spec = make_spec(bound, tmp_path)
     bound.inject("401", on=bound.create_request)
     with pytest.raises(AuthError):
         api.submit(spec, bound.provider, store=store, client=bound.client())
     (record,) = store.list_jobs()
+    return spec, record
+
+
+def test_a_submit_left_without_an_answer_and_cleared_is_found_again_not_duplicated(
+    bound: Binding, tmp_path: Path, store: JobStore
+) -> None:
+    spec, record = submit_left_unanswered(bound, tmp_path, store)
     # the platform did create it (a crash before the reply was recorded), but the store cannot know that ...
     created = api.make_job(bound.provider, spec, store=store, client=bound.client())
     remote = created.submit(created.prepare(), record.idempotency_key)
@@ -220,11 +226,7 @@ def test_a_cancel_while_the_submit_waits_for_the_platform_is_honoured(
 def test_a_cancel_from_a_view_older_than_the_submits_answer_reaches_the_platform(
     bound: Binding, tmp_path: Path, store: JobStore
 ) -> None:
-    spec = make_spec(bound, tmp_path)
-    bound.inject("401", on=bound.create_request)
-    with pytest.raises(AuthError):
-        api.submit(spec, bound.provider, store=store, client=bound.client())
-    (failed,) = store.list_jobs()
+    spec, failed = submit_left_unanswered(bound, tmp_path, store)
     opened = api.open_job(failed.id, store=store, client=bound.client())  # `fth cancel` reads the record ...
     job = api.submit(spec, bound.provider, store=store, client=bound.client())  # ... a retry gets its answer ...
     if job.supports(Capability.CANCEL):

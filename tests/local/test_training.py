@@ -194,12 +194,8 @@ def test_pause_then_resume_continues_exactly(llama_model: Path, chat_data, tmp_p
     assert (run.config.read_text(), run.status.read_text()) == before
 
 
-def test_a_checkpoint_from_before_the_data_check_still_resumes(llama_model: Path, chat_data, tmp_path: Path) -> None:
-    from local_backend.data import load_examples
-    from local_backend.loop import plan_steps
-    from local_backend.model import load_tokenizer
-
-    cfg = config(llama_model, chat_data, tmp_path / "run", max_steps=4, save_steps=100)
+def paused_after_one_step(cfg: TrainConfig) -> Path:
+    """Run `cfg` until a pause asked before it started (after step 1); its checkpoint."""
     run = RunFiles(cfg.output_dir)
     run.root.mkdir(parents=True)
     run.control.write_text(json.dumps({"request": "pause"}))
@@ -207,6 +203,16 @@ def test_a_checkpoint_from_before_the_data_check_still_resumes(llama_model: Path
     run.control.unlink()
     saved = run.latest_checkpoint()
     assert saved is not None
+    return saved
+
+
+def test_a_checkpoint_from_before_the_data_check_still_resumes(llama_model: Path, chat_data, tmp_path: Path) -> None:
+    from local_backend.data import load_examples
+    from local_backend.loop import plan_steps
+    from local_backend.model import load_tokenizer
+
+    cfg = config(llama_model, chat_data, tmp_path / "run", max_steps=4, save_steps=100)
+    saved = paused_after_one_step(cfg)
     # earlier versions hashed the step plan alone
     examples, _ = load_examples(cfg.train_file, load_tokenizer(cfg), max_seq_length=cfg.max_seq_length)
     state = torch.load(saved / "trainer_state.pt", weights_only=False)
@@ -229,7 +235,7 @@ def test_a_checkpoint_from_before_the_data_check_still_resumes(llama_model: Path
               str(saved / "adapter_model.safetensors"))  # fmt: skip
     resumed = train(cfg)
     assert resumed["status"] == "succeeded"
-    assert any("earlier version" in e["message"] for e in run.read_events())
+    assert any("earlier version" in e["message"] for e in RunFiles(cfg.output_dir).read_events())
     straight = train(config(llama_model, chat_data, tmp_path / "straight", max_steps=4))
     assert losses(resumed) == pytest.approx(losses(straight), rel=1e-6)
 
@@ -239,13 +245,7 @@ def test_a_checkpoint_where_a_parameter_has_no_optimizer_state_resumes(
 ) -> None:
     """A LoRA weight that never had a gradient (an MoE expert no token reached yet) has no Adam state."""
     cfg = config(llama_model, chat_data, tmp_path / "run", max_steps=3, save_steps=100)
-    run = RunFiles(cfg.output_dir)
-    run.root.mkdir(parents=True)
-    run.control.write_text(json.dumps({"request": "pause"}))
-    train(cfg)
-    run.control.unlink()
-    saved = run.latest_checkpoint()
-    assert saved is not None
+    saved = paused_after_one_step(cfg)
     state = torch.load(saved / "trainer_state.pt", weights_only=False)
     state["optimizer"]["state"].pop(next(iter(state["optimizer"]["state"])))
     torch.save(state, saved / "trainer_state.pt")
