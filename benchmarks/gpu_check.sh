@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU checks for the local backend, in one go (~4-6 minutes on an H100/H200):
-#   1. the tests marked `gpu` (varlen kernel vs SDPA, bf16 + compiled training, QLoRA when bitsandbytes is there,
-#      log lines read a step late without waiting for the next step)
+#   1. the tests marked `gpu` (varlen kernel vs SDPA, bf16 + compiled training, a pause and resume, QLoRA when
+#      bitsandbytes is there, log lines read a step late without waiting for the next step)
 #   2. benchmarks/local_throughput.py on the Llama-3.2-1B shape (baseline Trainer vs ours)
 # Installs nothing: it needs only what the `local` extra names (torch, transformers, peft, accelerate,
 # safetensors; pytest for step 1), which GPU images usually have; the QLoRA test also needs bitsandbytes (skipped

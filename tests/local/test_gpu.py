@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from local_backend import attention
 from local_backend.late import LateRead
 from local_backend.train import train
-from tests.local.test_training import config
+from tests.local.test_training import config, losses, paused_after_one_step
 
 pytestmark = [
     pytest.mark.gpu,
@@ -69,6 +69,18 @@ def test_bf16_varlen_compiled_training_learns(any_model: Path, chat_data, tmp_pa
     assert summary["device"].startswith("cuda")
     assert summary["attention"] == (attention.NAME if attention.kernel_available() else "sdpa")
     assert summary["val_loss"] < 0.8 * summary["initial_val_loss"]
+
+
+def test_a_pause_and_resume_on_the_gpu_goes_on_as_the_straight_run(
+    llama_model: Path, chat_data, tmp_path: Path
+) -> None:
+    """The checkpoint format (whole, by-name optimizer state saved through cpu_offload; fused AdamW) on CUDA."""
+    settings = {"max_steps": 4, "save_steps": 100, "tokens_per_batch": 2048, "max_seq_length": 1024}
+    straight = train(config(llama_model, chat_data, tmp_path / "straight", **settings))
+    assert paused_after_one_step(config(llama_model, chat_data, tmp_path / "run", **settings)).name == "step-000001"
+    resumed = train(config(llama_model, chat_data, tmp_path / "run", **settings))
+    assert resumed["status"] == "succeeded" and resumed["device"].startswith("cuda")
+    assert losses(resumed) == pytest.approx(losses(straight), rel=1e-3)  # bf16 kernels need not be bit-exact
 
 
 def test_packed_varlen_and_padded_sdpa_agree_in_bf16(llama_model: Path, chat_data, tmp_path: Path) -> None:
