@@ -365,7 +365,6 @@ def running_cost(job: FineTuneJob, state: JobState, *, now: dt.datetime | None =
 def enforce_budget(job: FineTuneJob, state: JobState) -> JobState:
     """With `budget.auto_cancel`, cancel a running job whose running cost has passed `budget.max_usd`."""
     from finetune_hub.records import Capability
-    from finetune_hub.store import OWN_EVENT
 
     limit = job.spec.budget.max_usd
     if not job.spec.budget.auto_cancel or limit is None or state.status.terminal or job.record is None:
@@ -378,7 +377,7 @@ def enforce_budget(job: FineTuneJob, state: JobState) -> JobState:
     message = f"auto-cancel: running cost ${spent:,.2f} passed the budget of ${limit:,.2f}"
     if job.store is not None:
         job.store.add_events(
-            job.record.id, [JobEvent(utcnow(), message, level="warn", id=f"{OWN_EVENT}budget-{job.record.id}")]
+            job.record.id, [JobEvent(utcnow(), message, level="warn", id=f"fth-budget-{job.record.id}")]
         )
     with job.changing():
         cancelled = job.retrying(job.cancel)

@@ -188,7 +188,7 @@ def rerun(
     """Create the mapped job on `provider` (through `api.submit`) and link the two jobs in their event logs."""
     from finetune_hub import api
     from finetune_hub.spec import FineTuneSpec
-    from finetune_hub.store import OWN_EVENT, JobStore
+    from finetune_hub.store import JobStore
 
     store = store or JobStore()
     planned = plan_rerun(ref, provider, base_model=base_model, store=store, over_budget_ok=over_budget_ok)
@@ -206,14 +206,10 @@ def rerun(
     now = utcnow()
     store.add_events(
         job.record.id,
-        [
-            JobEvent(
-                now, f"rerun of {planned.source_id} ({planned.source_provider}): {summary}", id=OWN_EVENT + "rerun-of"
-            )
-        ],
+        [JobEvent(now, f"rerun of {planned.source_id} ({planned.source_provider}): {summary}", id="fth-rerun-of")],
     )
     store.add_events(
         planned.source_id,
-        [JobEvent(now, f"rerun on {provider} as {job.record.id}", id=f"{OWN_EVENT}rerun-as-{job.record.id}")],
+        [JobEvent(now, f"rerun on {provider} as {job.record.id}", id=f"fth-rerun-as-{job.record.id}")],
     )
     return replace(planned, job_id=job.record.id, remote_id=job.record.remote_id)

@@ -155,10 +155,6 @@ def _columns(fields: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-#: the id prefix of events fth writes itself (a rerun, an auto-cancel), as opposed to the platform's
-OWN_EVENT = "fth:"
-
-
 class JobStore:
     #: how long opening the store waits for other processes to finish setting it up
     LOCK_WAIT_S = 60.0
@@ -387,16 +383,15 @@ class JobStore:
         return [(r["seq"], _event(r)) for r in rows]
 
     def last_event(self, job_id: str) -> JobEvent | None:
-        """The newest event the platform sent (what `sync` asks it to continue from). Events fth writes itself
-        (ids starting `OWN_EVENT`; earlier versions wrote fth-rerun-of, fth-rerun-as-<job>, fth-budget-<job>, as
-        SageMaker's may start, fth-<spec name>-) are stamped with this machine's
-        clock, and would hide platform events stamped earlier that were not fetched yet."""
+        """The newest event the platform sent (what `sync` asks it to continue from). The events fth writes itself
+        (a rerun's links, an auto-cancel) are stamped with this machine's clock and would hide platform events
+        stamped earlier that were not fetched yet. Their ids are matched exactly: SageMaker's start fth-<spec>- too."""
         with self._connect() as conn:
             row = conn.execute(
-                "SELECT * FROM events WHERE job_id=? AND NOT (event_id GLOB ? OR event_id IN ('fth-rerun-of') "
+                "SELECT * FROM events WHERE job_id=? AND NOT (event_id = 'fth-rerun-of' "
                 "OR event_id GLOB 'fth-rerun-as-fth-*' OR event_id GLOB 'fth-budget-fth-*') "
                 "ORDER BY time DESC, seq DESC LIMIT 1",
-                (job_id, OWN_EVENT + "*"),
+                (job_id,),
             ).fetchone()
         return _event(row) if row else None
 

@@ -90,8 +90,8 @@ def billed(job: Mapping[str, Any]) -> JobResult | None:
 def result(job: Mapping[str, Any], mode: str) -> JobResult:
     artifact = job.get("ModelArtifacts", {}).get("S3ModelArtifacts")
     package = job.get("OutputModelPackageArn")
-    training, billable = job.get("TrainingTimeInSeconds"), job.get("BillableTimeInSeconds")
-    billed_for = billed(job) or JobResult()
+    training, billed_for = job.get("TrainingTimeInSeconds"), billed(job) or JobResult()
+    billable = billed_for.billable_seconds
     extra: dict[str, Any] = {"mode": mode, "training_seconds": training}
     if mode == "trainer":
         resources = job.get("ResourceConfig", {})

@@ -44,3 +44,13 @@ def write_chat_jsonl(path: Path, n: int = 12, start: int = 0) -> Path:
         for i in range(start, start + n):
             fh.write(json.dumps(chat_example(i)) + "\n")
     return path
+
+
+def exit_code(argv: list[str]) -> int:
+    """What `fth ARGV` exits with: main()'s return, or argparse's own exit on a bad option."""
+    from finetune_hub.cli import main
+
+    try:
+        return main(argv)
+    except SystemExit as stopped:
+        return int(stopped.code or 0)

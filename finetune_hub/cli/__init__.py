@@ -51,5 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def positive_int(text: str) -> int:
+    """An argparse type for counts that must be at least 1 (a bad one exits 2 before anything runs)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from finetune_hub.cli import EXIT_BAD_INPUT, EXIT_OK, add_json_flag
+from finetune_hub.cli import EXIT_BAD_INPUT, EXIT_OK, add_json_flag, positive_int
 
 if TYPE_CHECKING:
     from finetune_hub.data import Finding
@@ -48,16 +48,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser("stats", help="sizes, token distribution, roles and billed tokens of a dataset")
     _source_args(p)
     p.add_argument("--for", dest="targets", action="append", choices=_TARGETS, default=[], help="show billed tokens")
-    p.add_argument("--epochs", type=_positive, help="epochs for the billed-token estimate (default: the platform's)")
+    p.add_argument("--epochs", type=positive_int, help="epochs for the billed-token estimate (default: the platform's)")
     add_json_flag(p)
     p.set_defaults(handler=_H + "cmd_stats")
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def _print_findings(findings: list[Finding]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import TYPE_CHECKING, Any
 
 from finetune_hub.cli import EXIT_BAD_INPUT, EXIT_JOB_FAILED, EXIT_OK, EXIT_PLATFORM, add_json_flag
@@ -182,6 +181,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     store = JobStore()
     refs = [args.job] if args.job else [r.id for r in store.list_jobs(limit=1000) if not r.status.terminal]
     rows: list[dict[str, Any]] = []
+    records: list[JobRecord] = []
     unreachable: dict[str, str] = {}  # job id → why it could not be refreshed
     for ref in refs:
         job = None
@@ -192,9 +192,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             if args.job:  # the one job asked about: its error is the answer
                 raise
             unreachable[ref] = str(exc)  # one platform out of reach does not hide the other jobs
-        stored = store.get(ref)
+        record = job.record if job and job.record else store.get(ref)  # sync leaves job.record fresh
+        records.append(record)
         rows.append(
-            job.to_record() if job else job_row(stored, provider=stored.provider, name=stored.name, base_model=None)
+            job.to_record() if job else job_row(record, provider=record.provider, name=record.name, base_model=None)
         )
     if args.json:
         from finetune_hub.cli.output import print_json
@@ -205,7 +206,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
         from finetune_hub.cli.output import console
 
-        records = [store.get(row["id"]) for row in rows]
         _records_table(records)
         for r in records:
             if r.error:
@@ -216,6 +216,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    import json
+
     from finetune_hub import api
 
     job = api.open_job(args.job)

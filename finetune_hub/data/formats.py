@@ -125,15 +125,15 @@ def _finite(text: str) -> float:
     return value
 
 
-def decoder() -> json.JSONDecoder:
-    """A JSON decoder for JSON only: Python's also reads NaN and ±Infinity, and 1e999 as infinity, which no other
-    JSON reader need accept (and json.dumps writes back as Infinity, which is not JSON): those raise RecordError."""
-    return json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite)
+#: a JSON decoder for JSON only: Python's also reads NaN and ±Infinity, and 1e999 as infinity, which no other
+#: JSON reader need accept (and json.dumps writes back as Infinity, which is not JSON): those raise RecordError.
+#: It keeps no state between calls, so one serves every call (building one costs as much as a small decode).
+STRICT_JSON = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite)
 
 
 def loads(text: str) -> Any:
-    """`json.loads` of JSON only (see `decoder`); a lone surrogate escape raises RecordError too."""
-    value = decoder().decode(text)
+    """`json.loads` of JSON only (see `STRICT_JSON`); a lone surrogate escape raises RecordError too."""
+    value = STRICT_JSON.decode(text)
     refuse_lone_surrogates(value, text)
     return value
 

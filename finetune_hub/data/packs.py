@@ -5,6 +5,7 @@ Numbers come from shared notes providers.md / data-formats.md, each with its sou
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -72,15 +73,19 @@ def _openai_images(record: dict[str, Any], kind: str) -> list[Problem]:
         lists += [(key, record.get(key)) for key in ("preferred_output", "non_preferred_output")]
     for where, messages in lists:
         for i, m in enumerate(messages if isinstance(messages, list) else ()):
-            content = m.get("content") if isinstance(m, dict) else None
-            for j, part in enumerate(content if isinstance(content, list) else ()):
-                if not isinstance(part, dict) or part.get("type") != "image_url":
-                    continue
-                image = part.get("image_url")
-                url = image.get("url") if isinstance(image, dict) else None  # (a missing url: rules.py says so)
+            for j, url in _image_urls(m):  # (a missing url: rules.py says so)
                 if isinstance(url, str) and not url.startswith(("https://", "http://", "data:")):
                     problems.append(("openai.image_url", f"{where}[{i}].content[{j}] is {url[:60]!r}"))
     return problems
+
+
+def _image_urls(message: Any) -> Iterator[tuple[int, Any]]:
+    """(part index, url) of each image_url part of a chat message's content; the url as given, None if none."""
+    content = message.get("content") if isinstance(message, dict) else None
+    for j, part in enumerate(content if isinstance(content, list) else ()):
+        if isinstance(part, dict) and part.get("type") == "image_url":
+            image = part.get("image_url")
+            yield j, image.get("url") if isinstance(image, dict) else None
 
 
 def _messages(record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -95,16 +100,11 @@ def _vertex(record: dict[str, Any]) -> list[Problem]:
     for i, m in enumerate(messages):
         if i >= leading and m.get("role") == "system":
             problems.append(("vertex.system_not_first", f"messages[{i}] is a system message after the first turn"))
-        content = m.get("content")
-        if isinstance(content, list):
-            for j, part in enumerate(content):
-                if not isinstance(part, dict) or part.get("type") != "image_url":
-                    continue
-                url = str((part.get("image_url") or {}).get("url", ""))
-                if not url.startswith("gs://"):
-                    problems.append(("vertex.image_not_gcs", f"messages[{i}].content[{j}] is {url[:40]!r}"))
-                elif m.get("role") != "user":
-                    images.add(f"images of {m.get('role')} turns")
+        for j, url in _image_urls(m):
+            if not str(url or "").startswith("gs://"):
+                problems.append(("vertex.image_not_gcs", f"messages[{i}].content[{j}] is {str(url or '')[:40]!r}"))
+            elif m.get("role") != "user":
+                images.add(f"images of {m.get('role')} turns")
     dropped = vertex_format.warned_losses(messages)
     dropped += sorted(images)
     if "parallel_tool_calls" in record:

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 import msgspec
 
 from finetune_hub.data.findings import RecordError
-from finetune_hub.data.formats import decoder, loads, mapped, refuse_lone_surrogates
+from finetune_hub.data.formats import STRICT_JSON, loads, mapped, refuse_lone_surrogates
 
 BOM = b"\xef\xbb\xbf"
 Item = tuple[int, Any]
@@ -88,7 +88,7 @@ def decode_json_line(raw: bytes) -> Any:
 def json_array(path: Path) -> Iterator[Item]:
     """Elements of a top-level JSON array, decoded incrementally (the file is never read whole). Anything but
     one comma between elements, and anything but whitespace after the closing ], is `json.invalid`."""
-    strict, lenient = decoder(), json.JSONDecoder()
+    lenient = json.JSONDecoder()
     utf8 = codecs.getincrementaldecoder("utf-8")()
     buf, pos, line, eof = "", 0, 1, False
     with open(path, "rb") as fh:
@@ -126,7 +126,7 @@ def json_array(path: Path) -> Iterator[Item]:
                 while True:
                     try:
                         try:
-                            value, end = strict.raw_decode(buf, pos)
+                            value, end = STRICT_JSON.raw_decode(buf, pos)
                             refuse_lone_surrogates(value, buf, pos, end)
                         except RecordError as refused:  # NaN, 1e999, a lone surrogate: this element only
                             end, value = lenient.raw_decode(buf, pos)[1], refused  # (where it ends, to go on)

@@ -14,7 +14,7 @@ import pytest
 
 from finetune_hub.errors import ConfigError
 from finetune_hub.records import JobEvent, JobStatus
-from finetune_hub.store import MIGRATIONS, OWN_EVENT, JobStore
+from finetune_hub.store import MIGRATIONS, JobStore
 
 
 def new_job(store: JobStore, **overrides: object):  # type: ignore[no-untyped-def]
@@ -90,8 +90,9 @@ def test_events_are_deduplicated_and_redacted(tmp_path: Path, monkeypatch: pytes
     # what fth writes itself (a rerun link) is stamped with this machine's clock: a sync must still ask the
     # platform for its events since its own last one, or events stamped earlier but not fetched are never fetched
     later = datetime(2026, 11, 28, tzinfo=UTC)
-    store.add_events(job.id, [JobEvent(later, "rerun on vertex as fth-2", id=OWN_EVENT + "rerun-as-fth-2")])
-    store.add_events(job.id, [JobEvent(later, "auto-cancel", id="fth-budget-fth-1234")])  # as earlier versions wrote
+    store.add_events(job.id, [JobEvent(later, "rerun on vertex as fth-2", id="fth-rerun-as-fth-2")])
+    store.add_events(job.id, [JobEvent(later, "rerun of fth-1 (openai)", id="fth-rerun-of")])
+    store.add_events(job.id, [JobEvent(later, "auto-cancel", id="fth-budget-fth-1234")])  # an auto-cancel
     assert store.last_event(job.id) == last
     # while a SageMaker job of a spec named "rerun-lr" sends ids that only look alike
     sagemaker = JobEvent(later, "Starting", id="fth-rerun-lr-0a1b:Starting:1764201600.000")

@@ -20,7 +20,7 @@ from finetune_hub.records import JobResult, JobStatus
 from finetune_hub.report.common import sparkline
 from finetune_hub.report.svg import nice_ticks
 from finetune_hub.store import JobStore
-from tests.conftest import chat_example
+from tests.conftest import chat_example, exit_code
 
 
 def finished_job(store: JobStore, provider: str, *, losses: list[float], actual: float | None, est: float) -> str:
@@ -285,13 +285,12 @@ def _no_compare(monkeypatch: pytest.MonkeyPatch) -> list[object]:
 def test_cli_compare_checks_its_options_before_asking_any_model(
     options: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from finetune_hub.cli import main
 
     held = tmp_path / "held.jsonl"
     held.write_text(json.dumps(chat_example(1)) + "\n")
     calls = _no_compare(monkeypatch)
     monkeypatch.chdir(tmp_path)
-    assert main(["compare", "fth-any", "--eval", str(held), *options]) == 2
+    assert exit_code(["compare", "fth-any", "--eval", str(held), *options]) == 2
     assert calls == []
     err = capsys.readouterr().err
     assert ("suffix" in err) if "--report" in options else ("at least 1" in err)

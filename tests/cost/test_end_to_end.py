@@ -18,7 +18,7 @@ from finetune_hub.errors import ConfigError
 from finetune_hub.rerun import plan_rerun, rerun
 from finetune_hub.spec import FineTuneSpec
 from finetune_hub.store import JobStore
-from tests.conftest import chat_example, write_chat_jsonl
+from tests.conftest import chat_example, exit_code, write_chat_jsonl
 
 pytest.importorskip("openai")
 from tests.emulators.openai_server import OpenAIEmulator
@@ -118,7 +118,7 @@ def test_cli_compare_refuses_bad_options_before_any_paid_request(
     job_id = finished_openai_job(emulator, spec_path)
     args = ["compare", job_id, "--eval", str(held_out(tmp_path))]
     for options in (["--report", str(tmp_path / "out.txt")], ["--limit", "0"], ["--limit", "-2"]):
-        assert main([*args, *options]) == 2, options
+        assert exit_code([*args, *options]) == 2, options
     assert not [r for r in emulator.requests if r.path.endswith("/chat/completions")]
     assert main([*args, "--limit", "1", "--json"]) == 0
     assert len([r for r in emulator.requests if r.path.endswith("/chat/completions")]) == 1
