@@ -45,6 +45,10 @@ class Distributed:
 
     def sharding(self, fsdp: bool) -> bool:
         """Whether the model is sharded: `fsdp` asked for, and more than one process to shard across."""
+        if fsdp and self.world > 1 and torch.__version__ < (2, 7):  # checked before the model is loaded
+            from local_backend.config import ConfigError
+
+            raise ConfigError(f"train config: fsdp needs torch >= 2.7 (FSDP2), this is {torch.__version__}")
         return fsdp and self.world > 1
 
     def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -90,11 +94,10 @@ class Distributed:
 def shard(root: torch.nn.Module, layers: list[torch.nn.Module], compute_dtype: torch.dtype | None) -> None:
     """FSDP2 over `layers` (each gathered only while it runs) and `root` (the rest: embeddings, norm, output
     layer; it calls every layer). Weights move to this rank's device as they are sharded. Gradients are
-    reduced in float32 and averaged over the ranks, which the trainer's loss scale undoes."""
+    reduced in float32 and averaged over the ranks, which the trainer's loss scale undoes (a divide factor of 1
+    would need a pre-multiplied sum, which gloo lacks)."""
     from local_backend.config import ConfigError
 
-    if tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) < (2, 7):
-        raise ConfigError(f"train config: fsdp needs torch >= 2.7 (FSDP2), this is {torch.__version__}")
     if not layers:  # sharding the root alone would gather the whole model at once
         raise ConfigError("train config: fsdp: this model's decoder layers were not found (model.layers or .h)")
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard

@@ -14,7 +14,7 @@ import math
 import signal
 import time
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,6 +192,16 @@ class Trainer:
             for k, v in batch.items()
         }
 
+    def _padded(self, batches: Iterable[dict[str, Any]], passes: int) -> Iterator[tuple[dict[str, Any], bool]]:
+        """(batch, real) for each of this rank's batches; sharded, then zero-weight fillers up to rank 0's `passes`,
+        since FSDP's gathers need every rank to run each pass."""
+        real = 0
+        for batch in batches:
+            real += 1
+            yield batch, True
+        for _ in range(passes - real if self.sharded else 0):
+            yield self._filler, False
+
     @functools.cached_property
     def _filler(self) -> dict[str, Any]:
         """A batch run with zero weight by a sharded rank short of micro-batches (FSDP's gathers need every rank):
@@ -222,12 +232,11 @@ class Trainer:
         )
         total = torch.zeros(2, dtype=torch.float64, device=self.device)
         mine = batches[self.dist.rank :: self.dist.world]
-        passes = math.ceil(len(batches) / self.dist.world) if self.sharded else len(mine)
-        for i in range(passes):
-            batch = self._batch(mine[i], self.val_examples) if i < len(mine) else self._filler
+        passes = math.ceil(len(batches) / self.dist.world)  # rank 0's count, the most
+        for batch, real in self._padded((self._batch(b, self.val_examples) for b in mine), passes):
             with self._autocast():
                 loss_sum = self.loss_fn(batch).double()
-            if i < len(mine):
+            if real:
                 total[0] += loss_sum
                 total[1] += len(batch["targets"])
         if self.sharded:  # FSDP keeps the root's weights whole after a forward without gradients: shard them again
@@ -320,7 +329,6 @@ class Trainer:
         clock = _Clock(start, Mark(self.device))
         metrics: dict[str, float] = {}
         val_loss = None
-        tokens_seen = sum(h.get("tokens", 0) for h in self.history)
         unread: list[_Staged] = []  # log lines whose values are on their way from the device
         self._stop_vote = None
         upcoming = self._step_batches(start) if start < total else []
@@ -345,7 +353,6 @@ class Trainer:
                 keep = 1 if log and not (evaluate or save or last) else 0  # else read now: events stay in order
                 while len(unread) > keep:
                     metrics = self._log(unread.pop(0), total, clock)
-                    tokens_seen += metrics["tokens"]
                 if evaluate:
                     val_loss = self.evaluate()
                     self._event(
@@ -359,7 +366,7 @@ class Trainer:
                         f"{state} at step {done}/{total}; resume continues from checkpoint step-{done:06d}",
                         kind="status",
                     )
-                    return self._outcome(state, done, total, initial_val, val_loss, tokens_seen, clock.start.host)
+                    return self._outcome(state, done, total, initial_val, val_loss, clock.start.host)
         except Exception:
             with contextlib.suppress(Exception):  # the last good steps' lines, if the device can still give them
                 for line in unread:
@@ -370,7 +377,7 @@ class Trainer:
             self._event(f"step {total}/{total} val_loss {val_loss:.4f}", kind="metrics", step=total, val_loss=val_loss)
         if cfg.save_steps:
             self._save(total, optimizer, scheduler, initial_val, metrics)
-        return self._outcome(SUCCEEDED, total, total, initial_val, val_loss, tokens_seen, clock.start.host)
+        return self._outcome(SUCCEEDED, total, total, initial_val, val_loss, clock.start.host)
 
     def _optimizer_step(
         self, step: int, batches: list[dict[str, Any]], window: dict[str, Any], optimizer: Any, scheduler: Any
@@ -381,15 +388,14 @@ class Trainer:
         micro = self.steps[step][1]
         step_sup = sum(self.train_examples[i].supervised for mb in micro for i in mb)  # global, known up front
         weight = (self.dist.world if self.sharded else 1) / step_sup
-        fillers = min(self.cfg.grad_accumulation, len(micro)) - len(batches) if self.sharded else 0
-        passes = [(batch, weight) for batch in batches] + [(self._filler, 0.0)] * fillers
-        for i, (batch, scale) in enumerate(passes):
+        passes = list(self._padded(batches, min(self.cfg.grad_accumulation, len(micro))))
+        for i, (batch, real) in enumerate(passes):
             if self.sharded:
                 self.loss_fn.set_requires_gradient_sync(i == len(passes) - 1)  # type: ignore[operator]
             with self._autocast():
                 loss_sum = self.loss_fn(batch)
-            (loss_sum * scale).backward()
-            if i < len(batches):
+            (loss_sum * (weight if real else 0.0)).backward()
+            if real:
                 window["sums"][0] += loss_sum.detach()
                 window["sums"][1] += batch["num_tokens"]
         window["sup"] += step_sup
@@ -427,11 +433,11 @@ class Trainer:
         return metrics
 
     def _outcome(self, state: str, done: int, total: int, initial_val: float | None, val_loss: float | None,
-                 tokens_seen: int, began: float) -> dict[str, Any]:  # fmt: skip
+                 began: float) -> dict[str, Any]:  # fmt: skip
         trained = [h for h in self.history if "loss" in h]
         return {
             "status": state, "step": done, "total_steps": total, "initial_val_loss": initial_val,
             "val_loss": val_loss, "train_loss": trained[-1]["loss"] if trained else None,
-            "trained_tokens": tokens_seen, "train_seconds": time.perf_counter() - began,
-            "history": self.history,
+            "trained_tokens": sum(h.get("tokens", 0) for h in self.history),
+            "train_seconds": time.perf_counter() - began, "history": self.history,
         }  # fmt: skip
