@@ -14,14 +14,12 @@ Needs only torch + transformers + peft; prints a compact table last and writes -
 timed steps of ours run under torch.profiler: DIR gets the top operators by device (or CPU) time, the device
 time per step by kernel class with the busiest kernels (also printed), and a Chrome trace, per tokens-per-step
 budget. --no-fused-lora runs ours with PEFT's own LoRA forward, to measure what local_backend/lora_fused.py buys.
---attention-kernel flash,cudnn runs ours with each packed-attention kernel (FlashAttention-2, cuDNN).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import itertools
 import json
 import math
 import platform
@@ -245,16 +243,11 @@ def run_baseline(
 
 
 def run_ours(
-    shape: Shape,
-    examples: list[Example],
-    args: argparse.Namespace,
-    device: torch.device,
-    tokens_per_step: int,
-    kernel: str,
+    shape: Shape, examples: list[Example], args: argparse.Namespace, device: torch.device, tokens_per_step: int
 ) -> dict[str, Any]:
     gpu = device.type == "cuda"
     precision = Precision(torch.bfloat16, torch.bfloat16) if gpu else Precision(torch.float32, None)
-    attn = attention.register(kernel) if gpu and attention.kernel_available() else "sdpa"
+    attn = attention.register() if gpu and attention.kernel_available() else "sdpa"
     cfg = TrainConfig(
         model="in-memory", train_file="-", output_dir=tempfile.mkdtemp(prefix="fth-bench-"), epochs=1,
         max_steps=args.warmup_ours + args.steps, learning_rate=1e-4, lr_scheduler="constant", warmup_ratio=0.0,
@@ -262,10 +255,11 @@ def run_ours(
         lora_rank=16, lora_alpha=32, lora_dropout=0.0, compile="auto" if not args.no_compile else False,
         fused_lora="auto" if not args.no_fused_lora else False,
         attention=attn, seed=0, save_steps=None, resume="never", logging_steps=args.log_every,
+        loss_chunk_size=args.loss_chunk_size,
     )  # fmt: skip
     model = build_model(shape, device, precision.param_dtype, attn)
     peft_model = apply_lora(model, cfg)
-    profiler = step_profiler(args, device, f"ours_{kernel}_{tokens_per_step}")
+    profiler = step_profiler(args, device, tokens_per_step)
     trainer = Trainer(cfg, peft_model, None, examples, [], RunFiles(cfg.output_dir), device, precision,
                       reporters=profiler)  # fmt: skip
     reset_memory(device)
@@ -357,10 +351,10 @@ def kernel_summary(trace: Path, steps: int) -> str:
     return "\n".join(lines)
 
 
-def step_profiler(args: argparse.Namespace, device: torch.device, name: str) -> StepProfiler | None:
+def step_profiler(args: argparse.Namespace, device: torch.device, tokens_per_step: int) -> StepProfiler | None:
     if args.profile is None:
         return None
-    return StepProfiler(args.profile, device, args.warmup_ours, name)
+    return StepProfiler(args.profile, device, args.warmup_ours, f"ours_{tokens_per_step}")
 
 
 def loss_agreement(shape: Shape, examples: list[Example], device: torch.device) -> dict[str, float]:
@@ -403,9 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, help="synthetic samples (default 3000; smoke 200)")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--no-fused-lora", action="store_true", help="PEFT's own LoRA forward (compiled)")
-    parser.add_argument(
-        "--attention-kernel", default="flash", help="ours' varlen kernel: flash, cudnn, or both: flash,cudnn"
-    )
+    parser.add_argument("--loss-chunk-size", type=int, default=4096, help="supervised tokens per loss chunk (4096)")
     parser.add_argument(
         "--log-every",
         type=int,
@@ -428,9 +420,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--log-every must divide the warm-up and the timed steps (e.g. --log-every 5 --warmup-ours 10)")
     if args.profile and args.log_every != 1:
         parser.error("--profile counts steps by log lines: leave --log-every at 1")
-    kernels = args.attention_kernel.split(",")
-    if not set(kernels) <= {"flash", "cudnn"}:
-        parser.error("--attention-kernel: flash, cudnn, or flash,cudnn")
     budgets = [int(t) for t in (args.tokens_per_step or ("2048" if smoke else "16384")).split(",")]
     args.samples = args.samples or (200 if smoke else 3000)
     shape = TINY if smoke else LLAMA_1B
@@ -474,9 +463,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"baseline out of memory; retrying with padded batches of {args.baseline_batch}", flush=True)
             results.append(run_baseline(shape, examples, args, device))
         print(f"baseline: {results[-1]['tokens_per_s']:,.0f} tok/s", flush=True)
-    for budget, kernel in itertools.product(budgets, kernels):
-        results.append(run_ours(shape, examples, args, device, budget, kernel))
-        print(f"ours ({kernel}, {budget} tokens/step): {results[-1]['tokens_per_s']:,.0f} tok/s "
+    for budget in budgets:
+        results.append(run_ours(shape, examples, args, device, budget))
+        print(f"ours ({budget} tokens/step): {results[-1]['tokens_per_s']:,.0f} tok/s "
               f"(warm-up incl. compile {results[-1]['warmup_s']:.0f}s)", flush=True)  # fmt: skip
 
     for r in results:

@@ -1,10 +1,8 @@
 """Per-example attention inside packed rows ("varlen"), registered with transformers' AttentionInterface.
 
 On CUDA it calls PyTorch's FlashAttention varlen kernel (`torch.nn.attention.varlen.varlen_attn`, torch ≥ 2.10),
-which only computes each example's own causal block; `CUDNN_NAME` calls cuDNN's ragged attention instead
-(`aten._cudnn_attention_forward` with cumulative sequence lengths, the kernel PyTorch's own varlen_attn ranks
-first in later releases). Elsewhere it runs SDPA per segment: slower, but the same maths, so the packed code
-path can be tested on a CPU. transformers builds no mask for an attention
+which only computes each example's own causal block. Elsewhere it runs SDPA per segment: slower, but the
+same maths, so the packed code path can be tested on a CPU. transformers builds no mask for an attention
 name it does not know, and passes the collator's `cu_seq_lens_*`/`max_length_*` through to this function.
 """
 
@@ -17,8 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-NAME = "fth_varlen"  # FlashAttention-2
-CUDNN_NAME = "fth_varlen_cudnn"
+NAME = "fth_varlen"
 
 
 def _find_kernel() -> tuple[Any, frozenset[str]] | None:
@@ -36,10 +33,6 @@ def kernel_available() -> bool:
     return torch.cuda.is_available() and _KERNEL is not None
 
 
-def cudnn_available() -> bool:
-    return torch.cuda.is_available() and torch.backends.cudnn.is_available()
-
-
 def varlen_attention(
     module: torch.nn.Module,
     query: torch.Tensor,
@@ -51,32 +44,6 @@ def varlen_attention(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """q/k/v: (1, heads, T, head_dim) for one flattened row; returns (1, T, heads, head_dim)."""
-    return _attend(query, key, value, attention_mask, scaling, kwargs, cudnn=False)
-
-
-def cudnn_varlen_attention(
-    module: torch.nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    dropout: float = 0.0,
-    scaling: float | None = None,
-    **kwargs: Any,
-) -> tuple[torch.Tensor, None]:
-    """As `varlen_attention`, with cuDNN's kernel on CUDA."""
-    return _attend(query, key, value, attention_mask, scaling, kwargs, cudnn=True)
-
-
-def _attend(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    scaling: float | None,
-    kwargs: dict[str, Any],
-    cudnn: bool,
-) -> tuple[torch.Tensor, None]:
     if query.shape[0] != 1 or attention_mask is not None:
         raise RuntimeError(f"{NAME} attention takes one packed row and no padding mask (use packing = true)")
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (T, heads, head_dim)
@@ -89,10 +56,8 @@ def _attend(
         dtype = torch.get_autocast_dtype(device)
         q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
     kernel = _KERNEL
-    half = q.dtype in (torch.float16, torch.bfloat16)  # the kernels' dtypes and head sizes
-    if q.is_cuda and half and q.shape[-1] % 8 == 0 and q.shape[-1] <= 256 and cudnn:
-        out = _cudnn_varlen(q, k, v, cu, max_len, scaling)
-    elif q.is_cuda and kernel is not None and half and q.shape[-1] % 8 == 0 and q.shape[-1] <= 256:
+    half = q.dtype in (torch.float16, torch.bfloat16)  # the kernel's dtypes and head sizes
+    if q.is_cuda and kernel is not None and half and q.shape[-1] % 8 == 0 and q.shape[-1] <= 256:
         out = _cuda_varlen(kernel, q, k, v, cu, max_len, scaling)
     else:
         out = _segment_sdpa(q, k, v, cu, scaling)
@@ -124,21 +89,6 @@ def _cuda_varlen(
     return varlen_attn(q.contiguous(), k.contiguous(), v.contiguous(), cu, cu, max_len, max_len, **extra)
 
 
-@torch.compiler.disable  # eager, where the aten op's own autograd formula (ragged backward) applies
-def _cudnn_varlen(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, max_len: int, scaling: float | None
-) -> torch.Tensor:
-    if q.shape[1] != k.shape[1]:  # PyTorch's cuDNN path takes no grouped-query attention
-        repeat = q.shape[1] // k.shape[1]
-        k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
-    cu = cu.to(q.device, torch.int32)
-    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-    out = torch.ops.aten._cudnn_attention_forward(
-        q, k, v, None, cu, cu, max_len, max_len, True, 0.0, True, scale=scaling
-    )
-    return out[0]  # type: ignore[no-any-return]
-
-
 def _segment_sdpa(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, scaling: float | None
 ) -> torch.Tensor:
@@ -154,11 +104,9 @@ def _segment_sdpa(
     return torch.cat(outs, dim=0)
 
 
-def register(kernel: str = "flash") -> str:
-    """Make `attn_implementation=NAME` (kernel "flash") or `CUDNN_NAME` ("cudnn") available to transformers
-    models; returns the name."""
+def register() -> str:
+    """Make `attn_implementation=NAME` available to transformers models; returns the name."""
     from transformers import AttentionInterface
 
-    name, function = (CUDNN_NAME, cudnn_varlen_attention) if kernel == "cudnn" else (NAME, varlen_attention)
-    AttentionInterface.register(name, function)
-    return name
+    AttentionInterface.register(NAME, varlen_attention)
+    return NAME

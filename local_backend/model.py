@@ -34,9 +34,7 @@ def pick_precision(cfg: TrainConfig, device: torch.device) -> Precision:
 
 def pick_attention(cfg: TrainConfig, device: torch.device) -> str:
     """With "auto": the varlen kernel for packed rows on CUDA, else SDPA (which, given restarting position_ids and no
-    attention mask, builds a block-diagonal mask: correct, dense). "cudnn": varlen with cuDNN's kernel."""
-    if cfg.attention == "cudnn":
-        return attention.register("cudnn")
+    attention mask, builds a block-diagonal mask: correct, dense)."""
     if cfg.attention == "varlen" or (cfg.attention == "auto" and cfg.packing and device.type == "cuda"):
         if cfg.attention == "auto" and not attention.kernel_available():
             return "sdpa"

@@ -296,8 +296,6 @@ def test_bad_settings_fail_before_loading(llama_model: Path, chat_data, tmp_path
         config(llama_model, chat_data, tmp_path / "r", report_to=["neptune"])
     with pytest.raises(ConfigError, match="varlen needs packing = true"):
         config(llama_model, chat_data, tmp_path / "r", attention="varlen", packing=False)
-    with pytest.raises(ConfigError, match="cudnn needs packing = true"):
-        config(llama_model, chat_data, tmp_path / "r", attention="cudnn", packing=False)
     with pytest.raises(ConfigError, match="fsdp = True: does not combine with quantize"):
         config(llama_model, chat_data, tmp_path / "r", fsdp=True, quantize="4bit")
     with pytest.raises(ConfigError, match=r"unknown key\(s\): epoch \(did you mean epochs\?\)"):
