@@ -317,9 +317,9 @@ class StepProfiler:
         print(f"profile: {self.out / f'profile_{self.name}.txt'} (top operators), {trace.name}", flush=True)
 
 
-KERNEL_CLASSES = (
-    ("gemm", ("gemm", "nvjet", "cutlass", "sm90_xmma", "cublas", "splitk")),
+KERNEL_CLASSES = (  # first match wins: attention first, since FlashAttention's template names mention cutlass
     ("attention", ("flash", "fmha", "attention")),
+    ("gemm", ("gemm", "nvjet", "cutlass", "sm90_xmma", "cublas", "splitk")),
     ("compiled (triton)", ("triton",)),
     ("optimizer", ("adam", "multi_tensor")),
     ("copy/fill", ("copy", "fill", "memset", "memcpy", "cat", "index", "scatter", "gather")),
