@@ -13,9 +13,11 @@ loss, whatever each rank's token count. Two ways to hold the model:
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -89,6 +91,19 @@ class Distributed:
     def close(self) -> None:
         if self.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def exit_process(code: int) -> NoReturn:
+    """End a process that a launcher (torchrun) started. DTensor's caches keep FSDP's device mesh, and with it
+    the process group, alive past `destroy_process_group`, so gloo's threads would be torn down while the
+    interpreter exits, which now and then aborts a run that has finished ("terminate called without an active
+    exception", SIGABRT). Such a process skips that teardown once its output is flushed."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def shard(root: torch.nn.Module, layers: list[torch.nn.Module], compute_dtype: torch.dtype | None) -> None:

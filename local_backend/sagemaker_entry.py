@@ -173,4 +173,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    from local_backend.distributed import exit_process
+
+    exit_process(code)

@@ -184,4 +184,7 @@ def _fail(run: RunFiles, error: str) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    from local_backend.distributed import exit_process
+
+    exit_process(code)
