@@ -64,8 +64,12 @@ def _data_stats(job: types.TuningJob) -> Any:
 
 
 def _epochs(job: types.TuningJob) -> int | None:
+    """The job's epochs; where the spec left them to Vertex, the last checkpoint's epoch (one per epoch)."""
     spec = job.supervised_tuning_spec or job.preference_optimization_spec
-    return spec.hyper_parameters.epoch_count if spec and spec.hyper_parameters else None
+    if spec and spec.hyper_parameters and spec.hyper_parameters.epoch_count:
+        return spec.hyper_parameters.epoch_count
+    checkpoints = job.tuned_model.checkpoints if job.tuned_model else None
+    return max((int(c.epoch) for c in checkpoints or [] if c.epoch), default=None)
 
 
 class VertexJob(FineTuneJob):

@@ -321,6 +321,18 @@ def test_result_names_model_endpoint_checkpoints_and_data_stats(
     assert record.actual_usd == pytest.approx(stack.vertex.billable_tokens * 2 / 1e6 * price.usd)
 
 
+def test_epochs_left_to_vertex_are_counted_from_its_checkpoints(
+    tmp_path: Path, stack: VertexStack, store: JobStore
+) -> None:
+    job = submit(make_spec(tmp_path, stack), stack, store)  # no epochs: Vertex chooses
+    stack.vertex.advance(job.remote_id, "succeeded")
+    job.wait(sleep=no_sleep, timeout=10)
+    epochs = max(int(c["epoch"]) for c in stack.vertex.find(job.remote_id)["tunedModel"]["checkpoints"])
+    result = job.result()
+    assert result.extra["epochs"] == epochs and result.trained_tokens == stack.vertex.billable_tokens * epochs
+    assert (store.get(job.local_id or "").actual_usd or 0) > 0
+
+
 def test_retried_submit_finds_its_job_among_others(tmp_path: Path, stack: VertexStack) -> None:
     spec = make_spec(tmp_path, stack)
     prepared = PreparedData({"train": f"gs://{stack.bucket}/t.jsonl"})
