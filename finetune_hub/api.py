@@ -11,7 +11,7 @@ from finetune_hub.errors import ConfigError, FthError
 from finetune_hub.job import FineTuneJob, JobState, training_stats
 from finetune_hub.records import CostEstimate, JobStatus, Problem
 from finetune_hub.spec import FineTuneSpec
-from finetune_hub.store import JobStore
+from finetune_hub.store import JobRecord, JobStore
 
 
 @dataclass(frozen=True)
@@ -36,14 +36,18 @@ def open_job(ref: str, *, store: JobStore | None = None, client: Any = None) -> 
     """A handle on a job from the store, by local id, remote id or id prefix."""
     store = store or JobStore()
     record = store.get(ref)
+    return registry.load(record.provider)(stored_spec(record), client=client, store=store, record=record)
+
+
+def stored_spec(record: JobRecord) -> FineTuneSpec:
+    """The spec a job was submitted with; a clear error where this version's rules refuse it."""
     try:
-        spec = FineTuneSpec.from_dict(record.spec, source=f"job {record.id}'s stored spec")
+        return FineTuneSpec.from_dict(record.spec, source=f"job {record.id}'s stored spec")
     except ConfigError as exc:  # stored by a version with other rules
         raise ConfigError(
             exc.message,
             hint=f"the finetune-hub version that submitted {record.id} can still follow it; `fth list` shows it",
         ) from None
-    return registry.load(record.provider)(spec, client=client, store=store, record=record)
 
 
 def plan(

@@ -119,7 +119,7 @@ def plan_rerun(
     record = store.get(ref)
     if provider == record.provider:
         raise ConfigError(f"job {record.id} already ran on {provider}", hint="pick another --provider")
-    source = FineTuneSpec.model_validate(record.spec)
+    source = api.stored_spec(record)
     _check_data(record, source)
     target_cls = registry.load(provider)
     mapped = source.model_dump(mode="json")

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from finetune_hub.cli import EXIT_BAD_INPUT, EXIT_JOB_FAILED, EXIT_OK, EXIT_PLATFORM, add_json_flag
+from finetune_hub.cli import (
+    EXIT_BAD_INPUT,
+    EXIT_JOB_FAILED,
+    EXIT_OK,
+    EXIT_PLATFORM,
+    add_json_flag,
+    positive_float,
+    positive_int,
+)
 
 if TYPE_CHECKING:
     from finetune_hub.job import FineTuneJob
@@ -36,7 +44,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("list", help="list the jobs in the local store (no network)")
     p.add_argument("--provider", help="only this platform")
     p.add_argument("--status", help="only this status")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=positive_int, default=50)
     add_json_flag(p)
     p.set_defaults(handler=_H + "cmd_list")
 
@@ -48,8 +56,8 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("wait", help="wait for jobs to finish; exit 1 if any failed")
     p.add_argument("jobs", nargs="+")
-    p.add_argument("--timeout", type=float, help="give up after this many seconds")
-    p.add_argument("--interval", type=float, default=2.0, help="first polling interval in seconds")
+    p.add_argument("--timeout", type=positive_float, help="give up after this many seconds")
+    p.add_argument("--interval", type=positive_float, default=2.0, help="first polling interval in seconds")
     add_json_flag(p)
     p.set_defaults(handler=_H + "cmd_wait")
 
@@ -160,8 +168,16 @@ def _actual(record: JobRecord) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from finetune_hub import registry
+    from finetune_hub.errors import ConfigError
+    from finetune_hub.records import JobStatus
     from finetune_hub.store import JobStore
 
+    statuses = [s.value for s in JobStatus]
+    if args.status is not None and args.status not in statuses:
+        raise ConfigError(f"no status '{args.status}'", hint="one of " + ", ".join(statuses))
+    if args.provider is not None and args.provider not in registry.known():
+        raise ConfigError(f"no provider '{args.provider}'", hint="known: " + ", ".join(sorted(registry.known())))
     records = JobStore().list_jobs(provider=args.provider, status=args.status, limit=args.limit)
     if args.json:
         from finetune_hub.cli.output import print_json

@@ -66,6 +66,31 @@ def test_list_on_an_empty_store_as_json() -> None:
     assert out.returncode == 0 and json.loads(out.stdout) == []
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("list", "--status", "Succeeded"), "no status 'Succeeded'"),
+        (("list", "--provider", "nope"), "no provider 'nope'"),
+        (("list", "--limit", "-5"), "must be at least 1"),
+        (("wait", "fth-x", "--interval", "-1"), "must be above 0"),
+        (("wait", "fth-x", "--interval", "0"), "must be above 0"),
+        (("wait", "fth-x", "--timeout", "nan"), "must be above 0"),
+    ],
+)
+def test_bad_filters_and_durations_exit_2(args: tuple[str, ...], expected: str) -> None:
+    out = fth(*args)
+    assert out.returncode == 2 and expected in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_reader_that_stops_early_is_no_error() -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "finetune_hub", "providers", "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # as `| head -0` would, before fth writes
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in err and "BrokenPipe" not in err
+
+
 def spec_file(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "spec.yaml"
     path.write_text(text)

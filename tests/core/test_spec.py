@@ -150,3 +150,7 @@ def test_user_chosen_nested_keys_pass_and_a_stored_spec_that_fails_is_a_clear_er
     with pytest.raises(ConfigError, match=f"job {record.id}'s stored spec") as refused:
         api.open_job(record.id, store=store)
     assert "can still follow it" in (refused.value.hint or "")
+    from finetune_hub.rerun import plan_rerun
+
+    with pytest.raises(ConfigError, match=f"job {record.id}'s stored spec"):  # `fth rerun` too
+        plan_rerun(record.id, "azure_openai", store=store)
