@@ -71,6 +71,11 @@ class LifecycleRow:
     verified: bool
     alternatives: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.date, dt.date):  # a quoted "2027-01-06" is text in YAML: compared, it would crash
+            date = dt.date.fromisoformat(str(self.date))  # a ValueError for anything but YYYY-MM-DD
+            object.__setattr__(self, "date", date)
+
 
 @dataclass(frozen=True)
 class GpuRow:
@@ -145,6 +150,10 @@ def _read_user(path: Path) -> dict[str, Any]:
         data = _load_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})", hint="save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})", hint="the price override file") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the catalog must be a mapping (training:, hosting:, lifecycle:, ...)")
     return data
@@ -185,7 +194,7 @@ class Catalog:
                 for name, row in (data.get("platforms") or {}).items()
             ]
             models = [_numbers(ModelRow(**row)) for data, _ in sources for row in data.get("models") or []]
-        except (TypeError, KeyError, ValueError) as exc:
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:  # AttributeError: a list for a mapping
             raise ConfigError(
                 f"catalog row has a wrong or missing key: {exc}",
                 hint=f"compare {override} with the shipped catalog (docs/cost.md)",

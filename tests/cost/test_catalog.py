@@ -63,13 +63,37 @@ def test_user_rows_override_shipped_ones(fth_home: Path) -> None:
             "     verified: true}\n",
             r"usd = '\$3.00' is not a number \(row x, m\)",
         ),
+        ("platforms: [openai]\n", "wrong or missing key"),
+        ("lifecycle:\n  - {provider: x, model: m, event: model_shutdown, date: 2027-1-6, source: s, verified: true}\n",
+         "wrong or missing key"),
     ],
-)
+)  # fmt: skip
 def test_a_broken_override_file_is_a_clear_error(fth_home: Path, text: str, needle: str) -> None:
     fth_home.mkdir(parents=True)
     (fth_home / "catalog.yaml").write_text(text)
     with pytest.raises(ConfigError, match=needle):
         Catalog.load()
+
+
+def test_an_unreadable_override_file_is_a_clear_error(fth_home: Path) -> None:
+    fth_home.mkdir(parents=True)
+    (fth_home / "catalog.yaml").write_bytes(b"training: []\nsource: \xa3\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        Catalog.load()
+    (fth_home / "catalog.yaml").unlink()
+    (fth_home / "catalog.yaml").mkdir()
+    with pytest.raises(ConfigError, match="cannot be read"):
+        Catalog.load()
+
+
+def test_a_quoted_lifecycle_date_is_read_as_a_date(fth_home: Path) -> None:
+    fth_home.mkdir(parents=True)
+    (fth_home / "catalog.yaml").write_text(
+        'lifecycle:\n  - {provider: openai, model: "gpt-4o-mini*", event: model_shutdown, date: "2027-02-01",\n'
+        "     source: x, verified: true}\n"
+    )
+    rows = Catalog.load().events("openai", "gpt-4o-mini-2024-07-18")
+    assert dt.date(2027, 2, 1) in [r.date for r in rows]
 
 
 def test_ages_and_staleness() -> None:
