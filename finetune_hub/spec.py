@@ -23,6 +23,38 @@ _SECRET_WORDS = frozenset({"apikey", "key", "token", "secret", "password", "pass
 _NOT_SECRET_KEYS = frozenset({"kms_key", "kms_key_id", "encryption_key_name"})  # names of keys, not keys
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping (PyYAML keeps the last one, silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` merges may override keys: that is their point
+                continue
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark, f"'{key}' is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_platform_names(spec: FineTuneSpec, path: Path) -> None:
+    """A `providers:` block for a platform that does not exist is a typo whose settings would never apply. Only
+    for the user's spec file: a job stored by a version that knew other platforms still opens."""
+    from finetune_hub import registry
+
+    known = {*registry.BUILTIN, *registry.RETIRED}
+    for name in spec.providers:
+        if name not in known and name not in registry.known():  # entry points only when needed: they are slow
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            raise ConfigError(
+                f"{path}: providers.{name}: no such platform" + (f"; did you mean '{close[0]}'?" if close else ""),
+                hint="known: " + ", ".join(sorted(registry.known())),
+            )
+
+
 def _looks_like_credential(key: str) -> bool:
     normalized = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower().replace("-", "_")
     return normalized not in _NOT_SECRET_KEYS and bool(_SECRET_WORDS & set(normalized.split("_")))
@@ -138,12 +170,14 @@ class FineTuneSpec(_Strict):
                 hint="save the spec as UTF-8 YAML or TOML",
             ) from None
         try:
-            data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+            data = tomllib.loads(text) if path.suffix == ".toml" else yaml.load(text, Loader=_UniqueKeyLoader)
         except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {exc}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the spec must be a mapping of keys to values, got {type(data).__name__}")
-        return cls.from_dict(data, source=str(path), base_dir=path.parent)
+        spec = cls.from_dict(data, source=str(path), base_dir=path.parent)
+        _check_platform_names(spec, path)
+        return spec
 
     def _anchored(self, base_dir: Path) -> FineTuneSpec:
         def anchor(p: Path | None) -> Path | None:

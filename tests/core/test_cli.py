@@ -107,8 +107,10 @@ BASE = "name: x\nbase_model: {openai: gpt-4.1-mini-2025-04-14}\ndata: {train: tr
         (BASE + "hyperparameters: {epochs: lots}\n", "hyperparameters.epochs"),
         ("name: x\ndata: {train: train.jsonl}\n", "base_model: required key is missing"),
         ("name: [oops\n", "not valid YAML"),
+        (BASE + "providers: {opnai: {metadata: {team: a}}}\n", "providers.opnai: no such platform; did you mean"),
+        (BASE + "hyperparameters: {epochs: 2}\nhyperparameters: {epochs: 3}\n", "'hyperparameters' is given twice"),
     ],
-)
+)  # fmt: skip
 def test_spec_errors_exit_2_with_one_clear_message(tmp_path: Path, text: str, expected: str) -> None:
     out = fth("submit", "--provider", "openai", str(spec_file(tmp_path, text)))
     assert out.returncode == 2, out.stderr

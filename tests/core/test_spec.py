@@ -154,3 +154,17 @@ def test_user_chosen_nested_keys_pass_and_a_stored_spec_that_fails_is_a_clear_er
 
     with pytest.raises(ConfigError, match=f"job {record.id}'s stored spec"):  # `fth rerun` too
         plan_rerun(record.id, "azure_openai", store=store)
+
+
+def test_yaml_merge_keys_still_override(tmp_path: Path) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(
+        "defaults: &d {epochs: 2, batch_size: 4}\nname: x\nbase_model: m\ndata: {train: t.jsonl}\n"
+        "hyperparameters: {<<: *d, epochs: 3}\n"
+    )
+    with pytest.raises(ConfigError, match="defaults"):  # an unknown top-level key, not a duplicate
+        FineTuneSpec.load(path)
+    path.write_text(
+        "name: x\nbase_model: m\ndata: {train: t.jsonl}\nhyperparameters: {<<: {epochs: 2, batch_size: 4}, epochs: 3}\n"
+    )
+    assert FineTuneSpec.load(path).hyperparameters.epochs == 3
