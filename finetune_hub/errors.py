@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Mapping
 from contextlib import suppress
+from typing import Any
 
 _SECRET_ENV_HINTS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")
 _SECRET_PATTERNS = (
@@ -58,6 +59,16 @@ class ProviderRetired(FthError):
 
 class MissingDependency(FthError):
     """An optional extra is not installed."""
+
+
+class WaitTimedOut(FthError):
+    """A wait's timeout ran out while the job was still going (`state`: what it was doing then)."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, state: Any, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.state = state
 
 
 class ProviderError(FthError):

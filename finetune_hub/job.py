@@ -16,7 +16,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from finetune_hub.errors import ConfigError, FthError, InvalidRequest, ProviderError, UnsupportedFeature
+from finetune_hub.errors import (
+    ConfigError,
+    FthError,
+    InvalidRequest,
+    ProviderError,
+    UnsupportedFeature,
+    WaitTimedOut,
+)
 from finetune_hub.records import (
     Capability,
     Checkpoint,
@@ -439,8 +446,14 @@ class FineTuneJob(ABC):
                     backoff.reset()
                 last = state
                 if deadline is not None and clock() >= deadline:
-                    raise FthError(f"timed out after {timeout:.0f}s waiting for {self.local_id or self.provider}")
-                sleep(backoff.next())
+                    raise WaitTimedOut(
+                        f"timed out after {timeout:.0f}s waiting for {self.local_id or self.provider} "
+                        f"({state.status.value})",
+                        state=state,
+                        hint="the job goes on: `fth wait` or `fth status` later",
+                    )
+                pause = backoff.next()
+                sleep(pause if deadline is None else max(0.0, min(pause, deadline - clock())))
         finally:
             if display:
                 display.close()

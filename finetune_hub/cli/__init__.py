@@ -12,7 +12,7 @@ from collections.abc import Sequence
 # Each module has `register(subparsers)`; handlers are "module:function" strings resolved on use.
 COMMAND_MODULES = ("finetune_hub.cli.data", "finetune_hub.cli.jobs", "finetune_hub.cli.cost")
 
-EXIT_OK, EXIT_JOB_FAILED, EXIT_BAD_INPUT, EXIT_PLATFORM = 0, 1, 2, 3
+EXIT_OK, EXIT_JOB_FAILED, EXIT_BAD_INPUT, EXIT_PLATFORM, EXIT_TIMEOUT = 0, 1, 2, 3, 4
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fth",
         description="One dataset and one spec, sent to any fine-tuning platform, compared on cost and results.",
-        epilog="Exit codes: 0 ok, 1 job failed, 2 bad input, 3 platform or auth error.",
+        epilog="Exit codes: 0 ok, 1 job failed, 2 bad input, 3 platform or auth error, 4 still running when "
+        "a wait's --timeout ran out.",
     )
     parser.add_argument("--version", action="version", version=f"finetune-hub {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")

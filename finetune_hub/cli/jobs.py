@@ -10,6 +10,7 @@ from finetune_hub.cli import (
     EXIT_JOB_FAILED,
     EXIT_OK,
     EXIT_PLATFORM,
+    EXIT_TIMEOUT,
     add_json_flag,
     positive_float,
     positive_int,
@@ -243,11 +244,26 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def _wait_and_report(jobs: list[FineTuneJob], args: argparse.Namespace, timeout: float | None) -> int:
+    import time
+
+    from finetune_hub.errors import WaitTimedOut
     from finetune_hub.job import Backoff
     from finetune_hub.records import JobStatus
 
     interval = getattr(args, "interval", 2.0)
-    states = [job.wait(timeout=timeout, progress=not args.json, backoff=Backoff(initial=interval)) for job in jobs]
+    deadline = None if timeout is None else time.monotonic() + timeout  # for all the jobs together
+    states, late = [], []
+    for job in jobs:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            states.append(job.wait(timeout=left, progress=not args.json, backoff=Backoff(initial=interval)))
+        except WaitTimedOut as exc:  # each job is still reported, as it is now
+            states.append(exc.state)
+            late.append(job.local_id)
+    if late:
+        import sys
+
+        print(f"timed out after {timeout:g}s; still going: {', '.join(map(str, late))}", file=sys.stderr)
     if args.json:
         from finetune_hub.cli.output import print_json
 
@@ -264,7 +280,9 @@ def _wait_and_report(jobs: list[FineTuneJob], args: argparse.Namespace, timeout:
             if state.error:
                 line += f" ({escape(state.error)})"
             console().print(line)
-    return EXIT_JOB_FAILED if any(s.status is not JobStatus.SUCCEEDED for s in states) else EXIT_OK
+    if any(s.status.terminal and s.status is not JobStatus.SUCCEEDED for s in states):
+        return EXIT_JOB_FAILED
+    return EXIT_TIMEOUT if late else EXIT_OK
 
 
 def cmd_wait(args: argparse.Namespace) -> int:

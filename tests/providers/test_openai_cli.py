@@ -118,3 +118,13 @@ def test_status_of_every_job_shows_them_all_when_one_platform_cannot_be_reached(
     assert "AZURE_OPENAI_ENDPOINT" in by_id[on_azure["id"]]["refresh_error"]
     table = fth("status", expect=3)
     assert on_openai["id"] in table and on_azure["id"] in table
+
+
+def test_wait_timeout_reports_every_job_and_exits_4(tmp_path: Path) -> None:
+    with OpenAIEmulator(api_key=SECRET, seconds_per_request=0) as emulator:  # its clock stands still: no job ends
+        fth = Fth(environment(tmp_path, emulator, "openai"))
+        jobs = [fth.json("submit", "--provider", "openai", str(SPEC)) for _ in range(2)]
+        args = ("wait", *(j["id"] for j in jobs), "--timeout", "1", "--interval", "0.2", "--json")
+        shown = json.loads(fth(*args, expect=4))
+    assert [s["id"] for s in shown] == [j["id"] for j in jobs] and {s["status"] for s in shown} == {"queued"}
+    assert f"still going: {jobs[0]['id']}, {jobs[1]['id']}" in fth.outputs[-1]
