@@ -168,7 +168,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
     spec = FineTuneSpec.load(args.spec)
     catalog = Catalog.load()
-    providers = args.provider or cost.estimable_providers(catalog)
+    providers = list(dict.fromkeys(args.provider)) if args.provider else cost.estimable_providers(catalog)
     for name in args.provider or []:
         if name not in catalog.providers():
             registry.info(name)  # an unknown name fails here with the known ones listed
@@ -194,6 +194,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     # a bad report path fails here, before any model is asked (each answer is a paid request)
     for ref in args.report or []:
         report.format_of(Path(ref))
+    if not args.eval_file and (args.metric or args.base or args.limit):
+        from finetune_hub.errors import ConfigError
+
+        raise ConfigError("--metric, --base and --limit score answers: they need --eval FILE", hint="or leave them out")
     comparison = compare(
         args.jobs,
         eval_file=Path(args.eval_file) if args.eval_file else None,

@@ -75,6 +75,7 @@ def test_list_on_an_empty_store_as_json() -> None:
         (("wait", "fth-x", "--interval", "-1"), "must be above 0"),
         (("wait", "fth-x", "--interval", "0"), "must be above 0"),
         (("wait", "fth-x", "--timeout", "nan"), "must be above 0"),
+        (("compare", "fth-x", "--metric", "exact"), "they need --eval FILE"),
     ],
 )
 def test_bad_filters_and_durations_exit_2(args: tuple[str, ...], expected: str) -> None:

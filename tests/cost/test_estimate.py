@@ -174,6 +174,9 @@ def test_cli_estimate_all_prints_a_row_per_platform(
     assert "ml.g5.12xlarge" in out and "gpt-4o-mini-2024-07-18" in out and "gemini" not in out
     assert "tokens/s" in out  # the assumptions behind the runtime
 
+    assert main(["estimate", str(spec_file), "-p", "openai", "-p", "openai", "--json"]) == 0
+    assert [r["provider"] for r in json.loads(capsys.readouterr().out)] == ["openai"]  # a platform named twice
+
 
 def test_cli_estimate_unknown_provider_is_bad_input(spec_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["estimate", str(spec_file), "-p", "opneai"]) == 2
