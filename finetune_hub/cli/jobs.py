@@ -55,7 +55,7 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per line: {job, line} (JSON Lines)")
     p.set_defaults(handler=_H + "cmd_logs")
 
-    p = sub.add_parser("wait", help="wait for jobs to finish; exit 1 if any failed")
+    p = sub.add_parser("wait", help="wait for jobs to finish; exit 1 if any failed, 4 if --timeout ran out")
     p.add_argument("jobs", nargs="+")
     p.add_argument("--timeout", type=positive_float, help="give up after this many seconds")
     p.add_argument("--interval", type=positive_float, default=2.0, help="first polling interval in seconds")
