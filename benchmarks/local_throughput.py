@@ -397,7 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, help="synthetic samples (default 3000; smoke 200)")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--no-fused-lora", action="store_true", help="PEFT's own LoRA forward (compiled)")
-    parser.add_argument("--loss-chunk-size", type=int, default=4096, help="supervised tokens per loss chunk (4096)")
+    chunk = TrainConfig.loss_chunk_size
+    parser.add_argument(
+        "--loss-chunk-size", type=int, default=chunk, help=f"supervised tokens per loss chunk ({chunk})"
+    )
     parser.add_argument(
         "--log-every",
         type=int,

@@ -71,15 +71,26 @@ def info(name: str) -> ProviderInfo:
             f"`fth submit --provider {{{'|'.join(sorted(BUILTIN)) or 'local'}}} SPEC`",
         )
     if found is None:
-        import difflib
-
-        names = sorted(known())
-        close = difflib.get_close_matches(name, names, n=1)
-        raise ConfigError(
-            f"unknown provider '{name}'" + (f"; did you mean '{close[0]}'?" if close else ""),
-            hint="known providers: " + ", ".join(names),
-        )
+        raise _unknown(name)
     return found
+
+
+def check_name(name: str) -> None:
+    """Refuse a platform name that nothing knows (a typo), naming the closest; retired platforms pass. Entry
+    points are read only for a name that is neither built in nor retired: reading them is slow."""
+    if name not in BUILTIN and name not in RETIRED and name not in _entry_points():
+        raise _unknown(name)
+
+
+def _unknown(name: str) -> ConfigError:
+    import difflib
+
+    names = sorted(known())
+    close = difflib.get_close_matches(name, names, n=1)
+    return ConfigError(
+        f"unknown provider '{name}'" + (f"; did you mean '{close[0]}'?" if close else ""),
+        hint="known providers: " + ", ".join(names),
+    )
 
 
 def load(name: str) -> type[FineTuneJob]:

@@ -45,14 +45,11 @@ def _check_platform_names(spec: FineTuneSpec, path: Path) -> None:
     for the user's spec file: a job stored by a version that knew other platforms still opens."""
     from finetune_hub import registry
 
-    known = {*registry.BUILTIN, *registry.RETIRED}
     for name in spec.providers:
-        if name not in known and name not in registry.known():  # entry points only when needed: they are slow
-            close = difflib.get_close_matches(name, sorted(known), n=1)
-            raise ConfigError(
-                f"{path}: providers.{name}: no such platform" + (f"; did you mean '{close[0]}'?" if close else ""),
-                hint="known: " + ", ".join(sorted(registry.known())),
-            )
+        try:
+            registry.check_name(name)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: providers.{name}: {exc.message}", hint=exc.hint) from None
 
 
 def _looks_like_credential(key: str) -> bool:

@@ -34,9 +34,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def trainable(peft_model: Any) -> dict[str, torch.nn.Parameter]:
+    """The trainable parameters by name, in the model's order (the optimizer's, and old checkpoints')."""
+    return {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
+
+
 def trainable_state(peft_model: Any) -> dict[str, torch.Tensor]:
     """The trainable parameters, whole, by name (sharded ones are gathered: every rank must call this)."""
-    return {n: whole(p.detach()) for n, p in peft_model.named_parameters() if p.requires_grad}
+    return {n: whole(p.detach()) for n, p in trainable(peft_model).items()}
 
 
 def optimizer_state(peft_model: Any, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
@@ -99,7 +104,7 @@ def load(path: Path, *, peft_model: Any, optimizer: torch.optim.Optimizer, sched
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
     weights = load_file(str(path / "adapter_model.safetensors"))
-    named = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
+    named = trainable(peft_model)
     # the file's names for the live parameters (no embedding-layer lookup, which may ask the Hub)
     params = get_peft_model_state_dict(peft_model, state_dict=named, save_embedding_layers=False)
     # Older checkpoints also hold frozen embedding weights (PEFT saved them when LoRA targets embed_tokens).

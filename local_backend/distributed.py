@@ -13,14 +13,14 @@ loss, whatever each rank's token count. Two ways to hold the model:
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from local_backend.config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,6 @@ class Distributed:
     def sharding(self, fsdp: bool) -> bool:
         """Whether the model is sharded: `fsdp` asked for, and more than one process to shard across."""
         if fsdp and self.world > 1 and torch.__version__ < (2, 7):  # checked before the model is loaded
-            from local_backend.config import ConfigError
-
             raise ConfigError(f"train config: fsdp needs torch >= 2.7 (FSDP2), this is {torch.__version__}")
         return fsdp and self.world > 1
 
@@ -93,26 +91,11 @@ class Distributed:
             dist.destroy_process_group()
 
 
-def exit_process(code: int) -> NoReturn:
-    """End a process that a launcher (torchrun) started. DTensor's caches keep FSDP's device mesh, and with it
-    the process group, alive past `destroy_process_group`, so gloo's threads would be torn down while the
-    interpreter exits, which now and then aborts a run that has finished ("terminate called without an active
-    exception", SIGABRT). Such a process skips that teardown once its output is flushed."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
-
-
 def shard(root: torch.nn.Module, layers: list[torch.nn.Module], compute_dtype: torch.dtype | None) -> None:
     """FSDP2 over `layers` (each gathered only while it runs) and `root` (the rest: embeddings, norm, output
     layer; it calls every layer). Weights move to this rank's device as they are sharded. Gradients are
     reduced in float32 and averaged over the ranks, which the trainer's loss scale undoes (a divide factor of 1
     would need a pre-multiplied sum, which gloo lacks)."""
-    from local_backend.config import ConfigError
-
     if not layers:  # sharding the root alone would gather the whole model at once
         raise ConfigError("train config: fsdp: this model's decoder layers were not found (model.layers or .h)")
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard

@@ -168,7 +168,7 @@ class Trainer:
         self.sharded = self.dist.sharding(self.cfg.fsdp)
         if self.sharded:
             shard(self.loss_fn, decoder_layers(self.loss_fn.backbone), self.precision.autocast)
-        self.params = [p for p in self.peft_model.parameters() if p.requires_grad]  # sharding replaced them
+        self.params = list(checkpoint.trainable(self.peft_model).values())  # sharding replaced them
 
     @property
     def pad_id(self) -> int:

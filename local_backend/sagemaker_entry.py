@@ -174,6 +174,6 @@ def main() -> int:
 
 if __name__ == "__main__":
     code = main()
-    from local_backend.distributed import exit_process
+    from local_backend.train import exit_process
 
     exit_process(code)

@@ -9,11 +9,12 @@ directory's status.json / events.jsonl / summary.json current (`runfiles.py`). E
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
 import traceback
-from typing import Any
+from typing import Any, NoReturn
 
 from local_backend.config import ConfigError, TrainConfig
 from local_backend.data import DataError
@@ -162,17 +163,28 @@ def main(argv: list[str] | None = None) -> int:
     try:
         train(config)
         return 0
-    except FolderInUse as exc:  # that folder belongs to another run: nothing is written there
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except (ConfigError, DataError) as exc:
-        _fail(run, f"{type(exc).__name__}: {exc}")
+        if not isinstance(exc, FolderInUse):  # that folder belongs to another run: nothing is written there
+            _fail(run, f"{type(exc).__name__}: {exc}")
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except BaseException as exc:
         _fail(run, f"{type(exc).__name__}: {exc}")
         traceback.print_exc()
         return 1
+
+
+def exit_process(code: int) -> NoReturn:
+    """End a process that a launcher (torchrun) started. DTensor's caches keep FSDP's device mesh, and with it
+    the process group, alive past `destroy_process_group`, so gloo's threads would be torn down while the
+    interpreter exits, which now and then aborts a run that has finished ("terminate called without an active
+    exception", SIGABRT). Such a process skips that teardown once its output is flushed."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _fail(run: RunFiles, error: str) -> None:
@@ -184,7 +196,4 @@ def _fail(run: RunFiles, error: str) -> None:
 
 
 if __name__ == "__main__":
-    code = main()
-    from local_backend.distributed import exit_process
-
-    exit_process(code)
+    exit_process(main())

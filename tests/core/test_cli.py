@@ -70,7 +70,7 @@ def test_list_on_an_empty_store_as_json() -> None:
     ("args", "expected"),
     [
         (("list", "--status", "Succeeded"), "no status 'Succeeded'"),
-        (("list", "--provider", "nope"), "no provider 'nope'"),
+        (("list", "--provider", "nope"), "unknown provider 'nope'"),
         (("list", "--limit", "-5"), "must be at least 1"),
         (("wait", "fth-x", "--interval", "-1"), "must be above 0"),
         (("wait", "fth-x", "--interval", "0"), "must be above 0"),
@@ -108,7 +108,7 @@ BASE = "name: x\nbase_model: {openai: gpt-4.1-mini-2025-04-14}\ndata: {train: tr
         (BASE + "hyperparameters: {epochs: lots}\n", "hyperparameters.epochs"),
         ("name: x\ndata: {train: train.jsonl}\n", "base_model: required key is missing"),
         ("name: [oops\n", "not valid YAML"),
-        (BASE + "providers: {opnai: {metadata: {team: a}}}\n", "providers.opnai: no such platform; did you mean"),
+        (BASE + "providers: {opnai: {seed: 1}}\n", "providers.opnai: unknown provider 'opnai'; did you mean"),
         (BASE + "hyperparameters: {epochs: 2}\nhyperparameters: {epochs: 3}\n", "'hyperparameters' is given twice"),
     ],
 )  # fmt: skip
