@@ -130,9 +130,13 @@ class SageMakerJob(FineTuneJob):
         # uploads are de-duplicated per bucket (no STS call needed to know where they went)
         return f"s3://{self.settings.bucket}/{self.settings.prefix}" if self.settings.bucket else "unconfigured"
 
+    def _key(self, *parts: str) -> str:
+        """An S3 key under the settings' prefix; an empty prefix adds no leading slash."""
+        return "/".join(p for p in (self.settings.prefix.strip("/"), *parts) if p)
+
     @property
     def _bucket_uri(self) -> str:
-        return f"s3://{self.settings.bucket}/{self.settings.prefix.strip('/')}"
+        return f"s3://{self.settings.bucket}/{self._key()}".rstrip("/")
 
     @property
     def _serverless(self) -> bool:
@@ -211,7 +215,7 @@ class SageMakerJob(FineTuneJob):
         from finetune_hub.data import content_hash
 
         digest = content_hash(path)
-        key = f"{self.settings.prefix.strip('/')}/{kind}/{digest}/{filename}"
+        key = self._key(kind, digest, filename)
         s3, bucket = self.clients.s3, self.settings.bucket
 
         def upload(local: Path) -> str:
@@ -283,7 +287,7 @@ class SageMakerJob(FineTuneJob):
         """What the trainer synced to the job's CheckpointConfig S3 URI (one folder per checkpoint)."""
         if self._serverless:
             return []
-        prefix = f"{self.settings.prefix.strip('/')}/checkpoints/{self.remote_id}/checkpoints/"
+        prefix = self._key("checkpoints", str(self.remote_id), "checkpoints/")
         folders: dict[str, datetime] = {}
         with translate("S3 ListObjectsV2"):
             pages = self.clients.s3.get_paginator("list_objects_v2").paginate(

@@ -331,6 +331,18 @@ def test_checkpoints_are_the_complete_folders_synced_to_s3(
     assert found[0].location == f"s3://{BUCKET}/{base}/step-000010/"
 
 
+def test_an_empty_prefix_puts_everything_at_the_bucket_root(
+    emulator: SageMakerEmulator, tmp_path: Path, store: JobStore, aws: AwsClients
+) -> None:
+    job = submitted(make_spec(tmp_path, prefix="", spot=True), store, aws)
+    [sent] = emulator.created()
+    uris = [sent["CheckpointConfig"]["S3Uri"], sent["OutputDataConfig"]["S3OutputPath"]]
+    uris += [c["DataSource"]["S3DataSource"]["S3Uri"] for c in sent["InputDataConfig"]]
+    assert all(u.startswith(f"s3://{BUCKET}/") and "//" not in u.removeprefix("s3://") for u in uris), uris
+    emulator.direct("s3").put_object(Bucket=BUCKET, Key=f"checkpoints/{job.remote_id}/checkpoints/s-1/meta.json")
+    assert [c.location for c in job.checkpoints()] == [f"s3://{BUCKET}/checkpoints/{job.remote_id}/checkpoints/s-1/"]
+
+
 def test_missing_credentials_are_an_auth_error(
     emulator: SageMakerEmulator,
     tmp_path: Path,
