@@ -269,6 +269,7 @@ def estimate_many(
     for provider in providers:
         model: str | None = None
         try:
+            check_settings(provider, spec)
             model = spec.base_model_for(provider)
             if model not in counted:
                 counted[model] = training_stats(spec, model)
@@ -283,6 +284,21 @@ def estimate_many(
         except FthError as exc:
             rows.append(PlatformEstimate(provider, model, None, error=str(exc)))
     return sorted(rows, key=lambda r: (r.estimate is None, r.estimate.total_usd if r.estimate else 0.0))
+
+
+def check_settings(provider: str, spec: FineTuneSpec) -> None:
+    """The spec's settings block for `provider`, checked as submit checks it: a misspelt `instance_type` would
+    otherwise price the default instance. Skipped where the adapter's SDK is not installed."""
+    from finetune_hub import registry
+    from finetune_hub.errors import MissingDependency, ProviderRetired
+
+    if not spec.settings_for(provider):
+        return
+    try:
+        adapter = registry.load(provider)
+    except (MissingDependency, ProviderRetired):
+        return
+    adapter.parse_settings(spec)
 
 
 def estimable_providers(catalog: Catalog | None = None) -> list[str]:

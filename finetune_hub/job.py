@@ -129,7 +129,7 @@ class FineTuneJob(ABC):
         record: JobRecord | None = None,
     ) -> None:
         self.spec = spec
-        self.settings: Any = self._parse_settings(spec)
+        self.settings: Any = self.parse_settings(spec)
         self.store = store
         self.record = record
         self._client = client
@@ -275,19 +275,21 @@ class FineTuneJob(ABC):
         reason = cls.capabilities.get(capability) or "not declared by the adapter"
         return UnsupportedFeature(f"{cls.provider} does not support {capability.value}: {reason}")
 
-    def _parse_settings(self, spec: FineTuneSpec) -> Any:
-        block = spec.settings_for(self.provider)
-        if self.settings_model is None:
+    @classmethod
+    def parse_settings(cls, spec: FineTuneSpec) -> Any:
+        """The spec's `providers.<name>` block as this adapter's settings; a wrong one is a ConfigError."""
+        block = spec.settings_for(cls.provider)
+        if cls.settings_model is None:
             return block
         from pydantic import ValidationError
 
         from finetune_hub.spec import explain_validation_error
 
         try:
-            return self.settings_model.model_validate(block)
+            return cls.settings_model.model_validate(block)
         except ValidationError as exc:
-            source = f"spec providers.{self.provider}"
-            raise ConfigError(explain_validation_error(exc, source, self.settings_model)) from None
+            source = f"spec providers.{cls.provider}"
+            raise ConfigError(explain_validation_error(exc, source, cls.settings_model)) from None
 
     def base_model(self) -> str:
         return self.spec.base_model_for(self.provider)

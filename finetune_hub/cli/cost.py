@@ -149,7 +149,8 @@ def _estimate_table(rows: list[PlatformEstimate], verbose: bool) -> None:
     headers = ("platform", "priced by", "epochs", "billed tokens", "runtime", "price", "total", "as of")
     table = fitted_table(out, headers, cells, pairs=[(0, 1), (3, 2), (5, 7), (6, 4)], fold=(0, 2), title="estimates")
     out.print(table)
-    out.print("[dim]? = price not verified against the platform's page (`fth prices` lists sources)[/]")
+    if any(r.estimate and not r.estimate.verified for r in rows):
+        out.print("[dim]? = price not verified against the platform's page (`fth prices` lists sources)[/]")
     for row in rows:
         if row.error:
             out.print(f"[red]{row.provider}[/]: {escape(row.error)}")

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 
 from finetune_hub import api, cost, data
 from finetune_hub.cli import main
@@ -181,3 +182,17 @@ def test_cli_estimate_all_prints_a_row_per_platform(
 def test_cli_estimate_unknown_provider_is_bad_input(spec_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["estimate", str(spec_file), "-p", "opneai"]) == 2
     assert "did you mean 'openai'" in capsys.readouterr().err
+
+
+def test_a_misspelt_setting_is_refused_not_priced_as_the_default(
+    spec_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = yaml.safe_load(spec_file.read_text())
+    spec["providers"]["sagemaker"] = {"instnce_type": "ml.p4d.24xlarge"}  # the default instance is much cheaper
+    spec_file.write_text(yaml.safe_dump(spec))
+    assert main(["estimate", str(spec_file), "-p", "sagemaker"]) == 2
+    assert "instnce_type: unknown key; did you mean 'instance_type'?" in " ".join(capsys.readouterr().out.split())
+    assert main(["estimate", str(spec_file), "-p", "sagemaker", "-p", "openai", "--json"]) == 0
+    rows = {r["provider"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["sagemaker"]["estimate"] is None and "instnce_type" in rows["sagemaker"]["error"]
+    assert rows["openai"]["estimate"]["total_usd"] > 0  # the other platforms are still priced
