@@ -271,5 +271,5 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         from finetune_hub import api
         from finetune_hub.cli.jobs import _wait_and_report
 
-        return _wait_and_report([api.open_job(awaited)], args, timeout=None)
+        return _wait_and_report([api.open_job(awaited)], args, timeout=None, one=True)
     return EXIT_OK

@@ -135,7 +135,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if not args.json:
         console().print(f"submitted [bold]{job.local_id}[/] to {args.provider} (remote id {job.remote_id})")
     if args.wait:
-        return _wait_and_report([job], args, timeout=None)
+        return _wait_and_report([job], args, timeout=None, one=True)
     if args.json:
         print_json(job.to_record())
     return EXIT_OK
@@ -243,7 +243,10 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _wait_and_report(jobs: list[FineTuneJob], args: argparse.Namespace, timeout: float | None) -> int:
+def _wait_and_report(
+    jobs: list[FineTuneJob], args: argparse.Namespace, timeout: float | None, *, one: bool = False
+) -> int:
+    """Wait for `jobs`, then show each; `one`: the command made one job, so --json prints its record alone."""
     import time
 
     from finetune_hub.errors import WaitTimedOut
@@ -267,7 +270,8 @@ def _wait_and_report(jobs: list[FineTuneJob], args: argparse.Namespace, timeout:
     if args.json:
         from finetune_hub.cli.output import print_json
 
-        print_json([job.to_record() for job in jobs])
+        records = [job.to_record() for job in jobs]
+        print_json(records[0] if one else records)
     else:
         from rich.markup import escape
 

@@ -128,3 +128,9 @@ def test_wait_timeout_reports_every_job_and_exits_4(tmp_path: Path) -> None:
         shown = json.loads(fth(*args, expect=4))
     assert [s["id"] for s in shown] == [j["id"] for j in jobs] and {s["status"] for s in shown} == {"queued"}
     assert f"still going: {jobs[0]['id']}, {jobs[1]['id']}" in fth.outputs[-1]
+
+
+def test_a_submit_that_waits_prints_the_one_job_record_as_one_that_does_not(tmp_path: Path) -> None:
+    with OpenAIEmulator(api_key=SECRET, seconds_per_request=3600) as emulator:  # a job ends after a few polls
+        job = Fth(environment(tmp_path, emulator, "openai")).json("submit", "--provider", "openai", str(SPEC), "--wait")
+    assert job["status"] == "succeeded" and job["remote_id"] in emulator.jobs
