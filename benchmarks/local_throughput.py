@@ -243,7 +243,12 @@ def run_baseline(
 
 
 def run_ours(
-    shape: Shape, examples: list[Example], args: argparse.Namespace, device: torch.device, tokens_per_step: int
+    shape: Shape,
+    examples: list[Example],
+    args: argparse.Namespace,
+    device: torch.device,
+    tokens_per_step: int,
+    flash: str = "",
 ) -> dict[str, Any]:
     gpu = device.type == "cuda"
     precision = Precision(torch.bfloat16, torch.bfloat16) if gpu else Precision(torch.float32, None)
@@ -272,7 +277,7 @@ def run_ours(
     seconds = [h["seconds"] for h in timed]
     tokens = [h["tokens"] for h in timed]
     result = {
-        "variant": f"finetune-hub: packed {tokens_per_step} tok/step, {attn}, chunked CE, "
+        "variant": f"finetune-hub: packed {tokens_per_step} tok/step, {attn}{flash}, chunked CE, "
         f"{'compiled' if trainer.compiled else 'eager'}, fused LoRA x{trainer.fused_lora_layers}",
         "tokens_per_s": sum(tokens) / sum(seconds),
         "median_step_s": statistics.median(seconds) / args.log_every,
@@ -381,6 +386,42 @@ def loss_agreement(shape: Shape, examples: list[Example], device: torch.device) 
     return {"ours": ours, "transformers": hf, "relative_diff": abs(ours - hf) / abs(hf)}
 
 
+def fa4_rows(
+    shape: Shape,
+    examples: list[Example],
+    args: argparse.Namespace,
+    device: torch.device,
+    budgets: list[int],
+    done: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Ours again with FA4 routed in, per budget, after a kernel check on a packed row of the first budget."""
+    from benchmarks import fa4
+
+    lengths, total = [], 0
+    for e in examples:
+        if total + len(e) > budgets[0]:
+            break
+        lengths.append(len(e))
+        total += len(e)
+    cfg = shape.config
+    ok, report = fa4.kernel_check(lengths, cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"])
+    print(report, flush=True)
+    if not ok:
+        return []
+    rows = []
+    for budget in budgets:
+        fa4.activate()
+        try:
+            rows.append(run_ours(shape, examples, args, device, budget, flash=" (FA4)"))
+        finally:
+            fa4.restore()
+        twin = next(r for r in done if r["variant"].startswith(f"finetune-hub: packed {budget} "))
+        drift = max(abs(a - b) for a, b in zip(rows[-1]["losses"], twin["losses"], strict=True))
+        print(f"ours FA4 ({budget} tokens/step): {rows[-1]['tokens_per_s']:,.0f} tok/s; "
+              f"largest loss difference from FA2 {drift:.1e}", flush=True)  # fmt: skip
+    return rows
+
+
 # -- main --------------------------------------------------------------------------------------------------
 
 
@@ -408,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         help="our steps per log line (default 1; read a step late, so N should not matter)",
     )
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--fa4", action="store_true", help="also run ours with FlashAttention-4 (benchmarks/fa4.py)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
         "--profile", type=Path, help="profile three timed steps of ours (their timings then include the profiler)"
@@ -470,6 +512,11 @@ def main(argv: list[str] | None = None) -> int:
         results.append(run_ours(shape, examples, args, device, budget))
         print(f"ours ({budget} tokens/step): {results[-1]['tokens_per_s']:,.0f} tok/s "
               f"(warm-up incl. compile {results[-1]['warmup_s']:.0f}s)", flush=True)  # fmt: skip
+
+    if args.fa4 and smoke:
+        print("--fa4 needs a CUDA GPU: skipped", flush=True)
+    elif args.fa4:
+        results += fa4_rows(shape, examples, args, device, budgets, results)
 
     for r in results:
         r["mfu_989"] = r["tokens_per_s"] * fpt / PEAK_BF16

@@ -1,0 +1,100 @@
+"""FlashAttention-4 as an experiment for the local trainer's varlen attention (`local_throughput.py --fa4`).
+
+flash-attn-4 ships CuTe-DSL kernels for Hopper and Blackwell. torch (>= 2.10) can route its own flash-attention
+calls to them, `torch.nn.attention.varlen.varlen_attn` (our `fth_varlen`) included, through
+`activate_flash_attention_impl("FA4")`; unsupported inputs fall back to the built-in FlashAttention-2. Nothing
+in the trainer uses it yet: this measures whether it should, on the packed rows the benchmark trains on.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from local_backend import attention
+
+
+def activate() -> str | None:
+    """Route torch's flash attention to FA4; returns why it cannot, or None once it is active."""
+    if not torch.cuda.is_available():
+        return "no CUDA GPU"
+    major, minor = torch.cuda.get_device_capability()
+    if major not in (9, 10):
+        return f"FA4 runs on compute capability 9.x/10.x, this GPU is {major}.{minor}"
+    try:
+        import flash_attn.cute  # noqa: F401
+        from torch.nn.attention import activate_flash_attention_impl, list_flash_attention_impls
+    except ImportError as exc:
+        return f"not importable: {exc} (pip install flash-attn-4)"
+    if "FA4" not in list_flash_attention_impls():
+        return f"torch {torch.__version__} has no FA4 hook"
+    activate_flash_attention_impl("FA4")
+    return None
+
+
+def restore() -> None:
+    from torch.nn.attention import restore_flash_attention_impl
+
+    restore_flash_attention_impl()
+
+
+def _fwd_bwd(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, max_len: int, dout: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    kernel = attention._KERNEL
+    assert kernel is not None
+    for t in (q, k, v):
+        t.grad = None
+    out = attention._cuda_varlen(kernel, q, k, v, cu, max_len, None)
+    out.backward(dout)
+    assert q.grad is not None and k.grad is not None and v.grad is not None
+    return out.detach(), q.grad.clone(), k.grad.clone(), v.grad.clone()
+
+
+def _time_ms(run: Any, repeats: int = 20) -> float:
+    for _ in range(3):
+        run()
+    torch.cuda.synchronize()
+    began = time.perf_counter()
+    for _ in range(repeats):
+        run()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - began) / repeats * 1e3
+
+
+def kernel_check(lengths: list[int], heads: int, kv_heads: int, head_dim: int) -> tuple[bool, str]:
+    """FA2 against FA4 on one packed row (these document lengths, GQA as the model has it): the largest
+    difference of the output and of each gradient, relative to the largest FA2 value, and fwd+bwd time per call.
+    Ok when FA4 activates, nothing is NaN and every difference is under 2%."""
+    torch.manual_seed(0)
+    total = sum(lengths)
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device="cuda")
+    make = {"device": "cuda", "dtype": torch.bfloat16}
+    q = torch.randn(total, heads, head_dim, **make).requires_grad_()
+    k = torch.randn(total, kv_heads, head_dim, **make).requires_grad_()
+    v = torch.randn(total, kv_heads, head_dim, **make).requires_grad_()
+    dout = torch.randn(total, heads, head_dim, **make)
+    args = (q, k, v, cu, max(lengths), dout)
+    reference = _fwd_bwd(*args)
+    fa2_ms = _time_ms(lambda: _fwd_bwd(*args))
+    why = activate()
+    if why is not None:
+        return False, f"FA4 not used: {why}"
+    try:
+        candidate = _fwd_bwd(*args)
+        fa4_ms = _time_ms(lambda: _fwd_bwd(*args))
+    finally:
+        restore()
+    diffs = {
+        name: float((c.float() - r.float()).abs().max() / r.float().abs().max())
+        for name, r, c in zip(("out", "dq", "dk", "dv"), reference, candidate, strict=True)
+    }
+    finite = all(bool(torch.isfinite(c).all()) for c in candidate)
+    ok = finite and max(diffs.values()) < 0.02
+    shown = ", ".join(f"{n} {d:.1e}" for n, d in diffs.items())
+    return ok, (
+        f"FA4 vs FA2 on {total} tokens in {len(lengths)} documents: fwd+bwd {fa4_ms:.2f} vs {fa2_ms:.2f} ms "
+        f"({fa2_ms / fa4_ms:.2f}x); max relative difference {shown}; {'finite' if finite else 'NaN/inf in FA4'}"
+    )
