@@ -430,7 +430,8 @@ class FineTuneJob(ABC):
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> JobState:
-        """Poll until the job reaches a terminal state (or `timeout` seconds pass)."""
+        """Poll until the job reaches a terminal state or is paused (nothing happens then until `resume`), or
+        `timeout` seconds pass."""
         self._refuse_unsent("wait for")
         backoff = backoff or Backoff()
         backoff.reset()
@@ -442,7 +443,7 @@ class FineTuneJob(ABC):
                 state = self.sync()
                 if display:
                     display.update(state)
-                if state.status.terminal:
+                if state.status.terminal or state.status is JobStatus.PAUSED:
                     return state
                 if last is not None and state.status is not last.status:
                     backoff.reset()

@@ -4,7 +4,7 @@ watches it (`providers/local.py`, a SageMaker container's log shipper, a user wi
 Stdlib only. Layout of a run directory:
 
     config.json        the TrainConfig
-    status.json        {"state", "pid", "step", "total_steps", "epoch", "error", "started_at", "updated_at"}
+    status.json        {"state", "pid", "pid_stamp", "step", "total_steps", "epoch", "error", "started_at", ...}
     events.jsonl       one JSON object per line: {"time", "kind", "level", "message", "data"}
     control.json       written by the launcher: {"request": "cancel" | "pause"}; the trainer polls it
     sample.txt         the first training example as rendered, supervised spans marked
@@ -40,8 +40,24 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
+def process_stamp(pid: int) -> str | None:
+    """What tells this process from a later one given the same pid (after a reboot, or once pids wrap): the
+    boot's id and the process's start time, on Linux; None where /proc does not say."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        started = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]  # field 22: starttime
+    except (OSError, IndexError):
+        return None
+    return f"{boot}:{started}"
+
+
+class DamagedFile(ValueError):
+    """A run file that is not the JSON its writer writes (cut short by a crash of the machine, or edited)."""
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write atomically (temp file + rename) so a reader never sees half a file."""
+    """Write atomically (temp file + rename) so a reader never sees half a file. No fsync: the status is
+    written at every log line, and a sync there would hold up the training loop."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, path)
@@ -52,6 +68,8 @@ def read_json(path: Path) -> dict[str, Any] | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DamagedFile(f"{path} is damaged ({exc})") from None
     return data if isinstance(data, dict) else None
 
 
@@ -77,7 +95,11 @@ class RunFiles:
         return read_json(self.status)
 
     def update_status(self, **fields: Any) -> dict[str, Any]:
-        status = {**(self.read_status() or {}), **fields, "updated_at": now_iso()}
+        try:
+            before = self.read_status() or {}
+        except DamagedFile:  # rewritten whole: what can be known now beats a run that stops on it
+            before = {}
+        status = {**before, **fields, "updated_at": now_iso()}
         write_json(self.status, status)
         return status
 
@@ -86,10 +108,14 @@ class RunFiles:
         moment = datetime.now(UTC)
         if self._last_event is not None and moment <= self._last_event:
             moment = self._last_event + timedelta(microseconds=1)
-        self._last_event = moment
         line = json.dumps({"time": moment.isoformat(), "kind": kind, "level": level, "message": message, "data": data})
-        with open(self.events, "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+        with open(self.events, "a+b") as fh:
+            if self._last_event is None and fh.tell() > 0:  # first event of this process: end a line torn by
+                fh.seek(-1, os.SEEK_END)  # a killed one, so it does not swallow this one
+                if fh.read(1) != b"\n":
+                    fh.write(b"\n")
+            fh.write(line.encode() + b"\n")
+        self._last_event = moment
 
     def read_events(self) -> list[dict[str, Any]]:
         """Events in order; a torn last line (the writer is mid-append) is skipped."""

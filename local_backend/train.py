@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 from local_backend.config import ConfigError, TrainConfig
 from local_backend.data import DataError
-from local_backend.runfiles import FAILED, RUNNING, SUCCEEDED, RunFiles, now_iso, write_json
+from local_backend.runfiles import FAILED, RUNNING, SUCCEEDED, RunFiles, now_iso, process_stamp, write_json
 
 
 class FolderInUse(ConfigError):
@@ -59,7 +59,10 @@ def _train(config: TrainConfig, stop: Any) -> dict[str, Any]:
     if dist.main:
         run.root.mkdir(parents=True, exist_ok=True)
         config.save(run.config)
-        run.update_status(state=RUNNING, phase="loading", pid=os.getpid(), started_at=now_iso(), error=None)
+        # the process a watcher follows and stops: under torchrun, torchrun itself (its workers are its children)
+        pid = os.getpid() if dist.world == 1 else os.getppid()
+        stamp = process_stamp(pid)
+        run.update_status(state=RUNNING, phase="loading", pid=pid, pid_stamp=stamp, started_at=now_iso(), error=None)
         run.add_event("loading tokenizer, data and model", kind="status")
     torch.manual_seed(config.seed)
     device = model.pick_device(dist.local_rank)

@@ -15,7 +15,6 @@ import contextlib
 import errno
 import functools
 import importlib.util
-import json
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -23,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from finetune_hub.errors import (
     AuthError,
@@ -42,7 +41,7 @@ from local_backend import config as train_config
 from local_backend import runfiles
 from local_backend.data import DataError as TrainDataError
 from local_backend.data import read_chat_jsonl, template_text
-from providers.local_runs import DIED, LaunchFailed, LocalRunner
+from providers.local_runs import DIED, LaunchFailed, LocalRunner, RunNotFound
 from providers.trainer_values import learning_rate_warnings, trainer_values
 
 
@@ -66,6 +65,14 @@ class LocalSettings(BaseModel):
     python: str | None = None  # interpreter with the `local` extra; default: this one
     trainer: dict[str, Any] = Field(default_factory=dict, description="any other local_backend TrainConfig key")
 
+    @field_validator("runs_dir")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        # every later fth command finds the run there, from whatever folder it runs in
+        if value is not None and not Path(value).expanduser().is_absolute():
+            raise ValueError(f"'{value}' is relative: give an absolute path (or one starting with ~)")
+        return value
+
 
 @contextlib.contextmanager
 def _translate() -> Iterator[None]:
@@ -82,7 +89,9 @@ def _translate() -> Iterator[None]:
         raise ProviderError(
             str(exc), hint="set providers.local.python to an interpreter with the local extra"
         ) from None
-    except (TimeoutError, BlockingIOError, InterruptedError, ConnectionError, json.JSONDecodeError) as exc:
+    except runfiles.DamagedFile as exc:  # files are replaced whole, so waiting will not mend it
+        raise ProviderError(f"local runs: {exc}", hint="delete the file to have it rewritten, or resubmit") from None
+    except (TimeoutError, BlockingIOError, InterruptedError, ConnectionError) as exc:
         raise ProviderError(f"local runs: transient error ({type(exc).__name__}: {exc})", retryable=True) from None
     except OSError as exc:
         if exc.errno in (errno.EDQUOT, errno.ENOSPC):
@@ -181,7 +190,9 @@ class LocalJob(FineTuneJob):
         except ConfigError as exc:
             return [*problems, Problem("error", exc.message, exc.hint)]
         model = cfg.model
-        if not Path(model).expanduser().exists():
+        if model.startswith(("/", "./", "../", "~")) and not Path(model).expanduser().exists():
+            problems.append(Problem("error", f"base model '{model}' does not exist", "give a model folder or a Hub id"))
+        elif not Path(model).expanduser().exists():
             hub = f"base model '{model}' is not a local directory: it will be downloaded from the Hugging Face Hub"
             problems.append(Problem("warning", hub + " (needs network, and a login for gated models)"))
         if cfg.quantize != "none" and importlib.util.find_spec("bitsandbytes") is None:
@@ -204,7 +215,8 @@ class LocalJob(FineTuneJob):
             for role, path in converted.items():
                 digest = data.content_hash(path)
                 with _translate():
-                    files[role] = self.upload_once(path, digest, functools.partial(self._store, digest=digest))
+                    store = functools.partial(self._store, digest=digest)
+                    files[role] = self.upload_once(path, digest, store, usable=lambda p: Path(p).is_file())
         return PreparedData(files=files, report=report)
 
     def _store(self, path: Path, *, digest: str) -> str:
@@ -231,7 +243,10 @@ class LocalJob(FineTuneJob):
 
     def events(self, since: datetime | None = None) -> list[JobEvent]:
         with _translate():
-            raw = self.client.events(self.remote_id)
+            try:
+                raw = self.client.events(self.remote_id)
+            except RunNotFound:  # the folder is gone: refresh() says so, and there is nothing to read
+                raw = []
         kinds = {"metrics": "metrics", "status": "status"}
         out = [
             JobEvent(time=_time(e["time"]), message=e["message"], level=e.get("level", "info"),
@@ -251,7 +266,13 @@ class LocalJob(FineTuneJob):
 
     def cancel(self) -> JobState:
         with _translate():
-            return self._state(self.client.request(self.remote_id, "cancel"))
+            try:
+                return self._state(self.client.request(self.remote_id, "cancel"))
+            except RunNotFound:  # its folder was deleted: nothing is left to stop, and the job can be cleared
+                if not (self.client.root / "runs").is_dir():  # the whole runs folder: maybe a drive not mounted
+                    raise
+                gone = f"its run folder {self.client.root / 'runs' / str(self.remote_id)} is gone"
+                return JobState(JobStatus.CANCELLED, runfiles.CANCELLED, error=gone)
 
     def pause(self) -> JobState:
         with _translate():
@@ -263,6 +284,12 @@ class LocalJob(FineTuneJob):
             state = self.client.state(self.remote_id)
             if state["state"] in (runfiles.QUEUED, runfiles.RUNNING):
                 return self._state(state)
+            if state["state"] in ("pausing", "cancelling"):  # its process still runs: a second would share the folder
+                raise InvalidRequest(
+                    f"local run {self.remote_id} is {state['state']}: its trainer has not stopped yet",
+                    status_code=409,
+                    hint="resume it once `fth status` shows it paused or cancelled",
+                )
             if state["state"] == runfiles.SUCCEEDED:
                 raise InvalidRequest(f"local run {self.remote_id} already finished", status_code=409)
             self.client.launch(self.remote_id, resume="auto")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -60,24 +59,34 @@ class LocalRunner:
         return len(list(folder.glob("*.jsonl"))) if folder.is_dir() else 0
 
     def create(self, key: str, config: dict[str, Any], *, gpus: int = 1, python: str | None = None) -> str:
-        """Create and start a run; the same key always names the same run, so a retry never starts two."""
+        """Create and start a run; the same key always names the same run, so a retry never starts two. The
+        run folder appears whole (built aside, then renamed), so a failure halfway leaves no run behind."""
         run_id = "run-" + hashlib.sha256(key.encode()).hexdigest()[:16]
         root = self.root / "runs" / run_id
-        try:
-            root.mkdir(parents=True)
-        except FileExistsError:
+        if root.exists():
             return run_id
-        run = runfiles.RunFiles(root)
-        run.update_status(state=runfiles.QUEUED, phase="starting", gpus=gpus, python=python or sys.executable)
-        runfiles.write_json(run.config, {**config, "output_dir": str(root.resolve())})
-        self.launch(run_id)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        draft = root.with_name(f".{run_id}.{os.getpid()}.tmp")
+        try:
+            draft.mkdir()
+            run = runfiles.RunFiles(draft)
+            run.update_status(state=runfiles.QUEUED, phase="starting", gpus=gpus, python=python or sys.executable)
+            runfiles.write_json(run.config, {**config, "output_dir": str(root.resolve())})
+            draft.rename(root)
+        except OSError:
+            shutil.rmtree(draft, ignore_errors=True)
+            if root.exists():  # another process created it first (same key): that run is this one
+                return run_id
+            raise
+        self.launch(run_id, resume=None)
         return run_id
 
-    def launch(self, run_id: str, resume: str = "auto") -> None:
+    def launch(self, run_id: str, resume: str | None = "auto") -> None:
+        """Start the trainer in the run's folder; `resume` overrides the config's (None: the config's own)."""
         run = self._run(run_id)
         status = run.read_status() or {}
         python, gpus = status.get("python") or sys.executable, int(status.get("gpus") or 1)
-        entry = ["-m", "local_backend.train", "--config", str(run.config), "--resume", resume]
+        entry = ["-m", "local_backend.train", "--config", str(run.config), *(["--resume", resume] if resume else [])]
         command = [python, *entry] if gpus == 1 else [python, "-m", "torch.distributed.run", "--standalone",
                                                        f"--nproc-per-node={gpus}", *entry]  # fmt: skip
         with contextlib.suppress(FileNotFoundError):
@@ -91,13 +100,14 @@ class LocalRunner:
         except OSError as exc:
             run.update_status(state=runfiles.FAILED, error=f"could not start {python}: {exc.strerror}")
             raise LaunchFailed(f"could not start the trainer with {python}: {exc.strerror}") from None
-        run.update_status(state=runfiles.QUEUED, phase="starting", pid=process.pid, error=None)
+        stamp = runfiles.process_stamp(process.pid)
+        run.update_status(state=runfiles.QUEUED, phase="starting", pid=process.pid, pid_stamp=stamp, error=None)
 
     def state(self, run_id: str) -> dict[str, Any]:
         """status.json, or state "died" when the process is gone without a final status."""
         run = self._run(run_id)
         status = run.read_status() or {"state": runfiles.QUEUED}
-        if status.get("state") in (runfiles.QUEUED, runfiles.RUNNING) and not _alive(status.get("pid")):
+        if status.get("state") in (runfiles.QUEUED, runfiles.RUNNING) and not _alive(status):
             status = run.read_status() or status  # it may have finished between the two reads
             if status.get("state") in (runfiles.QUEUED, runfiles.RUNNING):
                 lines = run.log.read_text(errors="replace").strip().splitlines()[-5:] if run.log.exists() else []
@@ -116,7 +126,7 @@ class LocalRunner:
 
     def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
         return [
-            {**json.loads((p / "meta.json").read_text()), "path": str(p)} for p in self._run(run_id).checkpoint_dirs()
+            {**(runfiles.read_json(p / "meta.json") or {}), "path": str(p)} for p in self._run(run_id).checkpoint_dirs()
         ]
 
     def summary(self, run_id: str) -> dict[str, Any] | None:
@@ -149,14 +159,20 @@ class LocalRunner:
 
     def kill(self, run_id: str) -> None:
         """SIGKILL the run's process group (tests; what the OOM killer does)."""
-        pid = (self._run(run_id).read_status() or {}).get("pid")
-        if pid and _alive(pid):
+        status = self._run(run_id).read_status() or {}
+        if _alive(status):
+            pid = status["pid"]
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
 
 
-def _alive(pid: Any) -> bool:
+def _alive(status: dict[str, Any]) -> bool:
+    """Whether the process a status names still runs: its pid, and where recorded its stamp (a pid taken over by
+    another process after a reboot is not the trainer)."""
+    pid, stamp = status.get("pid"), status.get("pid_stamp")
     if not isinstance(pid, int) or pid <= 0:
+        return False
+    if stamp and (now := runfiles.process_stamp(pid)) and now != stamp:
         return False
     with contextlib.suppress(ChildProcessError):
         if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child that exited: reap it

@@ -21,8 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fth",
         description="One dataset and one spec, sent to any fine-tuning platform, compared on cost and results.",
-        epilog="Exit codes: 0 ok, 1 job failed, 2 bad input, 3 platform or auth error, 4 still running when "
-        "a wait's --timeout ran out.",
+        epilog="Exit codes: 0 ok, 1 job failed, 2 bad input, 3 platform or auth error, 4 not finished (a wait "
+        "found a job paused, or its --timeout ran out).",
     )
     parser.add_argument("--version", action="version", version=f"finetune-hub {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")

@@ -55,7 +55,9 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per line: {job, line} (JSON Lines)")
     p.set_defaults(handler=_H + "cmd_logs")
 
-    p = sub.add_parser("wait", help="wait for jobs to finish; exit 1 if any failed, 4 if --timeout ran out")
+    p = sub.add_parser(
+        "wait", help="wait for jobs to finish; exit 1 if any failed, 4 if one is paused or --timeout ran out"
+    )
     p.add_argument("jobs", nargs="+")
     p.add_argument("--timeout", type=positive_float, help="give up after this many seconds")
     p.add_argument("--interval", type=positive_float, default=2.0, help="first polling interval in seconds")
@@ -286,7 +288,12 @@ def _wait_and_report(
             console().print(line)
     if any(s.status.terminal and s.status is not JobStatus.SUCCEEDED for s in states):
         return EXIT_JOB_FAILED
-    return EXIT_TIMEOUT if late else EXIT_OK
+    paused = [job.local_id for job, s in zip(jobs, states, strict=True) if s.status is JobStatus.PAUSED]
+    if paused:
+        import sys
+
+        print(f"paused, so not finished: {', '.join(map(str, paused))} (`fth resume` goes on)", file=sys.stderr)
+    return EXIT_TIMEOUT if late or paused else EXIT_OK
 
 
 def cmd_wait(args: argparse.Namespace) -> int:

@@ -87,8 +87,8 @@ class LocalBinding(Binding):
             self.runner.kill(run_id)
         deadline = time.monotonic() + 10
         for run_id in self.runner.runs():
-            pid = (self.runner._run(run_id).read_status() or {}).get("pid")
-            while pid and _alive(pid) and time.monotonic() < deadline:
+            status = self.runner._run(run_id).read_status() or {}
+            while _alive(status) and time.monotonic() < deadline:
                 time.sleep(0.05)
 
     def spec(self, train: Path, validation: Path | None) -> FineTuneSpec:

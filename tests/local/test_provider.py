@@ -172,6 +172,10 @@ def test_check_reports_what_cannot_run(llama_model: Path, chat_data) -> None:
         FineTuneSpec.model_validate({**spec_dict(llama_model, chat_data), "base_model": "Qwen/Qwen2.5-0.5B"})
     )
     assert [p.severity for p in hub.check()] == ["warning"]
+    gone = {**spec_dict(llama_model, chat_data), "base_model": str(llama_model.parent / "no-such-model")}
+    assert [
+        (p.severity, "does not exist" in p.message) for p in LocalJob(FineTuneSpec.model_validate(gone)).check()
+    ] == [("error", True)]  # a path, not a Hub id: it would fail in the trainer, after the submit said all was well
     bad = spec_dict(llama_model, chat_data, trainer={"lr_scheduler": "triangle"})
     assert any("lr_scheduler" in p.message for p in LocalJob(FineTuneSpec.model_validate(bad)).check())
 

@@ -340,15 +340,17 @@ def test_two_processes_train_like_one_with_gradient_accumulation(
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
                "-m", "local_backend.train", "--config", str(tmp_path / "two.json")]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240, check=False)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as torchrun:
+        stdout, stderr = torchrun.communicate(timeout=240)
+    assert torchrun.returncode == 0, stdout[-2000:] + stderr[-3000:]
+    assert (RunFiles(tmp_path / "two").read_status() or {})["pid"] == torchrun.pid  # what a watcher must follow
     double = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert losses(double) == pytest.approx(losses(single), rel=1e-5)
     grad_norms = [[h["grad_norm"] for h in s["history"]] for s in (double, single)]
     assert grad_norms[0] == pytest.approx(grad_norms[1], rel=1e-4)  # Adam alone would hide a gradient scaled wrong
     assert double["val_loss"] == pytest.approx(single["val_loss"], rel=1e-5)
     assert_same_weights(Path(double["adapter"]), Path(single["adapter"]), atol=1e-4)
-    assert ("sharded over 2 processes" in done.stdout + json.dumps(RunFiles(tmp_path / "two").read_events())) == fsdp
+    assert ("sharded over 2 processes" in stdout + json.dumps(RunFiles(tmp_path / "two").read_events())) == fsdp
 
     # A pause: the ranks agree through a vote read a step late, so both stop after step 2 (one process: after 1);
     # resuming (from a checkpoint saved whole, then sharded again) goes on exactly, each rank with its own dropout
