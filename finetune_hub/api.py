@@ -56,6 +56,7 @@ def plan(
     """Check the spec and data for `provider` and estimate the cost, offline; an estimate over `budget.max_usd`
     is an error unless `over_budget_ok` (`--yes`), so a dry run says what the submit will do."""
     from finetune_hub import data
+    from finetune_hub.cost import money
 
     job = job or make_job(provider, spec)
     problems = list(job.check())
@@ -77,11 +78,19 @@ def plan(
         except FthError as exc:
             problems.append(Problem("warning", f"no cost estimate: {exc.message}", exc.hint))
     limit = spec.budget.max_usd
+    if limit is not None and estimate is None and not over_budget_ok and all(p.severity != "error" for p in problems):
+        problems.append(
+            Problem(
+                "error",
+                f"budget.max_usd is {money(limit)}, but with no cost estimate on {provider} it cannot be checked",
+                "make the estimate possible (the warning above says how), or pass --yes to submit anyway",
+            )
+        )
     if estimate and limit is not None and estimate.total_usd > limit and not over_budget_ok:
         problems.append(
             Problem(
                 "error",
-                f"estimated cost ${estimate.total_usd:,.2f} on {provider} is over the budget of ${limit:,.2f}",
+                f"estimated cost {money(estimate.total_usd)} on {provider} is over the budget of {money(limit)}",
                 "raise budget.max_usd in the spec, or pass --yes to submit anyway",
             )
         )

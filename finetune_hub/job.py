@@ -319,6 +319,24 @@ class FineTuneJob(ABC):
         """The record format of the files `data_files()` returns."""
         return spec_data_format(self.spec)
 
+    def data_kind_problems(self) -> list[Problem]:
+        """The data must match `method`: supervised examples for sft, preference pairs for dpo (a file holds one
+        format throughout; `format.mixed` catches the rest). Otherwise the platform refuses it after the upload."""
+        from finetune_hub.data.detect import detect
+        from finetune_hub.data.formats import FORMATS, PREFERENCE_FORMATS
+
+        dpo, fmt, name = self.spec.method == "dpo", self.spec.data.format, self.provider
+        problems = []
+        for path in filter(None, (self.spec.data.train, self.spec.data.validation)):
+            found = detect(path, fmt).format if path.exists() and fmt in ("auto", *FORMATS) else ""
+            if found and dpo and found not in PREFERENCE_FORMATS:
+                hint = "give preference pairs ({'input', 'preferred_output', 'non_preferred_output'}), or method: sft"
+                problems.append(Problem("error", f"{name}: method dpo, but {path} holds {FORMATS[found]}", hint))
+            elif found in PREFERENCE_FORMATS and not dpo:
+                hint = "set method: dpo for preference tuning, or give supervised examples"
+                problems.append(Problem("error", f"{name}: {path} holds preference pairs; method is sft", hint))
+        return problems
+
     def lifecycle_problems(self) -> list[Problem]:
         """Warnings before a platform's or base model's cutoff, errors after it (from the catalog's dated rows)."""
         from finetune_hub.pricing import Catalog, retirement_problems, today

@@ -133,7 +133,7 @@ def plan_rerun(
         except ConfigError:
             raise ConfigError(
                 f"job {record.id}'s spec names no base model for {provider} (it trained {before_model})",
-                hint=f"pass --base-model with a {provider} model id",
+                hint=f"pass --base-model with a model id for {provider}",
             ) from None
     mapped["base_model"] = {**(source.base_model if isinstance(source.base_model, dict) else {}), provider: base_model}
     if isinstance(source.base_model, str):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import io
 import json
 import re
 import tomllib
@@ -155,7 +156,7 @@ class FineTuneSpec(_Strict):
 
     @classmethod
     def load(cls, path: str | Path) -> FineTuneSpec:
-        """Load a YAML (.yaml/.yml) or TOML (.toml) spec; data paths are relative to the spec file."""
+        """Load a YAML (.yaml/.yml) or TOML (.toml) spec; paths are relative to the spec file."""
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
@@ -167,7 +168,11 @@ class FineTuneSpec(_Strict):
                 hint="save the spec as UTF-8 YAML or TOML",
             ) from None
         try:
-            data = tomllib.loads(text) if path.suffix == ".toml" else yaml.load(text, Loader=_UniqueKeyLoader)
+            data = (
+                tomllib.loads(text)
+                if path.suffix == ".toml"
+                else yaml.load(_named(text, path), Loader=_UniqueKeyLoader)
+            )
         except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {exc}") from None
         if not isinstance(data, dict):
@@ -177,13 +182,32 @@ class FineTuneSpec(_Strict):
         return spec
 
     def _anchored(self, base_dir: Path) -> FineTuneSpec:
+        """Paths relative to the spec file made absolute: the data files, and a base model that is a folder
+        (written as a path, or found beside the spec); Hub and platform model ids stay as they are."""
+
         def anchor(p: Path | None) -> Path | None:
             return p if p is None or p.is_absolute() else (base_dir / p).resolve()
+
+        def model(name: str) -> str:
+            as_path = name.startswith(("./", "../", "~")) or (base_dir / name).exists()
+            return str(anchor(Path(name).expanduser())) if as_path else name
 
         data = self.data.model_copy(
             update={"train": anchor(self.data.train), "validation": anchor(self.data.validation)}
         )
-        return self.model_copy(update={"data": data})
+        models = (
+            model(self.base_model)
+            if isinstance(self.base_model, str)
+            else {k: model(v) for k, v in self.base_model.items()}
+        )
+        return self.model_copy(update={"data": data, "base_model": models})
+
+
+def _named(text: str, path: Path) -> io.StringIO:
+    """The spec's text as a stream named after its file, so YAML's errors say where ("<unicode string>" else)."""
+    stream = io.StringIO(text)
+    stream.name = str(path)
+    return stream
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:

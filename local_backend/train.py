@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume:
             config.resume = args.resume
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        where = "" if str(exc).startswith(str(args.config)) else f"{args.config}: "  # load names it on read errors
+        print(f"error: {where}{exc}", file=sys.stderr)
         return 2
     run = RunFiles(config.output_dir)
     try:

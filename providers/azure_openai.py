@@ -83,6 +83,14 @@ class AzureOpenAIJob(OpenAIJob):
 
     def check(self) -> list[Problem]:
         problems = super().check()
+        if self._client is None and not os.environ.get("AZURE_OPENAI_ENDPOINT"):  # a dry run says what submit will
+            problems.append(
+                Problem(
+                    "error",
+                    "AZURE_OPENAI_ENDPOINT is not set: no Azure OpenAI resource to send the job to",
+                    hint="export AZURE_OPENAI_ENDPOINT=https://<resource>.openai.azure.com",
+                )
+            )
         suffix = self.spec.suffix
         if suffix and ("." in suffix or len(suffix) > SUFFIX_MAX):
             problems.append(

@@ -185,12 +185,15 @@ class LocalJob(FineTuneJob):
         problems: list[Problem] = []
         if self.spec.method != "sft":
             problems.append(Problem("error", f"method '{self.spec.method}': {self.capabilities[Capability.DPO]}"))
+        else:
+            problems += self.data_kind_problems()
         try:
             cfg = self.train_config({"train": "train.jsonl", "validation": "validation.jsonl"})
         except ConfigError as exc:
             return [*problems, Problem("error", exc.message, exc.hint)]
         model = cfg.model
-        if model.startswith(("/", "./", "../", "~")) and not Path(model).expanduser().exists():
+        as_path = model.startswith(("/", "./", "../", "~")) or model.count("/") > 1  # a Hub id has one slash at most
+        if as_path and not Path(model).expanduser().exists():
             problems.append(Problem("error", f"base model '{model}' does not exist", "give a model folder or a Hub id"))
         elif not Path(model).expanduser().exists():
             hub = f"base model '{model}' is not a local directory: it will be downloaded from the Hugging Face Hub"

@@ -24,7 +24,6 @@ from google.api_core import exceptions as gcs_errors
 from google.genai import types
 
 from finetune_hub import data
-from finetune_hub.data.formats import FORMATS, PREFERENCE_FORMATS
 from finetune_hub.errors import ConfigError, DataError, NotFound, ProviderError
 from finetune_hub.job import FineTuneJob, JobState, PreparedData
 from finetune_hub.records import Capability, Checkpoint, JobEvent, JobResult, JobStatus, Problem
@@ -191,7 +190,7 @@ class VertexJob(FineTuneJob):
             for field, why in ignored.items()
             if getattr(hyper, field) is not None
         ]
-        problems += self._data_kind_problems()
+        problems += self.data_kind_problems()
         if spec.seed is not None:
             problems.append(Problem("warning", "vertex: seed ignored: the tuning API has no seed"))
         model = self.base_model()
@@ -199,23 +198,6 @@ class VertexJob(FineTuneJob):
             hint = "set base_model: {vertex: gemini-2.5-flash} (or another tunable Gemini model)"
             problems.append(Problem("warning", f"vertex: '{model}' does not look like a tunable Gemini model", hint))
         return problems + self.lifecycle_problems()
-
-    def _data_kind_problems(self) -> list[Problem]:
-        """Vertex reads a supervised file and a preference file differently, so the data must match `method`
-        (a file holds one format throughout; `format.mixed` catches the rest)."""
-        from finetune_hub.data.detect import detect
-
-        dpo, fmt = self.spec.method == "dpo", self.spec.data.format
-        problems = []
-        for path in filter(None, (self.spec.data.train, self.spec.data.validation)):
-            found = detect(path, fmt).format if path.exists() and fmt in ("auto", *FORMATS) else ""
-            if found and dpo and found not in PREFERENCE_FORMATS:
-                hint = "give preference pairs ({'input', 'preferred_output', 'non_preferred_output'}), or method: sft"
-                problems.append(Problem("error", f"vertex: method dpo, but {path} holds {FORMATS[found]}", hint))
-            elif found in PREFERENCE_FORMATS and not dpo:
-                hint = "set method: dpo for preference tuning, or give chat examples"
-                problems.append(Problem("error", f"vertex: {path} holds preference pairs; method is sft", hint))
-        return problems
 
     def prepare(self) -> PreparedData:
         bucket, prefix = self._bucket()

@@ -46,6 +46,18 @@ def write_chat_jsonl(path: Path, n: int = 12, start: int = 0) -> Path:
     return path
 
 
+def write_dpo_jsonl(path: Path, n: int = 12, start: int = 0) -> Path:
+    """OpenAI DPO preference pairs: the chat examples' prompts, their answers preferred over a curt one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        for i in range(start, start + n):
+            *prompt, answer = chat_example(i)["messages"]
+            pair = {"input": {"messages": prompt}, "preferred_output": [answer],
+                    "non_preferred_output": [{"role": "assistant", "content": "No idea."}]}  # fmt: skip
+            fh.write(json.dumps(pair) + "\n")
+    return path
+
+
 def exit_code(argv: list[str]) -> int:
     """What `fth ARGV` exits with: main()'s return, or argparse's own exit on a bad option."""
     from finetune_hub.cli import main

@@ -118,7 +118,9 @@ def cmd_prices(args: argparse.Namespace) -> int:
         when = f"[red]{-days} d ago[/]" if days <= 0 else f"{days} d"
         events.add_row(ev.provider, escape(ev.model), ev.event.replace("_", " "), str(ev.date), when)
     out.print(events)
-    where = catalog.user_file or "$FTH_HOME/catalog.yaml"
+    from finetune_hub.store import fth_home
+
+    where = catalog.user_file or f"{fth_home() / 'catalog.yaml'} (none yet)"
     out.print(f"[dim]{len(prices)} price rows; rows older than {stale_days} days are stale; your overrides: {where}[/]")
     return EXIT_OK
 

@@ -120,8 +120,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from finetune_hub.spec import FineTuneSpec
 
     spec = FineTuneSpec.load(args.spec)
+    planned = api.plan(spec, args.provider, over_budget_ok=args.yes)
     if args.dry_run:
-        planned = api.plan(spec, args.provider, over_budget_ok=args.yes)
         if args.json:
             print_json(planned)
         else:
@@ -133,7 +133,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 out.print(f"{args.provider} {planned.base_model}: estimated {describe(planned.estimate)}")
             out.print("dry run: nothing was uploaded or created")
         return EXIT_BAD_INPUT if planned.errors else EXIT_OK
-    job = api.submit(spec, args.provider, over_budget_ok=args.yes)
+    if not planned.errors:  # warnings (a retirement date near, a setting the platform ignores) before the job
+        print_problems(planned.problems, stderr=args.json)
+    job = api.submit(spec, args.provider, over_budget_ok=args.yes, checked=planned)
     if not args.json:
         console().print(f"submitted [bold]{job.local_id}[/] to {args.provider} (remote id {job.remote_id})")
     if args.wait:
@@ -143,11 +145,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _records_table(records: list[JobRecord]) -> None:
+def _records_table(records: list[JobRecord], empty: str = "no jobs") -> None:
     from rich.markup import escape
 
     from finetune_hub.cli.output import console, fitted_table
     from finetune_hub.cost import money
+
+    if not records:  # a table of headers alone reads as a fault
+        console().print(f"[dim]{empty}[/]")
+        return
 
     cells: list[list[str]] = []  # id, provider, name, status, model, estimated, actual, created
     for r in records:
@@ -225,7 +231,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
         from finetune_hub.cli.output import console
 
-        _records_table(records)
+        _records_table(records, empty="no unfinished jobs (`fth list` shows every job)")
         for r in records:
             if r.error:
                 console().print(f"[red]{r.id}[/]: {escape(r.error)}")
@@ -305,9 +311,18 @@ def cmd_wait(args: argparse.Namespace) -> int:
 def cmd_control(args: argparse.Namespace) -> int:
     """cancel, pause or resume: ask the platform, then record what it says."""
     from finetune_hub import api
+    from finetune_hub.errors import ConfigError
+    from finetune_hub.job import JobState
+    from finetune_hub.records import JobStatus
 
     job = api.open_job(args.job)
-    state = api.control(job, args.verb)
+    status = job.record.status if job.record else None
+    # A finished job is left alone, the same on every platform (some refuse with an error, some say nothing);
+    # one that failed or was cancelled may still resume, where the platform allows it.
+    if status is JobStatus.SUCCEEDED and args.verb == "resume":
+        raise ConfigError(f"{job.local_id} already succeeded: there is nothing to resume")
+    finished = status is not None and status.terminal and args.verb != "resume"
+    state = JobState(status, status.value) if finished and status else api.control(job, args.verb)
     if args.json:
         from finetune_hub.cli.output import print_json
 
@@ -315,5 +330,6 @@ def cmd_control(args: argparse.Namespace) -> int:
     else:
         from finetune_hub.cli.output import console
 
-        console().print(f"{job.local_id}: {args.verb} requested; now {state.status.value}")
+        done = f"already {state.status.value}: nothing to {args.verb}" if finished else f"{args.verb} requested"
+        console().print(f"{job.local_id}: {done}" + ("" if finished else f"; now {state.status.value}"))
     return EXIT_OK

@@ -19,9 +19,11 @@ if TYPE_CHECKING:
 
 
 def console(stderr: bool = False) -> Console:
+    """rich output; into a pipe or a file, lines are not folded at 80 columns, so `file:line` findings stay one
+    line each for grep (a terminal folds them at words)."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=not (sys.stderr if stderr else sys.stdout).isatty())
 
 
 def too_wide(out: Console, table: Table) -> bool:
@@ -76,11 +78,11 @@ def print_error(exc: FthError, *, as_json: bool = False) -> None:
         err.print(f"  [dim]hint:[/] {escape(exc.hint)}")
 
 
-def print_problems(problems: list[Problem]) -> None:
-    """Problems found before submitting, each with its hint."""
+def print_problems(problems: list[Problem], *, stderr: bool = False) -> None:
+    """Problems found before submitting, each with its hint (on stderr where stdout carries --json)."""
     from rich.markup import escape
 
-    out = console()
+    out = console(stderr=stderr)
     for p in problems:
         color = "red" if p.severity == "error" else "yellow"
         out.print(f"[{color}]{p.severity}[/]: {escape(p.message)}" + (f" [dim]({escape(p.hint)})[/]" if p.hint else ""))

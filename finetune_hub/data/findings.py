@@ -47,7 +47,7 @@ RULES: MappingProxyType[str, Rule] = MappingProxyType(
         "format.unknown": _r(
             ERROR,
             "the record matches no known format",
-            "use OpenAI chat ({'messages': [...]}) or another format `fth validate --help` lists",
+            "use OpenAI chat ({'messages': [...]}) or another format docs/data.md lists, or map columns with --columns",
         ),
         "format.mixed": _r(
             ERROR, "this record is in a different format than the rest of the file", "convert all lines to one format"

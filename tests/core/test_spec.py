@@ -45,6 +45,17 @@ def test_loads_yaml_with_paths_relative_to_the_spec(tmp_path: Path) -> None:
     assert spec.hyperparameters.epochs == 3 and spec.lora is not None and spec.lora.rank == 8
     assert spec.settings_for("azure_openai") == {"training_type": "GlobalStandard"}
     assert spec.settings_for("vertex") == {}
+    assert spec.base_model_for("local") == str(tmp_path / "tiny-model")  # a path: beside the spec, not the cwd
+
+
+def test_a_base_model_folder_beside_the_spec_is_found_from_anywhere(tmp_path: Path) -> None:
+    (tmp_path / "models" / "base").mkdir(parents=True)
+    models = "{local: models/base, sagemaker: Qwen/Qwen2.5-0.5B, vertex: '~/m'}"
+    text = f"name: x\nbase_model: {models}\ndata: {{train: t.jsonl}}\n"
+    spec = FineTuneSpec.load(write(tmp_path, text))
+    assert spec.base_model_for("local") == str(tmp_path / "models" / "base")
+    assert spec.base_model_for("sagemaker") == "Qwen/Qwen2.5-0.5B"  # a Hub id, with no such folder here
+    assert spec.base_model_for("vertex") == str(Path("~/m").expanduser())
 
 
 def test_toml_and_python_give_the_same_spec(tmp_path: Path) -> None:
@@ -102,7 +113,8 @@ def test_missing_base_model_for_the_chosen_platform(tmp_path: Path) -> None:
 
 
 def test_bad_yaml_and_non_mapping(tmp_path: Path) -> None:
-    assert "not valid YAML" in error_of(tmp_path, "name: [unclosed\n")
+    bad = error_of(tmp_path, "name: [unclosed\n")
+    assert "not valid YAML" in bad and f'in "{tmp_path / "spec.yaml"}", line' in bad and "<unicode string>" not in bad
     assert "must be a mapping" in error_of(tmp_path, "- just\n- a list\n")
     with pytest.raises(ConfigError, match="cannot read"):
         FineTuneSpec.load(tmp_path / "absent.yaml")

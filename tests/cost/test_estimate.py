@@ -196,3 +196,17 @@ def test_a_misspelt_setting_is_refused_not_priced_as_the_default(
     rows = {r["provider"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["sagemaker"]["estimate"] is None and "instnce_type" in rows["sagemaker"]["error"]
     assert rows["openai"]["estimate"]["total_usd"] > 0  # the other platforms are still priced
+
+
+def test_a_budget_that_cannot_be_checked_stops_the_submit_unless_yes(
+    spec_file: Path, capsys: pytest.CaptureFixture[str], fth_home: Path
+) -> None:
+    spec = yaml.safe_load(spec_file.read_text())
+    spec["budget"] = {"max_usd": 5}
+    spec["base_model"]["local"] = "acme/mystery-model"  # of unknown size: no runtime, no estimate
+    spec_file.write_text(yaml.safe_dump(spec))
+    assert main(["submit", str(spec_file), "-p", "local", "--dry-run"]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "no cost estimate" in out and "budget.max_usd is $5.00, but with no cost estimate" in out
+    plan = api.plan(FineTuneSpec.load(spec_file), "local", over_budget_ok=True)
+    assert not [p for p in plan.problems if "budget" in p.message]  # --yes: the user takes the risk

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,19 @@ def test_validate_json_lists_counts_beyond_the_kept_findings(
     kept = [f for f in report["findings"] if f["rule"] == "missing_messages_list"]
     assert [f["line"] for f in kept if f["line"]] == list(range(1, 21))
     assert any(f["line"] is None and "10 more" in f["message"] for f in kept)
+
+
+def test_findings_into_a_pipe_stay_one_line_each_for_grep(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)  # a pipe has no width: rich used to fold at 80 columns
+    folder = tmp_path / "a-rather-long-folder-name-for-the-datasets-of-the-support-team"
+    folder.mkdir()
+    path = write_lines(folder / "train.jsonl", [{"messages": []}] * 3)
+    assert main(["validate", str(path)]) == 2
+    out = capsys.readouterr().out.splitlines()
+    findings = [line for line in out if re.match(rf"{re.escape(str(path))}:\d+: ", line)]
+    assert len(findings) == 5 and all(re.search(r": (error|warning) \w+ \S", line) for line in findings), out
 
 
 def test_convert_writes_and_reports_changes(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -151,3 +165,11 @@ def test_stats_refuses_input_it_cannot_read_as_validate_does(
     assert main(["stats", str(path), *columns]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert f"{path}:{line}: error [{rule}]" in err and "could not be read" in err
+
+
+def test_every_rule_and_conversion_change_is_documented() -> None:
+    from finetune_hub.data.exporters import CHANGES
+    from finetune_hub.data.findings import RULES
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "data.md").read_text(encoding="utf-8")
+    assert [name for name in [*RULES, *CHANGES] if f"| `{name}` |" not in doc] == []

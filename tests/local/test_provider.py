@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -180,13 +181,17 @@ def test_check_reports_what_cannot_run(llama_model: Path, chat_data) -> None:
     assert any("lr_scheduler" in p.message for p in LocalJob(FineTuneSpec.model_validate(bad)).check())
 
 
-def test_quickstart_specs_are_valid() -> None:
+def test_quickstart_specs_are_valid(tmp_path: Path) -> None:
     quickstart = ROOT / "examples" / "quickstart"
     for name in ("spec.yaml", "spec-hub.yaml"):
-        spec = FineTuneSpec.load(quickstart / name)
+        shutil.copytree(quickstart, tmp_path / name, ignore=shutil.ignore_patterns("demo-model"))
+        (tmp_path / name / "demo-model").mkdir()  # what `python -m local_backend.demo_model` makes first
+        spec = FineTuneSpec.load(tmp_path / name / name)
         problems = LocalJob(spec).check()
         assert [p for p in problems if p.severity == "error"] == [], name
         assert spec.data.train.exists() and spec.data.validation and spec.data.validation.exists()
+    # the demo model is found beside the spec, from any working directory
+    assert FineTuneSpec.load(quickstart / "spec.yaml").base_model_for("local") == str(quickstart / "demo-model")
 
 
 def test_the_provider_imports_no_torch() -> None:

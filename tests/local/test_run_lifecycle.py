@@ -191,3 +191,26 @@ def test_a_line_torn_by_a_killed_writer_does_not_swallow_the_next_event(tmp_path
         fh.write('{"time": "2026-11-27T10:00:00+00:00", "kind": "me')  # the process died mid-line
     runfiles.RunFiles(tmp_path).add_event("after the resume")  # a new process
     assert [e["message"] for e in run.read_events()] == ["before the kill", "after the resume"]
+
+
+def test_cancel_or_pause_of_a_finished_job_asks_nothing_and_says_so(
+    llama_model: Path, chat_data: tuple[Path, Path], tmp_path: Path, stand_in: Path, fth_home: Path
+) -> None:
+    store = JobStore(fth_home / "jobs.db")
+    job = submit(llama_model, chat_data, store, python=str(stand_in))
+    kill(job)
+    assert job.sync().status is JobStatus.FAILED
+    env = {**os.environ, "FTH_HOME": str(fth_home), "PYTHONPATH": str(ROOT)}
+
+    def fth(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-c", "from finetune_hub.cli import main; raise SystemExit(main())", *args]
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+    for verb in ("cancel", "pause"):
+        done = fth(verb, job.local_id)
+        assert done.returncode == 0 and f"already failed: nothing to {verb}" in done.stdout, done.stdout + done.stderr
+    assert job.client.state(job.remote_id)["state"] == "died"  # the run was not marked cancelled or paused
+    store.update(job.local_id, status=JobStatus.SUCCEEDED)
+    refused = fth("resume", job.local_id)
+    assert refused.returncode == 2 and "already succeeded" in refused.stderr, refused.stdout + refused.stderr
+    assert len(started(stand_in, 1)) == 1

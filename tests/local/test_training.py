@@ -319,6 +319,19 @@ def test_bad_settings_fail_before_loading(llama_model: Path, chat_data, tmp_path
     assert not (tmp_path / "r").exists()
 
 
+def test_a_bad_config_file_exits_2_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from local_backend.train import main
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"model": "m", "train_fle": "t.jsonl", "output_dir": "o"}))
+    assert main(["--config", str(bad)]) == 2
+    said = capsys.readouterr().err
+    assert f"error: {bad}: train config: unknown key(s): train_fle (did you mean train_file?)" in said
+    bad.write_text("{not json")
+    assert main(["--config", str(bad)]) == 2
+    assert capsys.readouterr().err.count(str(bad)) == 1  # named once where the read itself failed
+
+
 def test_config_round_trips_through_json(llama_model: Path, chat_data, tmp_path: Path) -> None:
     cfg = config(llama_model, chat_data, tmp_path / "r", target_modules=["q_proj", "v_proj"], report_to=["tensorboard"])
     assert TrainConfig.load(cfg.save(tmp_path / "c.json")) == cfg

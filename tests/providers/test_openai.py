@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from finetune_hub.spec import FineTuneSpec
 from finetune_hub.store import JobStore
 from providers.openai import OpenAIJob, parse_results
 from tests.conformance.bind_openai import OpenAIBinding
-from tests.conftest import no_sleep, write_chat_jsonl
+from tests.conftest import no_sleep, write_chat_jsonl, write_dpo_jsonl
 from tests.emulators.openai_server import OpenAIEmulator
 
 
@@ -91,6 +92,22 @@ def test_the_spec_maps_onto_the_create_request(tmp_path: Path, store: JobStore, 
     assert job.record is not None
     assert sent["metadata"] == {"team": "ml", "fth_job": job.record.id, "fth_key": job.record.idempotency_key}
     assert sent["validation_file"] is None
+
+
+@pytest.mark.parametrize("provider", ["openai", "local"])
+@pytest.mark.parametrize("method", ["sft", "dpo"])
+def test_method_and_data_must_agree_before_anything_is_sent(
+    tmp_path: Path, store: JobStore, emulator: OpenAIEmulator, provider: str, method: str
+) -> None:
+    pairs, chat = write_dpo_jsonl(tmp_path / "pairs.jsonl", 12), write_chat_jsonl(tmp_path / "chat.jsonl", 12)
+    data = {"train": str(pairs if method == "sft" else chat)}
+    spec = make_spec(tmp_path, method=method, data=data, base_model=str(tmp_path))  # local: a model folder
+    says = "holds preference pairs; method is sft" if method == "sft" else "method dpo, but"
+    if provider == "local":
+        says = says if method == "sft" else "supervised fine-tuning only"
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        api.submit(spec, provider, store=store)
+    assert emulator.upload_count == 0 and store.list_jobs() == []
 
 
 def test_unset_hyperparameters_are_left_to_the_platform(

@@ -117,7 +117,8 @@ def test_a_file_azure_failed_to_import_is_uploaded_again_next_time(
 
 
 @pytest.mark.parametrize("suffix", ["capitals.v2", "a-suffix-of-19-chars"])
-def test_azure_suffix_rules(tmp_path: Path, suffix: str) -> None:
+def test_azure_suffix_rules(tmp_path: Path, suffix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://example.openai.azure.com")
     errors = [p for p in api.make_job("azure_openai", make_spec(tmp_path, suffix)).check() if p.severity == "error"]
     assert len(errors) == 1 and "18 characters" in errors[0].message and errors[0].hint
 
@@ -147,6 +148,8 @@ def test_missing_endpoint_or_credentials(
     monkeypatch.delenv("AZURE_OPENAI_ENDPOINT")
     with pytest.raises(ConfigError, match="AZURE_OPENAI_ENDPOINT"):
         api.make_job("azure_openai", spec).account_id()
+    planned = api.plan(spec, "azure_openai")  # a dry run says so too, as it does for Vertex's and AWS's settings
+    assert [p.message for p in planned.errors if "AZURE_OPENAI_ENDPOINT is not set" in p.message]
     if importlib.util.find_spec("azure") and importlib.util.find_spec("azure.identity"):
         return  # with azure-identity installed, Entra ID is tried instead
     monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", bound.emulator.url)

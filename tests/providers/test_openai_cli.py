@@ -132,5 +132,8 @@ def test_wait_timeout_reports_every_job_and_exits_4(tmp_path: Path) -> None:
 
 def test_a_submit_that_waits_prints_the_one_job_record_as_one_that_does_not(tmp_path: Path) -> None:
     with OpenAIEmulator(api_key=SECRET, seconds_per_request=3600) as emulator:  # a job ends after a few polls
-        job = Fth(environment(tmp_path, emulator, "openai")).json("submit", "--provider", "openai", str(SPEC), "--wait")
+        fth = Fth(environment(tmp_path, emulator, "openai"))
+        job = fth.json("submit", "--provider", "openai", str(SPEC), "--wait")
     assert job["status"] == "succeeded" and job["remote_id"] in emulator.jobs
+    # the checks' warnings reach a real submit too, on stderr beside --json (the dry run is not the only one)
+    assert "warning: " in fth.outputs[-1] and "job creation cutoff on 2027-01-06" in fth.outputs[-1]

@@ -20,7 +20,7 @@ from finetune_hub import api
 from finetune_hub.records import JobStatus
 from finetune_hub.store import JobStore
 from tests.conformance.bind_openai import AzureOpenAIBinding, OpenAIBinding
-from tests.conftest import SHARED, write_chat_jsonl
+from tests.conftest import SHARED, write_chat_jsonl, write_dpo_jsonl
 from tests.emulators.harness import Request
 from tests.emulators.openai_server import multipart
 
@@ -152,8 +152,8 @@ def exercise(bound: OpenAIBinding, tmp_path: Path) -> None:
     """Every call the adapter makes: uploads (plain and in parts), create, list, pause/resume, events,
     checkpoints, results, cancel, chat."""
     store = JobStore(tmp_path / "jobs.db")
-    train = write_chat_jsonl(tmp_path / "train.jsonl", 12)
-    spec = bound.spec(train, write_chat_jsonl(tmp_path / "valid.jsonl", 10, start=30))
+    train = write_dpo_jsonl(tmp_path / "train.jsonl", 12)
+    spec = bound.spec(train, write_dpo_jsonl(tmp_path / "valid.jsonl", 10, start=30))
     spec = spec.model_copy(
         update={"method": "dpo", "hyperparameters": spec.hyperparameters.model_copy(update={"beta": 0.1})}
     )
