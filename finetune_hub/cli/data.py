@@ -71,7 +71,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from finetune_hub.cli.output import scan_progress
     from finetune_hub.data import validate
     from finetune_hub.data.findings import RULES
+    from finetune_hub.errors import ConfigError
 
+    if args.suffix is not None and "azure_openai" not in (args.targets or []):
+        raise ConfigError("--suffix is checked against Azure OpenAI's rules only", hint="add --for azure_openai")
     with scan_progress([args.data, args.validation], quiet=args.json) as progress:
         report = validate(
             args.data,

@@ -173,3 +173,8 @@ def test_every_rule_and_conversion_change_is_documented() -> None:
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "data.md").read_text(encoding="utf-8")
     assert [name for name in [*RULES, *CHANGES] if f"| `{name}` |" not in doc] == []
+
+
+def test_a_suffix_without_azure_is_refused_not_ignored(dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(dataset), "--for", "openai", "--suffix", "v1.2"]) == 2
+    assert "--for azure_openai" in capsys.readouterr().err
