@@ -2,8 +2,9 @@
 
 flash-attn-4 ships CuTe-DSL kernels for Hopper and Blackwell. torch (>= 2.10) can route its own flash-attention
 calls to them, `torch.nn.attention.varlen.varlen_attn` (our `fth_varlen`) included, through
-`activate_flash_attention_impl("FA4")`; unsupported inputs fall back to the built-in FlashAttention-2. Nothing
-in the trainer uses it yet: this measures whether it should, on the packed rows the benchmark trains on.
+`activate_flash_attention_impl("FA4")`; inputs FA4 does not support then raise (in the torch versions read here;
+the hook is marked a prototype). Nothing in the trainer uses it yet: this measures whether it should, on the
+packed rows the benchmark trains on. Any failure is reported as a reason, never lets the benchmark's other rows go.
 """
 
 from __future__ import annotations
@@ -25,12 +26,19 @@ def activate() -> str | None:
         return f"FA4 runs on compute capability 9.x/10.x, this GPU is {major}.{minor}"
     try:
         import flash_attn.cute  # noqa: F401
-        from torch.nn.attention import activate_flash_attention_impl, list_flash_attention_impls
-    except ImportError as exc:
-        return f"not importable: {exc} (pip install flash-attn-4)"
+        from torch.nn.attention import (
+            activate_flash_attention_impl,
+            list_flash_attention_impls,
+            restore_flash_attention_impl,  # noqa: F401  (restore() needs it)
+        )
+    except Exception as exc:  # not installed, a CUDA library that does not load, a torch without the hook
+        return f"not importable: {exc!r} (pip install flash-attn-4; torch >= 2.10)"
     if "FA4" not in list_flash_attention_impls():
         return f"torch {torch.__version__} has no FA4 hook"
-    activate_flash_attention_impl("FA4")
+    try:
+        activate_flash_attention_impl("FA4")
+    except Exception as exc:
+        return f"activation failed: {exc!r}"
     return None
 
 
@@ -68,6 +76,8 @@ def kernel_check(lengths: list[int], heads: int, kv_heads: int, head_dim: int) -
     """FA2 against FA4 on one packed row (these document lengths, GQA as the model has it): the largest
     difference of the output and of each gradient, relative to the largest FA2 value, and fwd+bwd time per call.
     Ok when FA4 activates, nothing is NaN and every difference is under 2%."""
+    if not lengths:
+        return False, "FA4 not checked: no document fits the first tokens-per-step budget"
     torch.manual_seed(0)
     total = sum(lengths)
     cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device="cuda")
@@ -85,6 +95,8 @@ def kernel_check(lengths: list[int], heads: int, kv_heads: int, head_dim: int) -
     try:
         candidate = _fwd_bwd(*args)
         fa4_ms = _time_ms(lambda: _fwd_bwd(*args))
+    except Exception as exc:  # an input the hook refuses, a kernel that fails to compile
+        return False, f"FA4 failed on the packed row: {exc!r}"
     finally:
         restore()
     diffs = {

@@ -5,12 +5,13 @@
 # 264 MB; xz -9e with a 256 MiB window packs it all into about 56 MiB (about 7 minutes on two cores).
 #
 #   bash benchmarks/pack_fa4.sh [DIR]         # here, with pip's index: writes DIR/site.tar.xz (DIR: .fa4)
-#   # there, from the repository root:
+#   # there, from the repository root (the baseline, ours, the FA4 check and ours with FA4: about 5-6 minutes):
 #   tar xJf .fa4/site.tar.xz -C /tmp
-#   export PYTHONPATH=/tmp/site:/tmp/site/nvidia_cutlass_dsl/dsl_packages   # what its .pth file would add
-#   bash benchmarks/gpu_check.sh --tokens-per-step 16384 --fa4
+#   export PYTHONPATH=/tmp/site:/tmp/site/nvidia_cutlass_dsl/dsl_packages:$PWD   # the .pth file's addition
+#   timeout 540 python3 benchmarks/local_throughput.py --tokens-per-step 16384 --fa4 --json "$OUT/fa4.json"
 #
-# Also needs torch >= 2.10 (its FA4 hook), triton (quack imports it), einops and cuda-bindings >= 12.8 there.
+# Also needs CPython 3.12, a CUDA 13 driver, torch >= 2.10 (its FA4 hook), triton (quack imports it), einops,
+# protobuf and cuda-bindings >= 12.8 there.
 set -euo pipefail
 dest="${1:-.fa4}"
 work="$(mktemp -d)"

@@ -9,7 +9,7 @@ from typing import Any
 from finetune_hub import registry
 from finetune_hub.errors import ConfigError, FthError
 from finetune_hub.job import FineTuneJob, JobState, training_stats
-from finetune_hub.records import CostEstimate, JobStatus, Problem
+from finetune_hub.records import Capability, CostEstimate, JobStatus, Problem
 from finetune_hub.spec import FineTuneSpec
 from finetune_hub.store import JobRecord, JobStore
 
@@ -56,10 +56,12 @@ def plan(
     """Check the spec and data for `provider` and estimate the cost, offline; an estimate over `budget.max_usd`
     is an error unless `over_budget_ok` (`--yes`), so a dry run says what the submit will do."""
     from finetune_hub import data
-    from finetune_hub.cost import money
+    from finetune_hub.cost import free, money
 
     job = job or make_job(provider, spec)
     problems = list(job.check())
+    if spec.method == "sft" or job.supports(Capability.DPO):  # else check() has said the method is unsupported
+        problems += job.data_kind_problems()
     findings, stats = data.validate_for(
         spec.data.train,
         provider,
@@ -78,7 +80,8 @@ def plan(
         except FthError as exc:
             problems.append(Problem("warning", f"no cost estimate: {exc.message}", exc.hint))
     limit = spec.budget.max_usd
-    if limit is not None and estimate is None and not over_budget_ok and all(p.severity != "error" for p in problems):
+    unchecked = limit is not None and estimate is None and not over_budget_ok
+    if unchecked and all(p.severity != "error" for p in problems) and not free(provider, spec):
         problems.append(
             Problem(
                 "error",
@@ -127,6 +130,7 @@ def submit(
     # The same request on the same account, whose earlier submit got no answer, keeps its idempotency key: a job
     # the platform did create is found, never made twice (also after `fth cancel` cleared the record).
     record = store.find_unsent(provider, spec_hash, data_hash, account)
+    fresh = record is None
     if record is None:
         record = store.create_job(
             provider=provider,
@@ -143,6 +147,11 @@ def submit(
     job.record = record
     try:
         prepared = job.prepare()
+    except FthError as exc:  # no create was asked: a new record would only sit in `fth list` as "created"
+        if not (fresh and store.forget_unsent(record.id)):
+            store.update(record.id, error=str(exc))
+        raise
+    try:
         remote_id = job.retrying(lambda: job.submit(prepared, record.idempotency_key))
     except FthError as exc:
         store.update(record.id, error=str(exc))
@@ -182,7 +191,10 @@ def control(job: FineTuneJob, verb: str) -> JobState:
             return job.sync()
     state: JobState = job.retrying(getattr(job, verb))
     if job.store is not None and job.record is not None:  # the platform's own answer, even if a later read fails
-        job.store.update(job.record.id, status=state.status, native_status=state.native)
+        said: dict[str, Any] = {"status": state.status, "native_status": state.native}
+        if state.error:
+            said["error"] = state.error
+        job.store.update(job.record.id, None, **said)
     with contextlib.suppress(FthError):  # the request was made; `fth status` catches up with the rest
         job.sync()
     return state

@@ -87,6 +87,15 @@ def _price_row(provider: str, item: str, catalog: Catalog) -> PriceRow:
     return row
 
 
+def free(provider: str, spec: FineTuneSpec, catalog: Catalog | None = None) -> bool:
+    """Whether the catalog prices this job at $0 (your own GPUs, unless you priced them): no budget to break."""
+    catalog = catalog or Catalog.load()
+    try:
+        return _price_row(provider, priced_item(provider, spec, catalog)[0], catalog).usd == 0
+    except FthError:  # no price row: not known to be free
+        return False
+
+
 # -- billed tokens -------------------------------------------------------------------------------------
 
 

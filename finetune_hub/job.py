@@ -328,13 +328,19 @@ class FineTuneJob(ABC):
         dpo, fmt, name = self.spec.method == "dpo", self.spec.data.format, self.provider
         problems = []
         for path in filter(None, (self.spec.data.train, self.spec.data.validation)):
-            found = detect(path, fmt).format if path.exists() and fmt in ("auto", *FORMATS) else ""
+            seen = detect(path, fmt) if path.exists() and fmt in ("auto", *FORMATS) else None
+            found = seen.format if seen and not seen.assumed else ""  # an unreadable file has its own finding
             if found and dpo and found not in PREFERENCE_FORMATS:
                 hint = "give preference pairs ({'input', 'preferred_output', 'non_preferred_output'}), or method: sft"
                 problems.append(Problem("error", f"{name}: method dpo, but {path} holds {FORMATS[found]}", hint))
             elif found in PREFERENCE_FORMATS and not dpo:
-                hint = "set method: dpo for preference tuning, or give supervised examples"
-                problems.append(Problem("error", f"{name}: {path} holds preference pairs; method is sft", hint))
+                can = self.supports(Capability.DPO)
+                hint = "set method: dpo for preference tuning, or give" if can else f"{name} has no preference tuning:"
+                problems.append(
+                    Problem(
+                        "error", f"{name}: {path} holds preference pairs; method is sft", f"{hint} supervised examples"
+                    )
+                )
         return problems
 
     def lifecycle_problems(self) -> list[Problem]:

@@ -182,14 +182,15 @@ class FineTuneSpec(_Strict):
         return spec
 
     def _anchored(self, base_dir: Path) -> FineTuneSpec:
-        """Paths relative to the spec file made absolute: the data files, and a base model that is a folder
-        (written as a path, or found beside the spec); Hub and platform model ids stay as they are."""
+        """Paths relative to the spec file made absolute: the data files, and a base model written as a path
+        (./, ../, ~) or found as a folder beside the spec. Anything else stays as written: a Hub or platform id,
+        or a relative folder not beside the spec (read from the working directory, as before)."""
 
         def anchor(p: Path | None) -> Path | None:
             return p if p is None or p.is_absolute() else (base_dir / p).resolve()
 
         def model(name: str) -> str:
-            as_path = name.startswith(("./", "../", "~")) or (base_dir / name).exists()
+            as_path = written_as_path(name) or (base_dir / name).is_dir()
             return str(anchor(Path(name).expanduser())) if as_path else name
 
         data = self.data.model_copy(
@@ -201,6 +202,11 @@ class FineTuneSpec(_Strict):
             else {k: model(v) for k, v in self.base_model.items()}
         )
         return self.model_copy(update={"data": data, "base_model": models})
+
+
+def written_as_path(model: str) -> bool:
+    """A base model written as a filesystem path, never a Hub or platform id: /…, ./…, ../…, ~…"""
+    return model.startswith(("/", "./", "../", "~"))
 
 
 def _named(text: str, path: Path) -> io.StringIO:

@@ -343,6 +343,16 @@ class JobStore:
                 )
         return fields
 
+    def forget_unsent(self, job_id: str) -> bool:
+        """Delete a job the platform was never asked to create (no remote id), with its history and events;
+        returns whether it was deleted."""
+        with self._connect(write=True) as conn:
+            if conn.execute("SELECT 1 FROM jobs WHERE id=? AND remote_id IS NULL", (job_id,)).fetchone() is None:
+                return False
+            for table in ("events", "status_history", "jobs"):
+                conn.execute(f"DELETE FROM {table} WHERE {'id' if table == 'jobs' else 'job_id'}=?", (job_id,))
+        return True
+
     def history(self, job_id: str) -> list[tuple[JobStatus, str | None, str]]:
         with self._connect() as conn:
             rows = conn.execute(

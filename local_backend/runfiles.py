@@ -79,6 +79,7 @@ class RunFiles:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self._last_event: datetime | None = None
+        self._status: dict[str, Any] = {}  # the last status this process wrote
 
     config = property(lambda self: self.root / "config.json")
     status = property(lambda self: self.root / "status.json")
@@ -97,10 +98,11 @@ class RunFiles:
     def update_status(self, **fields: Any) -> dict[str, Any]:
         try:
             before = self.read_status() or {}
-        except DamagedFile:  # rewritten whole: what can be known now beats a run that stops on it
-            before = {}
+        except DamagedFile:  # rewritten from what this process last wrote: the run goes on, its status mended
+            before = self._status
         status = {**before, **fields, "updated_at": now_iso()}
         write_json(self.status, status)
+        self._status = status
         return status
 
     def add_event(self, message: str, *, kind: str = "message", level: str = "info", **data: Any) -> None:

@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from finetune_hub.errors import (
     AuthError,
@@ -37,6 +37,7 @@ from finetune_hub.errors import (
 )
 from finetune_hub.job import FineTuneJob, JobState, PreparedData
 from finetune_hub.records import Capability, Checkpoint, JobEvent, JobResult, JobStatus, Problem
+from finetune_hub.spec import written_as_path
 from local_backend import config as train_config
 from local_backend import runfiles
 from local_backend.data import DataError as TrainDataError
@@ -65,14 +66,6 @@ class LocalSettings(BaseModel):
     python: str | None = None  # interpreter with the `local` extra; default: this one
     trainer: dict[str, Any] = Field(default_factory=dict, description="any other local_backend TrainConfig key")
 
-    @field_validator("runs_dir")
-    @classmethod
-    def _absolute(cls, value: str | None) -> str | None:
-        # every later fth command finds the run there, from whatever folder it runs in
-        if value is not None and not Path(value).expanduser().is_absolute():
-            raise ValueError(f"'{value}' is relative: give an absolute path (or one starting with ~)")
-        return value
-
 
 @contextlib.contextmanager
 def _translate() -> Iterator[None]:
@@ -90,7 +83,9 @@ def _translate() -> Iterator[None]:
             str(exc), hint="set providers.local.python to an interpreter with the local extra"
         ) from None
     except runfiles.DamagedFile as exc:  # files are replaced whole, so waiting will not mend it
-        raise ProviderError(f"local runs: {exc}", hint="delete the file to have it rewritten, or resubmit") from None
+        raise ProviderError(
+            f"local runs: {exc}", hint="a running trainer rewrites it at its next step; `fth logs` shows the run"
+        ) from None
     except (TimeoutError, BlockingIOError, InterruptedError, ConnectionError) as exc:
         raise ProviderError(f"local runs: transient error ({type(exc).__name__}: {exc})", retryable=True) from None
     except OSError as exc:
@@ -185,14 +180,16 @@ class LocalJob(FineTuneJob):
         problems: list[Problem] = []
         if self.spec.method != "sft":
             problems.append(Problem("error", f"method '{self.spec.method}': {self.capabilities[Capability.DPO]}"))
-        else:
-            problems += self.data_kind_problems()
+        runs = self.settings.runs_dir
+        if runs is not None and not Path(runs).expanduser().is_absolute():  # checked at submit: stored jobs still open
+            why = f"providers.local.runs_dir '{runs}' is relative: give an absolute path"
+            problems.append(Problem("error", why, "every later fth command finds the run there, from any folder"))
         try:
             cfg = self.train_config({"train": "train.jsonl", "validation": "validation.jsonl"})
         except ConfigError as exc:
             return [*problems, Problem("error", exc.message, exc.hint)]
         model = cfg.model
-        as_path = model.startswith(("/", "./", "../", "~")) or model.count("/") > 1  # a Hub id has one slash at most
+        as_path = written_as_path(model) or model.count("/") > 1  # a Hub id has one slash at most
         if as_path and not Path(model).expanduser().exists():
             problems.append(Problem("error", f"base model '{model}' does not exist", "give a model folder or a Hub id"))
         elif not Path(model).expanduser().exists():
@@ -246,17 +243,17 @@ class LocalJob(FineTuneJob):
 
     def events(self, since: datetime | None = None) -> list[JobEvent]:
         with _translate():
-            try:
-                raw = self.client.events(self.remote_id)
-            except RunNotFound:  # the folder is gone: refresh() says so, and there is nothing to read
-                raw = []
+            raw = self.client.events(self.remote_id)
         kinds = {"metrics": "metrics", "status": "status"}
         out = [
             JobEvent(time=_time(e["time"]), message=e["message"], level=e.get("level", "info"),
                      kind=kinds.get(e.get("kind", ""), "message"), data=e.get("data", {}), id=f"{self.remote_id}:{n}")
             for n, e in enumerate(raw)
         ]  # fmt: skip
-        return [e for e in out if since is None or e.time > since]
+        # By position from the first one after `since`: a resumed run's clock may have stepped back, and its
+        # events come after the earlier ones whatever their times say (the store skips ids it has).
+        start = next((n for n, e in enumerate(out) if since is None or e.time > since), len(out))
+        return out[start:]
 
     def checkpoints(self) -> list[Checkpoint]:
         with _translate():
@@ -287,7 +284,8 @@ class LocalJob(FineTuneJob):
             state = self.client.state(self.remote_id)
             if state["state"] in (runfiles.QUEUED, runfiles.RUNNING):
                 return self._state(state)
-            if state["state"] in ("pausing", "cancelling"):  # its process still runs: a second would share the folder
+            stopping = state["state"] in ("pausing", "cancelling") or not self._exited(seconds=15)
+            if stopping:  # its process still runs: a second one would share the folder (and the GPU's memory)
                 raise InvalidRequest(
                     f"local run {self.remote_id} is {state['state']}: its trainer has not stopped yet",
                     status_code=409,
@@ -297,6 +295,16 @@ class LocalJob(FineTuneJob):
                 raise InvalidRequest(f"local run {self.remote_id} already finished", status_code=409)
             self.client.launch(self.remote_id, resume="auto")
             return self._state(self.client.state(self.remote_id))
+
+    def _exited(self, seconds: float) -> bool:
+        """Whether the run's process has exited, waiting up to `seconds` (a paused trainer writes "paused" and
+        then releases the GPU and exits)."""
+        deadline = time.monotonic() + seconds
+        while self.client.process_alive(self.remote_id):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
 
     def result(self) -> JobResult:
         with _translate():

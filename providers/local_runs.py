@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,7 +43,8 @@ class LocalRunner:
 
     def runs(self) -> list[str]:
         base = self.root / "runs"
-        return sorted(p.name for p in base.iterdir() if (p / "config.json").exists()) if base.is_dir() else []
+        found = base.iterdir() if base.is_dir() else ()
+        return sorted(p.name for p in found if not p.name.startswith(".") and (p / "config.json").exists())
 
     def store_data(self, path: Path, content_hash: str) -> str:
         """Snapshot a data file by content, so edits during training change nothing ("upload")."""
@@ -66,9 +68,8 @@ class LocalRunner:
         if root.exists():
             return run_id
         root.parent.mkdir(parents=True, exist_ok=True)
-        draft = root.with_name(f".{run_id}.{os.getpid()}.tmp")
+        draft = Path(tempfile.mkdtemp(prefix=f".{run_id}.", dir=root.parent))
         try:
-            draft.mkdir()
             run = runfiles.RunFiles(draft)
             run.update_status(state=runfiles.QUEUED, phase="starting", gpus=gpus, python=python or sys.executable)
             runfiles.write_json(run.config, {**config, "output_dir": str(root.resolve())})
@@ -125,8 +126,10 @@ class LocalRunner:
         return self._run(run_id).read_events()
 
     def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
-        return [
-            {**(runfiles.read_json(p / "meta.json") or {}), "path": str(p)} for p in self._run(run_id).checkpoint_dirs()
+        return [  # a checkpoint pruned between the listing and the read is left out
+            {**meta, "path": str(p)}
+            for p in self._run(run_id).checkpoint_dirs()
+            if (meta := runfiles.read_json(p / "meta.json")) and {"step", "created_at"} <= meta.keys()
         ]
 
     def summary(self, run_id: str) -> dict[str, Any] | None:
@@ -156,6 +159,10 @@ class LocalRunner:
             return run.update_status(state=final, error=None)
         runfiles.write_json(run.control, {"request": what})
         return {**status, "state": "cancelling" if what == "cancel" else "pausing"}
+
+    def process_alive(self, run_id: str) -> bool:
+        """Whether the run's process still runs, whatever its status says (it writes "paused" before it exits)."""
+        return _alive(self._run(run_id).read_status() or {})
 
     def kill(self, run_id: str) -> None:
         """SIGKILL the run's process group (tests; what the OOM killer does)."""

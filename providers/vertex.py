@@ -190,7 +190,6 @@ class VertexJob(FineTuneJob):
             for field, why in ignored.items()
             if getattr(hyper, field) is not None
         ]
-        problems += self.data_kind_problems()
         if spec.seed is not None:
             problems.append(Problem("warning", "vertex: seed ignored: the tuning API has no seed"))
         model = self.base_model()

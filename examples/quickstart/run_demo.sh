@@ -2,7 +2,7 @@
 # The quickstart end to end, offline on a CPU in a couple of minutes: make the DEMO model, fine-tune it as a
 # tracked local job, then compare base and fine-tuned answers on held-out messages (test.jsonl).
 set -euo pipefail
-cd "$(dirname "$0")/../.."  # the repository root: the spec's base_model path is relative to it
+cd "$(dirname "$0")/../.."  # the repository root, where python -m finds local_backend
 quickstart=examples/quickstart
 
 python -m local_backend.demo_model --data "$quickstart/train.jsonl" --data "$quickstart/valid.jsonl" \

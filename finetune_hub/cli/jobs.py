@@ -133,8 +133,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 out.print(f"{args.provider} {planned.base_model}: estimated {describe(planned.estimate)}")
             out.print("dry run: nothing was uploaded or created")
         return EXIT_BAD_INPUT if planned.errors else EXIT_OK
-    if not planned.errors:  # warnings (a retirement date near, a setting the platform ignores) before the job
-        print_problems(planned.problems, stderr=args.json)
+    # on stderr, as errors are: the warnings too (a retirement date near, a setting the platform ignores)
+    print_problems(planned.problems, stderr=True)
+    if planned.errors:
+        console(stderr=True).print("nothing was uploaded; fix these and submit again")
+        return EXIT_BAD_INPUT
     job = api.submit(spec, args.provider, over_budget_ok=args.yes, checked=planned)
     if not args.json:
         console().print(f"submitted [bold]{job.local_id}[/] to {args.provider} (remote id {job.remote_id})")
@@ -310,12 +313,17 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 def cmd_control(args: argparse.Namespace) -> int:
     """cancel, pause or resume: ask the platform, then record what it says."""
+    from contextlib import suppress
+
     from finetune_hub import api
-    from finetune_hub.errors import ConfigError
+    from finetune_hub.errors import ConfigError, FthError
     from finetune_hub.job import JobState
     from finetune_hub.records import JobStatus
 
     job = api.open_job(args.job)
+    if job.record is not None and job.record.status.terminal and not job.unsent:
+        with suppress(FthError):  # a stored "finished" is confirmed first: the platform has the last word
+            job.sync()
     status = job.record.status if job.record else None
     # A finished job is left alone, the same on every platform (some refuse with an error, some say nothing);
     # one that failed or was cancelled may still resume, where the platform allows it.

@@ -27,7 +27,8 @@ def detect(path: Path, fmt: str = "auto", mapping: dict[str, str] | None = None)
         first = next(rows, None)  # a broken line near the top of a JSONL file: look at the next one
     getattr(rows, "close", lambda: None)()  # release the file the reader holds
     if first is None or isinstance(first[1], RecordError):
-        return Detection(container, "openai_chat", f"{why}; no readable record to inspect, assuming OpenAI chat")
+        reason = f"{why}; no readable record to inspect, assuming OpenAI chat"
+        return Detection(container, "openai_chat", reason, assumed=True)
     number, record = first
     found = classify(record)
     keys = sorted(record)[:8] if isinstance(record, dict) else type(record).__name__

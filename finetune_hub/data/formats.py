@@ -65,6 +65,7 @@ class Detection:
     container: str  # jsonl | json | csv | tsv | parquet | hf_dataset | txt
     format: str  # a key of FORMATS
     reason: str  # said to the user: what was seen and what it was taken for
+    assumed: bool = False  # no record could be read: the format is a default, not a finding
 
     def describe(self) -> str:
         return f"{FORMATS.get(self.format, self.format)} in a {self.container} file: {self.reason}"

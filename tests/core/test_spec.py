@@ -45,17 +45,26 @@ def test_loads_yaml_with_paths_relative_to_the_spec(tmp_path: Path) -> None:
     assert spec.hyperparameters.epochs == 3 and spec.lora is not None and spec.lora.rank == 8
     assert spec.settings_for("azure_openai") == {"training_type": "GlobalStandard"}
     assert spec.settings_for("vertex") == {}
-    assert spec.base_model_for("local") == str(tmp_path / "tiny-model")  # a path: beside the spec, not the cwd
+    assert spec.base_model_for("local") == str((tmp_path / "tiny-model").resolve())  # beside the spec, not the cwd
 
 
-def test_a_base_model_folder_beside_the_spec_is_found_from_anywhere(tmp_path: Path) -> None:
+def test_a_base_model_folder_beside_the_spec_is_found_from_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "models" / "base").mkdir(parents=True)
-    models = "{local: models/base, sagemaker: Qwen/Qwen2.5-0.5B, vertex: '~/m'}"
+    (tmp_path / "gpt-4o-mini-2024-07-18").write_text("notes")  # a file named like an id is not a model folder
+    models = "{local: models/base, sagemaker: Qwen/Qwen2.5-0.5B, vertex: '~/m', openai: gpt-4o-mini-2024-07-18, "
+    models += "default: other/dir/model}"
     text = f"name: x\nbase_model: {models}\ndata: {{train: t.jsonl}}\n"
-    spec = FineTuneSpec.load(write(tmp_path, text))
-    assert spec.base_model_for("local") == str(tmp_path / "models" / "base")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # loaded from another working directory
+    spec = FineTuneSpec.load(tmp_path / write(tmp_path, text).name)
+    assert spec.base_model_for("local") == str((tmp_path / "models" / "base").resolve())
     assert spec.base_model_for("sagemaker") == "Qwen/Qwen2.5-0.5B"  # a Hub id, with no such folder here
     assert spec.base_model_for("vertex") == str(Path("~/m").expanduser())
+    assert spec.base_model_for("openai") == "gpt-4o-mini-2024-07-18"
+    assert spec.base_model_for("azure_openai") == "other/dir/model"  # not beside the spec: left for the cwd
 
 
 def test_toml_and_python_give_the_same_spec(tmp_path: Path) -> None:

@@ -203,10 +203,14 @@ def test_a_budget_that_cannot_be_checked_stops_the_submit_unless_yes(
 ) -> None:
     spec = yaml.safe_load(spec_file.read_text())
     spec["budget"] = {"max_usd": 5}
+    spec["base_model"]["openai"] = "davinci-002"  # no price for it: no estimate
     spec["base_model"]["local"] = "acme/mystery-model"  # of unknown size: no runtime, no estimate
     spec_file.write_text(yaml.safe_dump(spec))
-    assert main(["submit", str(spec_file), "-p", "local", "--dry-run"]) == 2
-    out = " ".join(capsys.readouterr().out.split())
-    assert "no cost estimate" in out and "budget.max_usd is $5.00, but with no cost estimate" in out
-    plan = api.plan(FineTuneSpec.load(spec_file), "local", over_budget_ok=True)
+    assert main(["submit", str(spec_file), "-p", "openai"]) == 2  # a real submit, not only the dry run
+    out = " ".join(capsys.readouterr().err.split())
+    assert "no cost estimate: no openai price for 'davinci-002'" in out  # the warning the error points to
+    assert "budget.max_usd is $5.00, but with no cost estimate on openai it cannot be checked" in out
+    plan = api.plan(FineTuneSpec.load(spec_file), "openai", over_budget_ok=True)
     assert not [p for p in plan.problems if "budget" in p.message]  # --yes: the user takes the risk
+    local = api.plan(FineTuneSpec.load(spec_file), "local")  # own GPUs at $0: no budget to break
+    assert local.estimate is None and not [p for p in local.problems if "budget" in p.message]

@@ -19,6 +19,7 @@ from finetune_hub.records import JobStatus
 from finetune_hub.spec import FineTuneSpec
 from finetune_hub.store import JobStore
 from providers.local import LocalJob
+from tests.conftest import write_dpo_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -181,6 +182,16 @@ def test_check_reports_what_cannot_run(llama_model: Path, chat_data) -> None:
     assert any("lr_scheduler" in p.message for p in LocalJob(FineTuneSpec.model_validate(bad)).check())
 
 
+def test_preference_pairs_under_sft_are_refused_before_anything_starts(
+    llama_model: Path, chat_data, tmp_path: Path
+) -> None:
+    pairs = write_dpo_jsonl(tmp_path / "pairs.jsonl", 12)
+    spec = FineTuneSpec.model_validate({**spec_dict(llama_model, chat_data), "data": {"train": str(pairs)}})
+    with pytest.raises(ConfigError, match="holds preference pairs; method is sft") as refused:
+        api.submit(spec, "local", store=JobStore(tmp_path / "jobs.db"))
+    assert "local has no preference tuning" in refused.value.message  # not "set method: dpo", which local refuses
+
+
 def test_quickstart_specs_are_valid(tmp_path: Path) -> None:
     quickstart = ROOT / "examples" / "quickstart"
     for name in ("spec.yaml", "spec-hub.yaml"):
@@ -191,7 +202,8 @@ def test_quickstart_specs_are_valid(tmp_path: Path) -> None:
         assert [p for p in problems if p.severity == "error"] == [], name
         assert spec.data.train.exists() and spec.data.validation and spec.data.validation.exists()
     # the demo model is found beside the spec, from any working directory
-    assert FineTuneSpec.load(quickstart / "spec.yaml").base_model_for("local") == str(quickstart / "demo-model")
+    demo = (quickstart / "demo-model").resolve()
+    assert FineTuneSpec.load(quickstart / "spec.yaml").base_model_for("local") == str(demo)
 
 
 def test_the_provider_imports_no_torch() -> None:

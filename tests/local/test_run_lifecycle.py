@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import signal
@@ -104,9 +105,13 @@ def test_a_deleted_data_snapshot_is_stored_again(
     assert Path(config["train_file"]).is_file() and Path(config["validation_file"]).is_file()
 
 
-def test_a_relative_runs_dir_is_refused(llama_model: Path, chat_data: tuple[Path, Path]) -> None:
-    with pytest.raises(ConfigError, match="relative: give an absolute path"):
-        LocalJob(FineTuneSpec.model_validate(spec_dict(llama_model, chat_data, runs_dir="myruns")))
+def test_a_relative_runs_dir_is_refused_at_submit(
+    llama_model: Path, chat_data: tuple[Path, Path], tmp_path: Path
+) -> None:
+    spec = FineTuneSpec.model_validate(spec_dict(llama_model, chat_data, runs_dir="myruns"))
+    LocalJob(spec)  # a job stored with one (an earlier version took it) still opens
+    with pytest.raises(ConfigError, match="is relative: give an absolute path"):
+        api.submit(spec, "local", store=JobStore(tmp_path / "jobs.db"))
 
 
 def test_a_failure_while_creating_a_run_leaves_nothing_the_retry_trips_on(
@@ -136,12 +141,15 @@ def test_a_damaged_status_file_is_a_clear_error_at_once(
     llama_model: Path, chat_data: tuple[Path, Path], tmp_path: Path, stand_in: Path
 ) -> None:
     job = submit(llama_model, chat_data, JobStore(tmp_path / "jobs.db"), python=str(stand_in))
-    status, pid = job.client._run(job.remote_id).status, job.client.state(job.remote_id)["pid"]
-    status.write_text('{"state": "runn')
+    trainer = runfiles.RunFiles(job.client._run(job.remote_id).root)  # as the trainer holds it
+    trainer.update_status(state="running", step=3)
+    trainer.status.write_text('{"state": "runn')  # cut short (a crash of the machine, a stray edit)
     with pytest.raises(ProviderError, match=r"status\.json is damaged") as caught:
         job.sync()  # no retries: a file replaced whole does not mend itself
     assert not caught.value.retryable
-    runfiles.RunFiles(status.parent).update_status(state="running", pid=pid)  # the trainer writes it anew
+    trainer.update_status(step=4)  # the trainer's next log line rewrites it from what it last wrote
+    status = trainer.read_status() or {}
+    assert (status["state"], status["step"], status["gpus"]) == ("running", 4, 1) and status["pid"]
     assert job.refresh().status is JobStatus.RUNNING
 
 
@@ -154,7 +162,11 @@ def test_a_job_whose_run_folder_was_deleted_can_be_cancelled(
     with pytest.raises(NotFound):  # what the platform says of a job it does not know (the conformance suite's rule)
         job.sync()
     assert api.control(job, "cancel").status is JobStatus.CANCELLED  # not stuck as running for good
-    assert job.store.get(job.local_id).status is JobStatus.CANCELLED
+    cleared = job.store.get(job.local_id)
+    assert cleared.status is JobStatus.CANCELLED and "is gone" in (cleared.error or "")
+    shutil.rmtree(job.client.root / "runs")  # the whole runs folder missing (an unmounted drive?): not cleared
+    with pytest.raises(NotFound):
+        job.cancel()
 
 
 @pytest.mark.skipif(runfiles.process_stamp(os.getpid()) is None, reason="needs /proc (Linux)")
@@ -210,7 +222,32 @@ def test_cancel_or_pause_of_a_finished_job_asks_nothing_and_says_so(
         done = fth(verb, job.local_id)
         assert done.returncode == 0 and f"already failed: nothing to {verb}" in done.stdout, done.stdout + done.stderr
     assert job.client.state(job.remote_id)["state"] == "died"  # the run was not marked cancelled or paused
-    store.update(job.local_id, status=JobStatus.SUCCEEDED)
+    run = job.client._run(job.remote_id)  # as a run that finished leaves it
+    run.update_status(state="succeeded")
+    runfiles.write_json(run.summary, {"status": "succeeded", "adapter": str(run.adapter)})
+    assert job.sync().status is JobStatus.SUCCEEDED
     refused = fth("resume", job.local_id)
     assert refused.returncode == 2 and "already succeeded" in refused.stderr, refused.stdout + refused.stderr
     assert len(started(stand_in, 1)) == 1
+
+
+def test_events_written_after_the_clock_stepped_back_still_reach_the_store(
+    llama_model: Path, chat_data: tuple[Path, Path], tmp_path: Path, stand_in: Path
+) -> None:
+    job = submit(llama_model, chat_data, JobStore(tmp_path / "jobs.db"), python=str(stand_in))
+    run = job.client._run(job.remote_id)
+    run.events.write_text("")
+    first = runfiles.RunFiles(run.root)
+    first.add_event("step 1")
+    job.sync()
+    with open(run.events, "a", encoding="utf-8") as fh:  # a resumed process whose clock is 5 s behind
+        line = {
+            "time": "2000-01-01T00:00:00+00:00",
+            "kind": "message",
+            "level": "info",
+            "message": "step 2",
+            "data": {},
+        }
+        fh.write(json.dumps(line) + "\n")
+    job.sync()
+    assert {"step 1", "step 2"} <= {e.message for _, e in job.store.events(job.local_id)}

@@ -94,20 +94,30 @@ def test_the_spec_maps_onto_the_create_request(tmp_path: Path, store: JobStore, 
     assert sent["validation_file"] is None
 
 
-@pytest.mark.parametrize("provider", ["openai", "local"])
 @pytest.mark.parametrize("method", ["sft", "dpo"])
 def test_method_and_data_must_agree_before_anything_is_sent(
-    tmp_path: Path, store: JobStore, emulator: OpenAIEmulator, provider: str, method: str
+    tmp_path: Path, store: JobStore, emulator: OpenAIEmulator, method: str
 ) -> None:
     pairs, chat = write_dpo_jsonl(tmp_path / "pairs.jsonl", 12), write_chat_jsonl(tmp_path / "chat.jsonl", 12)
-    data = {"train": str(pairs if method == "sft" else chat)}
-    spec = make_spec(tmp_path, method=method, data=data, base_model=str(tmp_path))  # local: a model folder
+    spec = make_spec(tmp_path, method=method, data={"train": str(pairs if method == "sft" else chat)})
     says = "holds preference pairs; method is sft" if method == "sft" else "method dpo, but"
-    if provider == "local":
-        says = says if method == "sft" else "supervised fine-tuning only"
     with pytest.raises(ConfigError, match=re.escape(says)):
-        api.submit(spec, provider, store=store)
+        api.submit(spec, "openai", store=store)
     assert emulator.upload_count == 0 and store.list_jobs() == []
+
+
+def test_a_submit_that_fails_before_the_create_leaves_no_job_behind(
+    tmp_path: Path, store: JobStore, emulator: OpenAIEmulator
+) -> None:
+    emulator.faults.plan("401", on="POST /v1/files")  # the upload is refused: no job was asked for
+    with pytest.raises(AuthError):
+        api.submit(make_spec(tmp_path), "openai", store=store)
+    assert store.list_jobs() == []  # not a "created" job in `fth list` for good
+    emulator.faults.plan("404", on="POST /v1/fine_tuning/jobs")  # once a create was asked, the record stays
+    with pytest.raises(ProviderError):
+        api.submit(make_spec(tmp_path), "openai", store=store)
+    [kept] = store.list_jobs()
+    assert kept.remote_id is None and kept.error
 
 
 def test_unset_hyperparameters_are_left_to_the_platform(
