@@ -288,8 +288,9 @@ class FineTuneJob(ABC):
         try:
             return cls.settings_model.model_validate(block)
         except ValidationError as exc:
-            source = f"spec providers.{cls.provider}"
-            raise ConfigError(explain_validation_error(exc, source, cls.settings_model)) from None
+            source, at = f"spec providers.{cls.provider}", ("providers", cls.provider)
+            found = explain_validation_error(exc, source, cls.settings_model, file=spec.source_file, at=at)
+            raise ConfigError(found) from None
 
     def base_model(self) -> str:
         return self.spec.base_model_for(self.provider)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from finetune_hub.errors import ConfigError
 
@@ -109,6 +109,11 @@ class FineTuneSpec(_Strict):
     suffix: str | None = Field(default=None, min_length=1, max_length=64)
     budget: Budget = Budget()
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    _file: Path | None = PrivateAttr(default=None)  # the file it was loaded from, for errors that point into it
+
+    @property
+    def source_file(self) -> Path | None:
+        return self._file
 
     @field_validator("providers")
     @classmethod
@@ -145,13 +150,18 @@ class FineTuneSpec(_Strict):
     # -- loading -------------------------------------------------------------------------------------
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str = "<spec>", base_dir: Path | None = None) -> FineTuneSpec:
+    def from_dict(
+        cls, data: dict[str, Any], *, source: str = "<spec>", base_dir: Path | None = None, file: Path | None = None
+    ) -> FineTuneSpec:
+        """Validate `data`; `file`, the spec file it was read from: errors then give its lines."""
         try:
             spec = cls.model_validate(data)
         except ValidationError as exc:
             raise ConfigError(
-                explain_validation_error(exc, source, FineTuneSpec), hint="see the spec reference in README.md"
+                explain_validation_error(exc, source, FineTuneSpec, file=file),
+                hint="see the spec reference in README.md",
             ) from None
+        spec._file = file
         return spec._anchored(base_dir) if base_dir else spec
 
     @classmethod
@@ -177,7 +187,7 @@ class FineTuneSpec(_Strict):
             raise ConfigError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {exc}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the spec must be a mapping of keys to values, got {type(data).__name__}")
-        spec = cls.from_dict(data, source=str(path), base_dir=path.parent)
+        spec = cls.from_dict(data, source=str(path), base_dir=path.parent, file=path)
         _check_platform_names(spec, path)
         return spec
 
@@ -229,21 +239,55 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[st
     return list(model.model_fields)
 
 
-def explain_validation_error(exc: ValidationError, source: str, model: type[BaseModel]) -> str:
-    """One line per problem: where (the key path), what is wrong, and the closest valid key for typos."""
+def explain_validation_error(
+    exc: ValidationError, source: str, model: type[BaseModel], *, file: Path | None = None, at: tuple[str, ...] = ()
+) -> str:
+    """One line per problem: where (the key path; with the spec `file`, its file:line), what is wrong, and the
+    closest valid key for typos. `at`: where `model` sits in the file (("providers", "sagemaker"))."""
+    known = _key_lines(file) if file is not None else {}
     lines = []
     for err in exc.errors():
         loc = tuple(err["loc"])
-        path = ".".join(str(p) for p in loc) or "(top level)"
+        full = (*at, *(str(p) for p in loc))
+        line = next((known[full[:n]] for n in range(len(full), 0, -1) if full[:n] in known), None)
+        where, path = (f"{file}:{line}", ".".join(full)) if line else (source, ".".join(str(p) for p in loc))
+        path = path or "(top level)"
         if err["type"] == "extra_forbidden":
             close = difflib.get_close_matches(str(loc[-1]), _allowed_keys(model, loc[:-1]), n=1)
             tip = f"; did you mean '{close[0]}'?" if close else ""
-            lines.append(f"{source}: {path}: unknown key{tip}")
+            lines.append(f"{where}: {path}: unknown key{tip}")
         elif err["type"] == "missing":
-            lines.append(f"{source}: {path}: required key is missing")
+            lines.append(f"{where}: {path}: required key is missing")
         else:
             got = err.get("input")
             shown = f" (got {got!r})" if got is not None and not isinstance(got, dict | list) else ""
             msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{source}: {path}: {msg}{shown}")
+            lines.append(f"{where}: {path}: {msg}{shown}")
     return "\n".join(lines)
+
+
+def _key_lines(file: Path) -> dict[tuple[str, ...], int]:
+    """The line of every key path in a YAML spec (list items by index); none for TOML or an unreadable file.
+    Read only when there is an error to place."""
+    if file.suffix == ".toml":
+        return {}
+    try:
+        root = yaml.compose(file.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    found: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node | None, path: tuple[str, ...]) -> None:
+        pairs = (
+            [(str(k.value), k, v) for k, v in node.value]
+            if isinstance(node, yaml.MappingNode)
+            else [(str(i), v, v) for i, v in enumerate(node.value)]
+            if isinstance(node, yaml.SequenceNode)
+            else []
+        )
+        for name, key, value in pairs:
+            found[(*path, name)] = key.start_mark.line + 1
+            walk(value, (*path, name))
+
+    walk(root, ())
+    return found

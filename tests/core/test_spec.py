@@ -85,15 +85,16 @@ epochs = 2
             "hyperparameters": {"epochs": 2},
         }
     )
-    assert from_toml == from_python
+    assert from_toml.model_dump() == from_python.model_dump()  # the loaded one also remembers its file
     assert from_toml.content_hash() == from_python.content_hash()
+    assert (from_toml.source_file, from_python.source_file) == (tmp_path / "spec.toml", None)
     assert from_toml.base_model_for("vertex") == "gpt-4.1-mini-2025-04-14"  # one string applies to all
 
 
 def test_unknown_key_names_the_path_and_suggests(tmp_path: Path) -> None:
     message = error_of(tmp_path, VALID.replace("epochs: 3", "epoch: 3"))
     assert "hyperparameters.epoch: unknown key; did you mean 'epochs'?" in message
-    assert str(tmp_path / "spec.yaml") in message
+    assert f"{tmp_path / 'spec.yaml'}:10: hyperparameters.epoch" in message  # the file, and the line of the key
     assert "did you mean 'hyperparameters'" in error_of(tmp_path, VALID.replace("hyperparameters:", "hyperparamters:"))
 
 
@@ -189,3 +190,14 @@ def test_yaml_merge_keys_still_override(tmp_path: Path) -> None:
         "name: x\nbase_model: m\ndata: {train: t.jsonl}\nhyperparameters: {<<: {epochs: 2, batch_size: 4}, epochs: 3}\n"
     )
     assert FineTuneSpec.load(path).hyperparameters.epochs == 3
+
+
+def test_a_wrong_platform_setting_names_its_line_in_the_spec_file(tmp_path: Path) -> None:
+    from finetune_hub.api import make_job
+
+    text = VALID.replace("{training_type: GlobalStandard}", "\n    training_type: GlobalStandard\n    api_versoin: x")
+    spec = FineTuneSpec.load(write(tmp_path, text))
+    with pytest.raises(ConfigError) as caught:
+        make_job("azure_openai", spec)
+    line = text.splitlines().index("    api_versoin: x") + 1
+    assert f"spec.yaml:{line}: providers.azure_openai.api_versoin: unknown key" in caught.value.message
