@@ -536,7 +536,8 @@ class _WaitDisplay:
         last = ""
         if self._job.store is not None and self._job.record is not None:
             event = self._job.store.last_event(self._job.record.id)
-            last = escape(event.message[:60]) if event else ""  # shown as written, never read as markup
+            shown = event.message[:60] if event and event.message.lower() != state.status.value else ""
+            last = escape(shown)  # shown as written, never read as markup; not the status said twice
         total = 1.0 if state.progress is not None or state.status.terminal else None
         done = 1.0 if state.status is JobStatus.SUCCEEDED else state.progress
         self._progress.update(self._task, total=total, completed=done or 0, status=state.status.value, last=last)

@@ -156,8 +156,8 @@ def _estimate_table(rows: list[PlatformEstimate], verbose: bool) -> None:
     for row in rows:
         if row.error:
             out.print(f"[red]{row.provider}[/]: {escape(row.error)}")
-        for warning in row.warnings:
-            out.print(f"[yellow]{row.provider}[/]: {escape(warning)}")
+        for warning in row.warnings:  # each names its platform and model already
+            out.print(f"[yellow]warning[/]: {escape(warning)}")
         if verbose and row.estimate:
             out.print(f"[bold]{row.provider}[/] assumptions:")
             for note in row.estimate.assumptions:
