@@ -74,7 +74,12 @@ def cmd_prices(args: argparse.Namespace) -> int:
         raise ConfigError(f"the catalog has no rows for '{args.provider}'", hint="known: " + ", ".join(sorted(known)))
     today = pricing_today()
     stale_days = args.stale_days if args.stale_days is not None else STALE_AFTER_DAYS
-    prices = [r for r in catalog.prices if not args.provider or r.provider == args.provider]
+    yours = {(r.provider, r.model, r.kind) for r in catalog.prices if r.origin == "user"}
+    prices = [  # a shipped row your override replaces is not listed beside it
+        r for r in catalog.prices
+        if (not args.provider or r.provider == args.provider)
+        and (r.origin == "user" or (r.provider, r.model, r.kind) not in yours)
+    ]  # fmt: skip
     lifecycle = [r for r in catalog.lifecycle if not args.provider or r.provider == args.provider]
     if args.json:
         from dataclasses import asdict

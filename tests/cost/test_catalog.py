@@ -150,3 +150,21 @@ def test_prices_table_lists_every_row(capsys: pytest.CaptureFixture[str], monkey
 def test_prices_for_a_platform_the_catalog_does_not_know_is_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["prices", "--provider", "nope"]) == 2
     assert "no rows for 'nope'" in capsys.readouterr().err
+
+
+def test_a_row_you_override_is_listed_once_as_yours(
+    fth_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fth_home.mkdir(parents=True)
+    (fth_home / "catalog.yaml").write_text(
+        "training:\n"
+        "  - {provider: sagemaker, model: ml.g5.2xlarge, usd: 1.10, unit: instance-hour, as_of: 2026-11-01,\n"
+        "     source: our negotiated rate, verified: true}\n"
+    )
+    assert main(["prices", "--provider", "sagemaker", "--json"]) == 0
+    rows = [r for r in json.loads(capsys.readouterr().out)["prices"] if r["model"] == "ml.g5.2xlarge"]
+    assert [(r["usd"], r["origin"]) for r in rows] == [(1.10, "user")]  # not also the shipped row it replaces
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["prices", "--provider", "sagemaker"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "ml.g5.2xlarge" in line]
+    assert len(lines) == 1 and "yours" in lines[0]
