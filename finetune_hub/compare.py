@@ -100,7 +100,8 @@ def curves(history: Sequence[Mapping[str, Any]]) -> dict[str, list[Point]]:
     """Train and validation loss curves from per-step metric rows (missing steps count from 1)."""
     found: dict[str, list[Point]] = {"train_loss": [], "valid_loss": []}
     for index, row in enumerate(history, start=1):
-        step = _first(row, STEP_KEYS) or float(index)
+        found_step = _first(row, STEP_KEYS)
+        step = float(index) if found_step is None else found_step  # step 0 (a loss before training) is a step
         for name, keys in (("train_loss", TRAIN_LOSS_KEYS), ("valid_loss", VALID_LOSS_KEYS)):
             if (value := _first(row, keys)) is not None:
                 found[name].append((step, value))
@@ -126,8 +127,9 @@ def summarize(record: JobRecord, store: JobStore) -> JobSummary:
     finished = next((at for status, _, at in history if status.terminal), None)
     running = next((at for status, _, at in history if status is JobStatus.RUNNING), None)
     result = record.result or {}
-    rows = result.get("history") or _metric_rows([e for _, e in store.events(record.id)])
-    found = curves(rows)
+    found = curves(result.get("history") or [])
+    if len(found) < 2:  # a curve the result's history lacks (the local trainer's validation loss) from the events
+        found = curves(_metric_rows([e for _, e in store.events(record.id)])) | found
     final: dict[str, float] = {}
     for name, keys in (("train_loss", TRAIN_LOSS_KEYS), ("valid_loss", VALID_LOSS_KEYS)):
         value = _first(result.get("metrics") or {}, keys)

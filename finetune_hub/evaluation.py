@@ -61,7 +61,13 @@ def load_prompts(path: Path, limit: int | None = None) -> list[Prompt]:
                 f"{path}:{number}: no assistant message to use as the reference answer",
                 hint="end each held-out example with the expected assistant reply",
             )
-        prompts.append(Prompt(number, messages[:last], messages[last]["content"]))
+        if not any(isinstance(m, dict) and m.get("role") == "user" for m in messages[:last]):
+            raise DataError(
+                f"{path}:{number}: no user message before the reference answer: nothing to ask the model",
+                hint="give each held-out example the user turn the reference answers",
+            )
+        asked = [{k: v for k, v in m.items() if k != "weight"} for m in messages[:last]]  # training-only field
+        prompts.append(Prompt(number, asked, messages[last]["content"]))
         if len(prompts) == limit:  # checked after adding, so no example past the limit is read
             break
     if not prompts:
@@ -72,7 +78,7 @@ def load_prompts(path: Path, limit: int | None = None) -> list[Prompt]:
 def _json_or_none(text: str) -> tuple[bool, Any]:
     try:
         return True, json.loads(text)
-    except (json.JSONDecodeError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # JSONDecodeError is a ValueError; so is a 5000-digit number
         return False, None
 
 

@@ -128,13 +128,22 @@ def _matches(pattern: str, model: str) -> int:
     return len(pattern) + 1 if model == pattern else -1
 
 
+_MAY_BE_ZERO = frozenset({"usd", "overhead_minutes"})  # a free platform, no start-up time; the rest divide
+
+
 def _numbers(row: Any) -> Any:
-    """`row` after checking that its numeric fields hold numbers (a YAML `usd: $3.00` is text)."""
+    """`row` after checking that its numeric fields hold numbers (a YAML `usd: $3.00` is text), none below 0,
+    and none 0 that a runtime divides by (mfu, peak_tflops, parameters, gpus)."""
     for f in dataclasses.fields(row):
         value = getattr(row, f.name)
-        if f.type in ("float", "int") and (isinstance(value, bool) or not isinstance(value, int | float)):
-            named = ", ".join(str(getattr(row, k.name)) for k in dataclasses.fields(row)[:2])
+        if f.type not in ("float", "int"):
+            continue
+        named = ", ".join(str(getattr(row, k.name)) for k in dataclasses.fields(row)[:2])
+        if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{f.name} = {value!r} is not a number (row {named})")
+        if value < 0 or (value == 0 and f.name not in _MAY_BE_ZERO):
+            rule = "0 or more" if f.name in _MAY_BE_ZERO else "above 0"
+            raise ValueError(f"{f.name} = {value!r} must be {rule} (row {named})")
     return row
 
 

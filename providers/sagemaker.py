@@ -183,7 +183,7 @@ class SageMakerJob(FineTuneJob):
             trainer_only = {"instance_type", "instance_count", "spot", "image_uri", "environment", "requirements"}
             if set_here := sorted(trainer_only & s.model_fields_set):
                 warn(f"ignored in serverless mode (SageMaker picks the hardware): {', '.join(set_here)}")
-            return found
+            return found + self.lifecycle_problems()
         if spec.method != "sft":
             error(f"method '{spec.method}' needs mode: serverless (the project's trainer does SFT)")
         if s.max_wait_hours and not s.spot:
@@ -192,7 +192,7 @@ class SageMakerJob(FineTuneJob):
             error("max_wait_hours must be at least max_runtime_hours (SageMaker rule for spot jobs)")
         found += [Problem("error", f"sagemaker: {m}") for m in req.trainer_config_problems(spec, s)]
         found += [Problem("warning", f"sagemaker: {m}") for m in learning_rate_warnings(spec)]
-        return found
+        return found + self.lifecycle_problems()
 
     # -- upload and create ---------------------------------------------------------------------------
 
@@ -203,7 +203,8 @@ class SageMakerJob(FineTuneJob):
             for role, out in converted.items():
                 files[role] = self._upload(out, "data", "data.jsonl").rsplit("/", 1)[0] + "/"
             if not self._serverless:
-                requirements = self.settings.requirements or req.source_requirements()
+                quantized = spec.lora is not None and spec.lora.quantize != "none"
+                requirements = self.settings.requirements or req.source_requirements(quantized)
                 archive = req.package_source(Path(tmp), requirements)
                 files["code"] = self._upload(archive, "code", req.SOURCE_ARCHIVE)
                 if (model := spec.base_model_for(self.provider)).startswith("s3://"):
@@ -333,17 +334,27 @@ class SageMakerJob(FineTuneJob):
     def logs(self, follow: bool = False) -> Iterator[str]:
         """The job's CloudWatch log lines (every instance's stream), polling until the job ends with follow."""
         logs, name, tokens = self.clients.logs, self.remote_id, dict[str, str]()
+
+        def poll() -> tuple[list[str], list[str]]:
+            """The streams and their new lines; a throttled call is retried, lines already read are kept (the
+            tokens have moved past them)."""
+            streams, lines = self.retrying(lambda: log_streams(logs, name)), list[str]()
+            self.retrying(lambda: lines.extend(read_streams(logs, streams, tokens)))
+            return streams, lines
+
+        logged = False
         while True:
-            streams = log_streams(logs, name)
-            new = 0
-            for line in read_streams(logs, streams, tokens):
-                new += 1
-                yield line
+            streams, new = poll()
+            logged = logged or bool(streams)
+            yield from new
             if not follow:
                 if not streams:  # nothing logged yet: the status transitions say what is happening
                     yield from super().logs()
                 return
-            if new == 0 and self.refresh().status.terminal:
-                yield from read_streams(logs, log_streams(logs, name), tokens)  # lines flushed at the end
+            if not new and self.retrying(self.refresh).status.terminal:
+                streams, new = poll()  # lines flushed at the end
+                yield from new
+                if not (logged or streams):  # it ended before the container logged a line (an image pull, the
+                    yield from super().logs()  # role): the transitions say why
                 return
             time.sleep(self.log_poll_seconds)

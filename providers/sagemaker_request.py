@@ -107,7 +107,9 @@ def s3_channel(name: str, uri: str, *, distribution: str = "FullyReplicated") ->
 
 
 def tags(local_id: str | None, key: str, spec_name: str, extra: Mapping[str, str]) -> list[dict[str, str]]:
-    found = {TAG_KEY: key, TAG_SPEC: spec_name[:256], **({TAG_JOB_ID: local_id} if local_id else {}), **extra}
+    # a spec name may hold characters AWS refuses in tag values (",", "(", "!"): they become "_"
+    name = "".join(c if c.isalnum() or c.isspace() or c in "_.:/=+-@" else "_" for c in spec_name)[:256]
+    found = {**extra, TAG_KEY: key, TAG_SPEC: name, **({TAG_JOB_ID: local_id} if local_id else {})}
     return [{"Key": k, "Value": v} for k, v in found.items()]
 
 
@@ -213,17 +215,18 @@ METRIC_DEFINITIONS = (
 # -- the trainer's source, packaged for the training toolkit -------------------------------------------
 
 
-def source_requirements() -> list[str]:
-    """What the container installs on top of the DLC: the `local` extra of finetune-hub, minus torch
-    (the image brings a CUDA build of it)."""
+def source_requirements(quantized: bool = False) -> list[str]:
+    """What the container installs on top of the DLC: the `local` extra of finetune-hub (and the `qlora` one
+    for a quantized base), minus torch (the image brings a CUDA build of it) and the extras' own references."""
     from importlib.metadata import PackageNotFoundError, requires
 
     try:
         declared = requires("finetune-hub") or []
     except PackageNotFoundError:
         declared = []
-    local = [r.split(";")[0].strip() for r in declared if re.search(r"extra\s*==\s*['\"]local['\"]", r)]
-    return [r for r in local if not re.match(r"torch\b", r)]
+    extras = "local|qlora" if quantized else "local"
+    wanted = [r.split(";")[0].strip() for r in declared if re.search(rf"extra\s*==\s*['\"]({extras})['\"]", r)]
+    return [r for r in wanted if not re.match(r"(torch|finetune-hub)\b", r)]
 
 
 def package_source(out_dir: Path, requirements: list[str]) -> Path:

@@ -191,7 +191,10 @@ class VertexJob(FineTuneJob):
             if getattr(hyper, field) is not None
         ]
         if spec.seed is not None:
-            problems.append(Problem("warning", "vertex: seed ignored: the tuning API has no seed"))
+            why = "the tuning API has no seed" + (
+                "; it still seeds the validation split" if spec.data.validation_split else ""
+            )
+            problems.append(Problem("warning", f"vertex: seed ignored by Vertex: {why}"))
         model = self.base_model()
         if not model.startswith(("gemini-", "projects/", "translation-llm")):
             hint = "set base_model: {vertex: gemini-2.5-flash} (or another tunable Gemini model)"

@@ -126,7 +126,8 @@ def cmd_prices(args: argparse.Namespace) -> int:
     from finetune_hub.store import fth_home
 
     where = catalog.user_file or f"{fth_home() / 'catalog.yaml'} (none yet)"
-    out.print(f"[dim]{len(prices)} price rows; rows older than {stale_days} days are stale; your overrides: {where}[/]")
+    said = f"{len(prices)} price rows; rows older than {stale_days} days are stale; your overrides: {where}"
+    out.print(f"[dim]{escape(said)}[/]")
     return EXIT_OK
 
 

@@ -321,8 +321,8 @@ def cmd_control(args: argparse.Namespace) -> int:
     from finetune_hub.records import JobStatus
 
     job = api.open_job(args.job)
-    if job.record is not None and job.record.status.terminal and not job.unsent:
-        with suppress(FthError):  # a stored "finished" is confirmed first: the platform has the last word
+    if not job.unsent:
+        with suppress(FthError):  # the status now, not the stored one: a job may have finished since
             job.sync()
     status = job.record.status if job.record else None
     # A finished job is left alone, the same on every platform (some refuse with an error, some say nothing);

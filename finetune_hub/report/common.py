@@ -88,9 +88,12 @@ def best(comparison: Comparison) -> str | None:
     if not comparison.metrics:
         return None
     metric = comparison.metrics[0]
-    tuned = [e for e in comparison.evaluations if not e.is_base and metric in e.scores]
+    scored = [e for e in comparison.evaluations if not e.is_base and metric in e.scores]
+    tuned = [e for e in scored if not e.failed]  # a mean over the few prompts a model answered is no match
+    missing = len(scored) - len(tuned)
+    left_out = f" ({missing} left out: prompts they did not answer)" if missing else ""
     if not tuned:
-        return None
+        return f"no verdict: every model left prompts unanswered{left_out}" if scored else None
     top = max(e.scores[metric] for e in tuned)
     close = [e for e in tuned if e.scores[metric] >= top - 0.01]
     priced = [(cost, e) for e in close if (cost := comparison.cost_of(e.job_id)) is not None]
@@ -98,6 +101,7 @@ def best(comparison: Comparison) -> str | None:
         leader = max(close, key=lambda e: e.scores[metric])
         return (
             f"best {metric}: {top:.3f} ({leader.label} on {leader.provider}); no job within 0.01 of it has a known cost"
+            + left_out
         )
     cost, cheapest = min(priced, key=lambda pair: pair[0])
     unknown = len(close) - len(priced)
@@ -105,4 +109,5 @@ def best(comparison: Comparison) -> str | None:
         f"best {metric}: {top:.3f}; cheapest within 0.01 of it: {cheapest.label} on {cheapest.provider} "
         f"({money(cost)}, {metric} {cheapest.scores[metric]:.3f})"
         + (f"; {unknown} more of unknown cost" if unknown else "")
+        + left_out
     )

@@ -79,13 +79,13 @@ def _answers(comparison: Comparison) -> str:
     shown = [e for e in comparison.evaluations if e.answers]
     if not shown:
         return ""
-    by_line = {e.label: {a.line: a for a in e.answers} for e in shown}
-    columns = ["line", "prompt", "reference", *(e.label for e in shown)]
+    by_line = [{a.line: a for a in e.answers} for e in shown]  # by position: two evaluations may share a label
+    columns = ["line", "prompt", "reference", *(f"{e.label} ({e.provider})" if e.is_base else e.label for e in shown)]
     rows = []
     for p in comparison.prompts:
         cells = [str(p["line"]), p["prompt"], p["reference"]]
-        for e in shown:
-            a = by_line[e.label].get(p["line"])
+        for answers in by_line:
+            a = answers.get(p["line"])
             cells.append("—" if a is None else (a.prediction if a.prediction is not None else f"error: {a.error}"))
         rows.append(cells)
     return (

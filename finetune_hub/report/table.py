@@ -35,7 +35,7 @@ def show(comparison: Comparison, console: Console) -> None:
         if job.error:
             console.print(f"[red]{escape(job.id)}[/]: {escape(job.error)}")
     if comparison.evaluations:
-        scores = Table(*eval_columns(comparison), title=f"held-out evaluation: {comparison.eval_file}")
+        scores = Table(*eval_columns(comparison), title=f"held-out evaluation: {escape(comparison.eval_file or '')}")
         for ev in comparison.evaluations:
             scores.add_row(*(escape(c) for c in eval_row(comparison, ev)))
         console.print(scores)

@@ -63,6 +63,10 @@ def test_user_rows_override_shipped_ones(fth_home: Path) -> None:
             "     verified: true}\n",
             r"usd = '\$3.00' is not a number \(row x, m\)",
         ),
+        ("gpus:\n  - {gpu: H100, peak_tflops: 989, mfu: 0, source: mine, verified: true}\n",
+         r"mfu = 0 must be above 0 \(row H100, 989\)"),  # a runtime divides by it
+        ("training:\n  - {provider: x, model: m, usd: -1, unit: 1M tokens, as_of: 2026-01-01, source: s,"
+         " verified: true}\n", r"usd = -1 must be 0 or more"),
         ("platforms: [openai]\n", "wrong or missing key"),
         ("lifecycle:\n  - {provider: x, model: m, event: model_shutdown, date: 2027-1-6, source: s, verified: true}\n",
          "wrong or missing key"),

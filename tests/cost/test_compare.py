@@ -6,6 +6,7 @@ import json
 import re
 import sys
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -331,3 +332,84 @@ def test_table_and_reports_survive_nan_and_infinite_losses(tmp_path: Path, capsy
     (loss_chart, *_) = re.findall(r"<svg.*?</svg>", html, flags=re.S)
     assert "nan" not in loss_chart.lower() and "inf" not in loss_chart.lower()
     assert sparkline([2.0, float("inf"), 1.0, float("nan")]) == "█▁"
+
+
+def test_answers_a_json_parser_refuses_score_zero_instead_of_crashing() -> None:
+    for answer in ("1" * 5000, "[" * 100_000):  # past Python's digit limit; deeper than its recursion limit
+        assert scorer("json-valid")(answer, '{"a": 1}') == 0.0
+
+
+def test_held_out_examples_without_a_question_are_refused_and_training_fields_dropped(tmp_path: Path) -> None:
+    held = tmp_path / "held.jsonl"
+    held.write_text(
+        '{"messages": [{"role": "system", "content": "Be brief."}, {"role": "assistant", "content": "hi"}]}\n'
+    )
+    with pytest.raises(DataError, match=r"held.jsonl:1: no user message before the reference answer"):
+        load_prompts(held)
+    turns = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello", "weight": 0},
+             {"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris"}]  # fmt: skip
+    held.write_text(json.dumps({"messages": turns}) + "\n")
+    [prompt] = load_prompts(held)
+    assert all("weight" not in m for m in prompt.messages)  # a chat API refuses a training-only field
+
+
+def test_a_loss_at_step_0_is_drawn_at_step_0() -> None:
+    assert curves([{"step": 0, "val_loss": 2.0}, {"step": 5, "loss": 1.0}])["valid_loss"] == [(0.0, 2.0)]
+
+
+def test_two_base_models_of_one_name_keep_their_own_answers(tmp_path: Path) -> None:
+    comparison = sample_comparison(JobStore(tmp_path / "jobs.db"))
+    ours, theirs = [Answer(1, "from openai", {}), Answer(2, "x", {})], [Answer(1, "from azure", {}), Answer(2, "y", {})]
+    twins = [
+        Evaluation("base m", "a", "openai", "m", True, {"exact": 0.5}, 2, 0, ours),
+        Evaluation("base m", "b", "azure_openai", "m", True, {"exact": 0.5}, 2, 0, theirs),
+    ]
+    page = report.render(replace(comparison, evaluations=twins), "HTML")
+    assert "from openai" in page and "from azure" in page  # the second no longer overwrote the first
+    assert "base m (openai)" in page and "base m (azure_openai)" in page
+
+
+def test_a_report_that_cannot_be_written_is_refused_before_any_model_is_asked(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="cannot write there"):
+        report.format_of(blocker / "r.html")
+    assert report.format_of(str(tmp_path / "new" / "r.html")) == "HTML"  # a folder still to make is fine
+
+
+def test_a_model_that_left_prompts_unanswered_is_not_crowned(tmp_path: Path) -> None:
+    from finetune_hub.report.common import best
+
+    comparison = _evaluated(JobStore(tmp_path / "jobs.db"), [(1.0, None), (2.0, None)], 0.6)
+    full, partial = comparison.evaluations
+    partial = replace(partial, scores={"exact": 1.0}, answered=1, failed=2)  # its one answer was right
+    verdict = best(replace(comparison, evaluations=[full, partial]))
+    assert verdict is not None and f"{full.label} on openai" in verdict and "1 left out" in verdict, verdict
+
+
+def test_the_terminal_table_shows_an_eval_path_as_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from finetune_hub.cli.output import console
+    from finetune_hub.report.table import show
+
+    monkeypatch.setenv("COLUMNS", "200")
+    comparison = replace(sample_comparison(JobStore(tmp_path / "jobs.db")), eval_file="runs [v2]/held[/].jsonl")
+    show(comparison, console())  # rich read "[/]" as markup: a MarkupError after the paid answers
+    assert "runs [v2]/held[/].jsonl" in capsys.readouterr().out
+
+
+def test_a_validation_curve_only_the_events_carry_is_still_drawn(tmp_path: Path) -> None:
+    from finetune_hub.compare import summarize
+    from finetune_hub.records import JobEvent, utcnow
+
+    store = JobStore(tmp_path / "jobs.db")
+    job_id = finished_job(store, "local", losses=[2.0, 1.0], actual=0.0, est=0.0)
+    record = store.get(job_id)
+    train_only = [{"step": row["step"], "train_loss": row["train_loss"]} for row in record.result["history"]]
+    store.update(job_id, result={**record.result, "history": train_only})  # as the local trainer records it
+    points = [JobEvent(utcnow(), f"eval {s}", kind="metrics", data={"step": s, "val_loss": v}, id=f"e{s}")
+              for s, v in ((0, 2.5), (2, 1.4))]  # fmt: skip
+    store.add_events(job_id, points)
+    found = summarize(store.get(job_id), store).curves
+    assert found["train_loss"] == [(1.0, 2.0), (2.0, 1.0)] and found["valid_loss"] == [(0.0, 2.5), (2.0, 1.4)]

@@ -201,3 +201,12 @@ def test_rerun_lists_dropped_and_reinterpreted_settings(emulator: OpenAIEmulator
     assert changes["hyperparameters.learning_rate_multiplier"].after == 2.0
     assert "azure_openai's own default learning rate" in changes["hyperparameters.learning_rate_multiplier"].why
     assert "hyperparameters.epochs" not in changes  # set in the spec: carried as it is
+
+
+def test_rerun_pins_epochs_a_platform_records_on_their_own(emulator: OpenAIEmulator, spec_path: Path) -> None:
+    job_id = finished_openai_job(emulator, spec_path)
+    store = JobStore()
+    result = {**(store.get(job_id).result or {}), "extra": {"epochs": 5}}  # as the Vertex adapter records them
+    store.update(job_id, result=result)
+    changes = {c.field: c for c in plan_rerun(job_id, "azure_openai").changes}
+    assert changes["hyperparameters.epochs"].after == 5

@@ -396,3 +396,47 @@ def test_the_packaged_trainer_source_is_reproducible(tmp_path: Path) -> None:
         member = tar.extractfile("requirements.txt")
         assert member is not None and member.read() == b"peft>=0.13\n"
         assert all(m.mtime == 0 and m.uid == 0 for m in tar.getmembers())
+
+
+def test_tags_aws_refuses_are_mended_and_fth_s_own_cannot_be_overridden(
+    emulator: SageMakerEmulator, tmp_path: Path, store: JobStore, aws: AwsClients
+) -> None:
+    raw = make_spec(tmp_path, tags={"fth:idempotency-key": "mine", "team": "support"}).model_dump()
+    job = submitted(FineTuneSpec.from_dict({**raw, "name": "support assistant (v2), final!"}), store, aws)
+    [sent] = emulator.created()
+    found = {t["Key"]: t["Value"] for t in sent["Tags"]}
+    assert found["fth:spec"] == "support assistant _v2__ final_"  # AWS's tag pattern: no ",()!"
+    assert found["fth:idempotency-key"] == job.record.idempotency_key and found["team"] == "support"
+
+
+def test_a_quantized_base_brings_bitsandbytes_into_the_container() -> None:
+    from providers.sagemaker_request import source_requirements
+
+    plain, quantized = source_requirements(), source_requirements(quantized=True)
+    assert any(r.startswith("peft") for r in plain) and not any(r.startswith("bitsandbytes") for r in plain)
+    assert any(r.startswith("bitsandbytes") for r in quantized)
+    assert not any(r.startswith(("torch", "finetune-hub")) for r in quantized)
+
+
+def test_following_a_job_that_ends_before_it_logs_shows_why(
+    emulator: SageMakerEmulator, tmp_path: Path, store: JobStore, aws: AwsClients
+) -> None:
+    job = submitted(make_spec(tmp_path), store, aws)
+    job.log_poll_seconds = 0.02
+    record = emulator.jobs[job.remote_id]
+    record.failure = "ClientError: Failed to pull the training image"
+    record.move("Failed", f"Training job failed. Reason: {record.failure}", emulator.clock.now())  # no log lines
+    emulator.faults.plan("429", on="SageMaker.DescribeTrainingJob")  # one throttled poll: retried, not fatal
+    job.retry_sleep = staticmethod(lambda seconds: None)  # type: ignore[method-assign]
+    lines = list(job.logs(follow=True))
+    assert any("Failed to pull the training image" in line for line in lines), lines
+
+
+def test_a_cutoff_in_the_catalog_stops_a_sagemaker_submit(tmp_path: Path, fth_home: Path) -> None:
+    fth_home.mkdir(parents=True, exist_ok=True)
+    (fth_home / "catalog.yaml").write_text(
+        "lifecycle:\n  - {provider: sagemaker, model: 'Qwen/*', event: job_creation_cutoff, date: 2026-01-01,"
+        " source: test, verified: false, alternatives: [local]}\n"
+    )
+    problems = [p for p in api.plan(make_spec(tmp_path), "sagemaker").problems if p.severity == "error"]
+    assert any("job creation cutoff was 2026-01-01" in p.message for p in problems), problems

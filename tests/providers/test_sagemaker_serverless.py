@@ -162,10 +162,10 @@ def test_dpo_full_fine_tuning_with_recipe_values(tmp_path: Path, aws: AwsClients
         "HyperParameters": {"learning_rate": "0.0001", "max_epochs": "2"},
         "StoppingCondition": {"MaxRuntimeInSeconds": 3 * 3600},
         "Tags": [
+            {"Key": "team", "Value": "ml"},  # the user's first: fth's own, after, cannot be overridden
             {"Key": "fth:idempotency-key", "Value": job.record.idempotency_key},
             {"Key": "fth:spec", "Value": "support"},
             {"Key": "fth:job-id", "Value": job.record.id},
-            {"Key": "team", "Value": "ml"},
         ],
     }
     assert submit_stubbed(job, store, expected) == name

@@ -125,3 +125,13 @@ def test_no_project_is_a_clear_error_before_any_upload(env: dict[str, str], stac
     assert done.returncode == 2
     assert "no project set" in done.stderr and "GOOGLE_CLOUD_PROJECT" in done.stderr
     assert stack.uploads() == 0 and stack.vertex.requests == []
+
+
+def test_cancel_of_a_job_that_finished_since_the_last_look_asks_nothing(
+    env: dict[str, str], stack: VertexStack
+) -> None:
+    job = fth_json(env, "submit", "--provider", "vertex", str(EXAMPLE))
+    stack.vertex.advance(job["remote_id"], "succeeded")  # the store still says queued
+    done = fth(env, "cancel", job["id"])
+    assert done.returncode == 0 and "already succeeded: nothing to cancel" in done.stdout, done.stderr
+    assert fth_json(env, "list")[0]["status"] == "succeeded"
