@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from finetune_hub.errors import FthError
+from finetune_hub.errors import AuthError, FthError, ProviderError
 from finetune_hub.records import Capability, JobEvent, JobStatus, utcnow
 
 if TYPE_CHECKING:
@@ -171,12 +171,20 @@ def evaluate(
     if not job.supports(Capability.PREDICT):
         reason = str(job.unsupported(Capability.PREDICT))
         return Evaluation(label, job_id, job.provider, model, is_base, {}, 0, len(prompts), error=reason)
-    answers = []
+    answers: list[Answer] = []
+    stopped: str | None = None  # why the rest are not asked
     for prompt in prompts:
+        if stopped is not None:
+            answers.append(Answer(prompt.line, None, {}, error=stopped))
+            continue
         try:
             prediction = job.retrying(lambda p=prompt: job.predict(model, p.messages))  # type: ignore[misc]
         except FthError as exc:
             answers.append(Answer(prompt.line, None, {}, error=exc.message))
+            # refused credentials, or a platform still out of reach after the retries: every later prompt would
+            # meet the same (and wait as long); one that refuses a single prompt does not stop the others
+            if isinstance(exc, AuthError) or (isinstance(exc, ProviderError) and exc.retryable):
+                stopped = f"not asked: {exc.message}"
             continue
         scores = {name: score(prediction, prompt.reference) for name, score in scorers.items()}
         answers.append(Answer(prompt.line, prediction, scores))

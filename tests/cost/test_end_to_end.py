@@ -210,3 +210,13 @@ def test_rerun_pins_epochs_a_platform_records_on_their_own(emulator: OpenAIEmula
     store.update(job_id, result=result)
     changes = {c.field: c for c in plan_rerun(job_id, "azure_openai").changes}
     assert changes["hyperparameters.epochs"].after == 5
+
+
+def test_a_model_that_refuses_our_key_is_not_asked_every_prompt(
+    emulator: OpenAIEmulator, spec_path: Path, tmp_path: Path
+) -> None:
+    job_id = finished_openai_job(emulator, spec_path)
+    emulator.faults.plan("401", on="POST /v1/chat/completions")
+    [tuned] = compare([job_id], eval_file=held_out(tmp_path), metrics=["exact"]).evaluations
+    assert tuned.failed == 4 and tuned.answered == 0
+    assert [a.error.startswith("not asked: ") for a in tuned.answers if a.error] == [False, True, True, True]
