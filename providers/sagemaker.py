@@ -219,18 +219,22 @@ class SageMakerJob(FineTuneJob):
         key = self._key(kind, digest, filename)
         s3, bucket = self.clients.s3, self.settings.bucket
 
-        def upload(local: Path) -> str:
+        def there() -> bool:
             try:
                 with translate("S3 HeadObject", missing_is_not_found=True):
                     s3.head_object(Bucket=bucket, Key=key)
-                return f"s3://{bucket}/{key}"  # uploaded before, by an earlier run or another machine
             except NotFound:
-                pass
-            with translate("S3 upload"):
-                s3.upload_file(str(local), bucket, key)
+                return False
+            return True
+
+        def upload(local: Path) -> str:
+            if not there():  # else uploaded before, by an earlier run or another machine
+                with translate("S3 upload"):
+                    s3.upload_file(str(local), bucket, key)
             return f"s3://{bucket}/{key}"
 
-        return self.upload_once(path, digest, upload)
+        # what the store remembers may have been deleted since (a lifecycle rule, a cleanup): asked again
+        return self.upload_once(path, digest, upload, usable=lambda uri: uri == f"s3://{bucket}/{key}" and there())
 
     def submit(self, prepared: PreparedData, idempotency_key: str) -> str:
         name = req.job_name(self.spec.name, idempotency_key)

@@ -211,7 +211,13 @@ class VertexJob(FineTuneJob):
     def _upload_once(self, path: Path, bucket: str, prefix: str) -> str:
         digest = data.content_hash(path)
         name = f"{prefix}/{digest}.jsonl" if prefix else f"{digest}.jsonl"
-        return self.upload_once(path, digest, lambda p: self._upload(p, bucket, name))
+        blob = self.sdk.storage.bucket(bucket).blob(name)
+
+        def still_there(uri: str) -> bool:  # a lifecycle rule may have deleted what the store remembers
+            with translate(f"checking {uri}"):
+                return uri == f"gs://{bucket}/{name}" and bool(blob.exists(retry=None, timeout=self.settings.timeout_s))
+
+        return self.upload_once(path, digest, lambda p: self._upload(p, bucket, name), usable=still_there)
 
     def _upload(self, path: Path, bucket: str, name: str) -> str:
         uri = f"gs://{bucket}/{name}"

@@ -220,6 +220,18 @@ def test_prepare_skips_objects_already_in_the_bucket(
     assert emulator.uploads() == puts
 
 
+def test_an_object_deleted_from_the_bucket_is_uploaded_again(
+    emulator: SageMakerEmulator, tmp_path: Path, store: JobStore, aws: AwsClients
+) -> None:
+    spec = make_spec(tmp_path)
+    first = SageMakerJob(spec, client=aws, store=store).prepare()
+    bucket, folder = first.files["train"].removeprefix("s3://").split("/", 1)
+    emulator.direct("s3").delete_object(Bucket=bucket, Key=f"{folder}data.jsonl")  # a lifecycle rule, a cleanup
+    puts = emulator.uploads()
+    assert SageMakerJob(spec, client=aws, store=store).prepare().files == first.files
+    assert emulator.uploads() == puts + 1  # the store's memory was checked, not trusted
+
+
 def test_a_boto3_session_can_be_injected(emulator: SageMakerEmulator, tmp_path: Path) -> None:
     import boto3
 

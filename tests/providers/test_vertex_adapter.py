@@ -236,6 +236,16 @@ def test_missing_bucket_is_a_config_error_with_a_fix(tmp_path: Path, stack: Vert
     assert "gs://no-such-bucket" in err.value.message and "gcloud storage buckets create" in (err.value.hint or "")
 
 
+def test_an_object_deleted_from_the_bucket_is_uploaded_again(tmp_path: Path, stack: VertexStack) -> None:
+    spec, store = make_spec(tmp_path, stack), JobStore(tmp_path / "a.db")
+    job = api.make_job("vertex", spec, store=store, client=vertex_client(stack))
+    first = job.prepare()
+    bucket, name = first.files["train"].removeprefix("gs://").split("/", 1)
+    job.sdk.storage.bucket(bucket).blob(name).delete()  # a lifecycle rule, a cleanup
+    again = api.make_job("vertex", spec, store=store, client=vertex_client(stack)).prepare()
+    assert again.files == first.files and stack.uploads() == 3  # the store's memory was checked, not trusted
+
+
 def test_an_object_already_in_the_bucket_is_not_uploaded_again(tmp_path: Path, stack: VertexStack) -> None:
     spec = make_spec(tmp_path, stack)
     first = api.make_job("vertex", spec, store=JobStore(tmp_path / "a.db"), client=vertex_client(stack)).prepare()
