@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from finetune_hub import registry
@@ -59,7 +59,7 @@ def plan(
     from finetune_hub.cost import free, money
 
     job = job or make_job(provider, spec)
-    problems = list(job.check())
+    problems = job.check() + job.lifecycle_problems()  # every platform: the catalog's cutoffs, near or passed
     if spec.method == "sft" or job.supports(Capability.DPO):  # else check() has said the method is unsupported
         problems += job.data_kind_problems()
     findings, stats = data.validate_for(
@@ -175,9 +175,15 @@ def submit(
     return job
 
 
+#: the `detail` of what `control` returns when it asked nothing: the job had finished
+LEFT_ALONE = "nothing asked: the job had finished"
+
+
 def control(job: FineTuneJob, verb: str) -> JobState:
     """cancel, pause or resume: ask the platform, then record what it says. A job whose submit got no answer is
-    cancelled in the store only (its record stays reusable: see `submit`)."""
+    cancelled in the store only (its record stays reusable: see `submit`). A job that has finished, as the
+    platform says now, is left alone the same way on every platform (some refuse with an error, some say
+    nothing); one that failed or was cancelled may still resume where the platform allows it."""
     if job.unsent and job.store is not None and job.record is not None:
         if verb != "cancel":
             raise ConfigError(f"{job.local_id} has no answer from the platform: nothing to {verb}")
@@ -189,6 +195,14 @@ def control(job: FineTuneJob, verb: str) -> JobState:
         job.record = job.store.get(job.record.id)
         if cleared:
             return job.sync()
+    try:
+        now = None if job.unsent else job.sync()  # the stored status may be stale
+    except FthError:
+        now = None  # the platform's answer to the request decides
+    if now is not None and now.status is JobStatus.SUCCEEDED and verb == "resume":
+        raise ConfigError(f"{job.local_id or job.remote_id} already succeeded: there is nothing to resume")
+    if now is not None and now.status.terminal and verb != "resume":
+        return replace(now, detail=LEFT_ALONE)
     state: JobState = job.retrying(getattr(job, verb))
     if job.store is not None and job.record is not None:  # the platform's own answer, even if a later read fails
         said: dict[str, Any] = {"status": state.status, "native_status": state.native}

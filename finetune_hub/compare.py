@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from finetune_hub.errors import AuthError, FthError, ProviderError
+from finetune_hub.errors import AuthError, FthError
 from finetune_hub.records import Capability, JobEvent, JobStatus, utcnow
 
 if TYPE_CHECKING:
@@ -128,7 +128,8 @@ def summarize(record: JobRecord, store: JobStore) -> JobSummary:
     running = next((at for status, _, at in history if status is JobStatus.RUNNING), None)
     result = record.result or {}
     found = curves(result.get("history") or [])
-    if len(found) < 2:  # a curve the result's history lacks (the local trainer's validation loss) from the events
+    # a curve the history lacks (the local trainer's validation loss) comes from the events
+    if not {"train_loss", "valid_loss"} <= found.keys():
         found = curves(_metric_rows([e for _, e in store.events(record.id)])) | found
     final: dict[str, float] = {}
     for name, keys in (("train_loss", TRAIN_LOSS_KEYS), ("valid_loss", VALID_LOSS_KEYS)):
@@ -183,7 +184,7 @@ def evaluate(
             answers.append(Answer(prompt.line, None, {}, error=exc.message))
             # refused credentials, or a platform still out of reach after the retries: every later prompt would
             # meet the same (and wait as long); one that refuses a single prompt does not stop the others
-            if isinstance(exc, AuthError) or (isinstance(exc, ProviderError) and exc.retryable):
+            if isinstance(exc, AuthError) or exc.retryable:
                 stopped = f"not asked: {exc.message}"
             continue
         scores = {name: score(prediction, prompt.reference) for name, score in scorers.items()}

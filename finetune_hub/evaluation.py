@@ -66,7 +66,9 @@ def load_prompts(path: Path, limit: int | None = None) -> list[Prompt]:
                 f"{path}:{number}: no user message before the reference answer: nothing to ask the model",
                 hint="give each held-out example the user turn the reference answers",
             )
-        asked = [{k: v for k, v in m.items() if k != "weight"} for m in messages[:last]]  # training-only field
+        asked = [  # without `weight`, a training-only field a chat API refuses
+            {k: v for k, v in m.items() if k != "weight"} if isinstance(m, dict) else m for m in messages[:last]
+        ]
         prompts.append(Prompt(number, asked, messages[last]["content"]))
         if len(prompts) == limit:  # checked after adding, so no example past the limit is read
             break

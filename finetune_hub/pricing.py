@@ -138,12 +138,14 @@ def _numbers(row: Any) -> Any:
         value = getattr(row, f.name)
         if f.type not in ("float", "int"):
             continue
-        named = ", ".join(str(getattr(row, k.name)) for k in dataclasses.fields(row)[:2])
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"{f.name} = {value!r} is not a number (row {named})")
-        if value < 0 or (value == 0 and f.name not in _MAY_BE_ZERO):
-            rule = "0 or more" if f.name in _MAY_BE_ZERO else "above 0"
-            raise ValueError(f"{f.name} = {value!r} must be {rule} (row {named})")
+            wrong = "is not a number"
+        elif value < 0 or (value == 0 and f.name not in _MAY_BE_ZERO):
+            wrong = f"must be {'0 or more' if f.name in _MAY_BE_ZERO else 'above 0'}"
+        else:
+            continue
+        named = ", ".join(str(getattr(row, k.name)) for k in dataclasses.fields(row)[:2])
+        raise ValueError(f"{f.name} = {value!r} {wrong} (row {named})")
     return row
 
 

@@ -85,10 +85,7 @@ def _resolved(record: JobRecord) -> dict[str, Any]:
     """Hyperparameters the source platform picked, as its adapter recorded them in the result."""
     extra = (record.result or {}).get("extra") or {}
     found = extra.get("hyperparameters") or {}
-    found = dict(found) if isinstance(found, dict) else {}
-    if isinstance(extra.get("epochs"), int):  # Vertex records the epochs it ran on their own
-        found.setdefault("epochs", extra["epochs"])
-    return found
+    return found if isinstance(found, dict) else {}
 
 
 def _check_data(record: JobRecord, spec: FineTuneSpec) -> None:

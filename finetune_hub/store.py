@@ -349,8 +349,9 @@ class JobStore:
         with self._connect(write=True) as conn:
             if conn.execute("SELECT 1 FROM jobs WHERE id=? AND remote_id IS NULL", (job_id,)).fetchone() is None:
                 return False
-            for table in ("events", "status_history", "jobs"):
-                conn.execute(f"DELETE FROM {table} WHERE {'id' if table == 'jobs' else 'job_id'}=?", (job_id,))
+            conn.execute("DELETE FROM events WHERE job_id=?", (job_id,))
+            conn.execute("DELETE FROM status_history WHERE job_id=?", (job_id,))
+            conn.execute("DELETE FROM jobs WHERE id=?", (job_id,))
         return True
 
     def history(self, job_id: str) -> list[tuple[JobStatus, str | None, str]]:

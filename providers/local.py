@@ -189,12 +189,12 @@ class LocalJob(FineTuneJob):
         except ConfigError as exc:
             return [*problems, Problem("error", exc.message, exc.hint)]
         model = cfg.model
-        as_path = written_as_path(model) or model.count("/") > 1  # a Hub id has one slash at most
-        if as_path and not Path(model).expanduser().exists():
-            problems.append(Problem("error", f"base model '{model}' does not exist", "give a model folder or a Hub id"))
-        elif not Path(model).expanduser().exists():
-            hub = f"base model '{model}' is not a local directory: it will be downloaded from the Hugging Face Hub"
-            problems.append(Problem("warning", hub + " (needs network, and a login for gated models)"))
+        if not Path(model).expanduser().exists():
+            if written_as_path(model) or model.count("/") > 1:  # a path, not a Hub id (one slash at most)
+                problems.append(Problem("error", f"base model '{model}' does not exist", "give a folder or a Hub id"))
+            else:
+                hub = f"base model '{model}' is not a local directory: it will be downloaded from the Hugging Face Hub"
+                problems.append(Problem("warning", hub + " (needs network, and a login for gated models)"))
         if cfg.quantize != "none" and importlib.util.find_spec("bitsandbytes") is None:
             need = f"lora.quantize '{cfg.quantize}' (QLoRA) needs bitsandbytes (on a CPU: bitsandbytes >= 0.48)"
             problems.append(Problem("error", need, "pip install 'finetune-hub[qlora]', or set lora.quantize: none"))

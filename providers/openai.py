@@ -165,7 +165,7 @@ class OpenAIJob(FineTuneJob):
             if item.get("type") != "wandb" or not item.get("wandb", {}).get("project"):
                 msg = f"providers.{self.provider}.integrations[{i}]: only Weights & Biases is supported"
                 problems.append(Problem("error", msg, '{"type": "wandb", "wandb": {"project": "..."}}'))
-        return problems + self.lifecycle_problems()
+        return problems
 
     def prepare(self) -> PreparedData:
         files = {}

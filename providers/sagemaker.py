@@ -183,7 +183,7 @@ class SageMakerJob(FineTuneJob):
             trainer_only = {"instance_type", "instance_count", "spot", "image_uri", "environment", "requirements"}
             if set_here := sorted(trainer_only & s.model_fields_set):
                 warn(f"ignored in serverless mode (SageMaker picks the hardware): {', '.join(set_here)}")
-            return found + self.lifecycle_problems()
+            return found
         if spec.method != "sft":
             error(f"method '{spec.method}' needs mode: serverless (the project's trainer does SFT)")
         if s.max_wait_hours and not s.spot:
@@ -192,7 +192,7 @@ class SageMakerJob(FineTuneJob):
             error("max_wait_hours must be at least max_runtime_hours (SageMaker rule for spot jobs)")
         found += [Problem("error", f"sagemaker: {m}") for m in req.trainer_config_problems(spec, s)]
         found += [Problem("warning", f"sagemaker: {m}") for m in learning_rate_warnings(spec)]
-        return found + self.lifecycle_problems()
+        return found
 
     # -- upload and create ---------------------------------------------------------------------------
 
@@ -203,7 +203,7 @@ class SageMakerJob(FineTuneJob):
             for role, out in converted.items():
                 files[role] = self._upload(out, "data", "data.jsonl").rsplit("/", 1)[0] + "/"
             if not self._serverless:
-                quantized = spec.lora is not None and spec.lora.quantize != "none"
+                quantized = req.job_trainer_values(spec, self.settings).get("quantize", "none") != "none"
                 requirements = self.settings.requirements or req.source_requirements(quantized)
                 archive = req.package_source(Path(tmp), requirements)
                 files["code"] = self._upload(archive, "code", req.SOURCE_ARCHIVE)
@@ -219,22 +219,18 @@ class SageMakerJob(FineTuneJob):
         key = self._key(kind, digest, filename)
         s3, bucket = self.clients.s3, self.settings.bucket
 
-        def there() -> bool:
+        def upload() -> str:
             try:
                 with translate("S3 HeadObject", missing_is_not_found=True):
-                    s3.head_object(Bucket=bucket, Key=key)
+                    s3.head_object(Bucket=bucket, Key=key)  # uploaded before, by an earlier run or another machine
             except NotFound:
-                return False
-            return True
-
-        def upload(local: Path) -> str:
-            if not there():  # else uploaded before, by an earlier run or another machine
                 with translate("S3 upload"):
-                    s3.upload_file(str(local), bucket, key)
+                    s3.upload_file(str(path), bucket, key)
             return f"s3://{bucket}/{key}"
 
-        # what the store remembers may have been deleted since (a lifecycle rule, a cleanup): asked again
-        return self.upload_once(path, digest, upload, usable=lambda uri: uri == f"s3://{bucket}/{key}" and there())
+        # S3 itself is asked, not the job store's memory: an object deleted since (a lifecycle rule, a cleanup)
+        # is uploaded again, and asking costs the one request checking the memory would
+        return self.retrying(upload)
 
     def submit(self, prepared: PreparedData, idempotency_key: str) -> str:
         name = req.job_name(self.spec.name, idempotency_key)
@@ -358,7 +354,8 @@ class SageMakerJob(FineTuneJob):
             if not new and self.retrying(self.refresh).status.terminal:
                 streams, new = poll()  # lines flushed at the end
                 yield from new
-                if not (logged or streams):  # it ended before the container logged a line (an image pull, the
-                    yield from super().logs()  # role): the transitions say why
+                logged = logged or bool(streams)
+                if not logged:  # it ended before the container logged a line (an image pull, the role): the
+                    yield from super().logs()  # transitions say why
                 return
             time.sleep(self.log_poll_seconds)

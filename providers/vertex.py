@@ -199,7 +199,7 @@ class VertexJob(FineTuneJob):
         if not model.startswith(("gemini-", "projects/", "translation-llm")):
             hint = "set base_model: {vertex: gemini-2.5-flash} (or another tunable Gemini model)"
             problems.append(Problem("warning", f"vertex: '{model}' does not look like a tunable Gemini model", hint))
-        return problems + self.lifecycle_problems()
+        return problems
 
     def prepare(self) -> PreparedData:
         bucket, prefix = self._bucket()
@@ -210,18 +210,12 @@ class VertexJob(FineTuneJob):
 
     def _upload_once(self, path: Path, bucket: str, prefix: str) -> str:
         digest = data.content_hash(path)
-        name = f"{prefix}/{digest}.jsonl" if prefix else f"{digest}.jsonl"
-        blob = self.sdk.storage.bucket(bucket).blob(name)
+        blob = self.sdk.storage.bucket(bucket).blob(f"{prefix}/{digest}.jsonl" if prefix else f"{digest}.jsonl")
+        # the bucket itself is asked, not the job store's memory: an object deleted since (a lifecycle rule, a
+        # cleanup) is uploaded again, and asking costs the one request checking the memory would
+        return self.retrying(lambda: self._upload(path, blob, f"gs://{bucket}/{blob.name}"))
 
-        def still_there(uri: str) -> bool:  # a lifecycle rule may have deleted what the store remembers
-            with translate(f"checking {uri}"):
-                return uri == f"gs://{bucket}/{name}" and bool(blob.exists(retry=None, timeout=self.settings.timeout_s))
-
-        return self.upload_once(path, digest, lambda p: self._upload(p, bucket, name), usable=still_there)
-
-    def _upload(self, path: Path, bucket: str, name: str) -> str:
-        uri = f"gs://{bucket}/{name}"
-        blob = self.sdk.storage.bucket(bucket).blob(name)
+    def _upload(self, path: Path, blob: Any, uri: str) -> str:
         try:
             with translate(f"uploading training data to {uri}"):
                 if not blob.exists(retry=None, timeout=self.settings.timeout_s):  # same name, same bytes
@@ -230,6 +224,7 @@ class VertexJob(FineTuneJob):
                             str(path), content_type="application/jsonl", if_generation_match=0, retry=None
                         )
         except NotFound:
+            bucket = blob.bucket.name
             raise ConfigError(
                 f"Cloud Storage bucket gs://{bucket} does not exist (or this account cannot see it)",
                 hint=f"create it in the job's region (`gcloud storage buckets create gs://{bucket}`) or fix the bucket",
@@ -359,6 +354,7 @@ class VertexJob(FineTuneJob):
             "tuned_model": tuned.model,
             "endpoint": tuned.endpoint,
             "epochs": epochs,
+            "hyperparameters": {"epochs": epochs} if epochs else None,  # what it ran with, where every adapter says
             "tuning_data_stats": stats.model_dump(mode="json", exclude_none=True) if stats else None,
             "checkpoints": [c.model_dump(mode="json", exclude_none=True) for c in tuned.checkpoints or []],
             "experiment": job.experiment,  # the Vertex Experiments run with the loss curves

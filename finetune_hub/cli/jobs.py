@@ -313,24 +313,10 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 def cmd_control(args: argparse.Namespace) -> int:
     """cancel, pause or resume: ask the platform, then record what it says."""
-    from contextlib import suppress
-
     from finetune_hub import api
-    from finetune_hub.errors import ConfigError, FthError
-    from finetune_hub.job import JobState
-    from finetune_hub.records import JobStatus
 
     job = api.open_job(args.job)
-    if not job.unsent:
-        with suppress(FthError):  # the status now, not the stored one: a job may have finished since
-            job.sync()
-    status = job.record.status if job.record else None
-    # A finished job is left alone, the same on every platform (some refuse with an error, some say nothing);
-    # one that failed or was cancelled may still resume, where the platform allows it.
-    if status is JobStatus.SUCCEEDED and args.verb == "resume":
-        raise ConfigError(f"{job.local_id} already succeeded: there is nothing to resume")
-    finished = status is not None and status.terminal and args.verb != "resume"
-    state = JobState(status, status.value) if finished and status else api.control(job, args.verb)
+    state = api.control(job, args.verb)
     if args.json:
         from finetune_hub.cli.output import print_json
 
@@ -338,6 +324,8 @@ def cmd_control(args: argparse.Namespace) -> int:
     else:
         from finetune_hub.cli.output import console
 
-        done = f"already {state.status.value}: nothing to {args.verb}" if finished else f"{args.verb} requested"
-        console().print(f"{job.local_id}: {done}" + ("" if finished else f"; now {state.status.value}"))
+        if state.detail == api.LEFT_ALONE:
+            console().print(f"{job.local_id}: already {state.status.value}: nothing to {args.verb}")
+        else:
+            console().print(f"{job.local_id}: {args.verb} requested; now {state.status.value}")
     return EXIT_OK

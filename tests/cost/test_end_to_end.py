@@ -203,15 +203,6 @@ def test_rerun_lists_dropped_and_reinterpreted_settings(emulator: OpenAIEmulator
     assert "hyperparameters.epochs" not in changes  # set in the spec: carried as it is
 
 
-def test_rerun_pins_epochs_a_platform_records_on_their_own(emulator: OpenAIEmulator, spec_path: Path) -> None:
-    job_id = finished_openai_job(emulator, spec_path)
-    store = JobStore()
-    result = {**(store.get(job_id).result or {}), "extra": {"epochs": 5}}  # as the Vertex adapter records them
-    store.update(job_id, result=result)
-    changes = {c.field: c for c in plan_rerun(job_id, "azure_openai").changes}
-    assert changes["hyperparameters.epochs"].after == 5
-
-
 def test_a_model_that_refuses_our_key_is_not_asked_every_prompt(
     emulator: OpenAIEmulator, spec_path: Path, tmp_path: Path
 ) -> None:
@@ -220,3 +211,18 @@ def test_a_model_that_refuses_our_key_is_not_asked_every_prompt(
     [tuned] = compare([job_id], eval_file=held_out(tmp_path), metrics=["exact"]).evaluations
     assert tuned.failed == 4 and tuned.answered == 0
     assert [a.error.startswith("not asked: ") for a in tuned.answers if a.error] == [False, True, True, True]
+
+
+def test_a_platform_out_of_reach_after_the_retries_is_not_asked_the_rest(
+    emulator: OpenAIEmulator, spec_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from finetune_hub.job import FineTuneJob
+
+    job_id = finished_openai_job(emulator, spec_path)
+    monkeypatch.setattr(FineTuneJob, "retry_sleep", staticmethod(lambda seconds: None))
+    emulator.faults.plan("503", count=100, on="POST /v1/chat/completions")  # down through every retry
+    [tuned] = compare([job_id], eval_file=held_out(tmp_path), metrics=["exact"]).evaluations
+    assert tuned.failed == 4 and [a.error.startswith("not asked: ") for a in tuned.answers if a.error] == [
+        False, True, True, True
+    ]  # fmt: skip
+    assert emulator.faults.injected.count("503") == 6  # one prompt's attempts, not four prompts' 24

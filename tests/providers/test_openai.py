@@ -242,12 +242,12 @@ def test_retirement_warns_before_the_cutoff_and_refuses_after(
 ) -> None:
     spec = make_spec(tmp_path)
     monkeypatch.setenv("FTH_TODAY", "2026-11-27")
-    before = api.make_job("openai", spec).check()
+    before = api.plan(spec, "openai").problems
     assert [p.severity for p in before if "2027-01-06" in p.message] == ["warning"]
     assert not [p for p in before if p.severity == "error"]
 
     monkeypatch.setenv("FTH_TODAY", "2027-01-07")
-    after = [p for p in api.make_job("openai", spec).check() if p.severity == "error"]
+    after = api.plan(spec, "openai").errors
     assert len(after) == 1 and "job creation cutoff was 2027-01-06" in after[0].message
     assert "fth rerun JOB --provider azure_openai | vertex | local" in after[0].message
     with pytest.raises(ConfigError, match="cutoff"):
@@ -256,7 +256,7 @@ def test_retirement_warns_before_the_cutoff_and_refuses_after(
 
     monkeypatch.setenv("FTH_TODAY", "27/11/2026")
     with pytest.raises(ConfigError, match="FTH_TODAY"):
-        api.make_job("openai", spec).check()
+        api.plan(spec, "openai")
 
 
 def test_out_of_range_values_are_errors_and_unsupported_ones_warnings(tmp_path: Path) -> None:

@@ -421,11 +421,20 @@ def test_tags_aws_refuses_are_mended_and_fth_s_own_cannot_be_overridden(
     assert found["fth:idempotency-key"] == job.record.idempotency_key and found["team"] == "support"
 
 
-def test_a_quantized_base_brings_bitsandbytes_into_the_container() -> None:
-    from providers.sagemaker_request import source_requirements
+def test_a_quantized_base_brings_bitsandbytes_into_the_container(
+    emulator: SageMakerEmulator, tmp_path: Path, aws: AwsClients
+) -> None:
+    def requirements(spec: FineTuneSpec) -> list[str]:
+        with tarfile.open(
+            fileobj=io.BytesIO(s3_text(emulator, SageMakerJob(spec, client=aws).prepare().files["code"]))
+        ) as tar:
+            member = tar.extractfile("requirements.txt")
+            assert member is not None
+            return member.read().decode().split()
 
-    plain, quantized = source_requirements(), source_requirements(quantized=True)
+    plain = requirements(make_spec(tmp_path))
     assert any(r.startswith("peft") for r in plain) and not any(r.startswith("bitsandbytes") for r in plain)
+    quantized = requirements(make_spec(tmp_path, hyperparameters={"quantize": "4bit"}))  # what the trainer applies
     assert any(r.startswith("bitsandbytes") for r in quantized)
     assert not any(r.startswith(("torch", "finetune-hub")) for r in quantized)
 

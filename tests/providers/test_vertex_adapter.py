@@ -341,6 +341,11 @@ def test_epochs_left_to_vertex_are_counted_from_its_checkpoints(
     result = job.result()
     assert result.extra["epochs"] == epochs and result.trained_tokens == stack.vertex.billable_tokens * epochs
     assert (store.get(job.local_id or "").actual_usd or 0) > 0
+    # moved elsewhere, the job trains as long as it did here (recorded where every adapter records what it picked)
+    from finetune_hub.rerun import plan_rerun
+
+    moved = plan_rerun(job.local_id or "", "openai", base_model="gpt-4o-mini-2024-07-18", store=store)
+    assert {c.field: c.after for c in moved.changes}["hyperparameters.epochs"] == epochs
 
 
 def test_retried_submit_finds_its_job_among_others(tmp_path: Path, stack: VertexStack) -> None:
@@ -368,6 +373,18 @@ def test_cancelling_a_finished_job_is_refused_with_googles_reason(
     with pytest.raises(InvalidRequest) as err:
         job.cancel()
     assert "FAILED_PRECONDITION" in err.value.message and "JOB_STATE_SUCCEEDED" in err.value.message
+
+
+def test_control_leaves_a_job_that_finished_since_alone_and_says_so(
+    tmp_path: Path, stack: VertexStack, store: JobStore
+) -> None:
+    job = submit(make_spec(tmp_path, stack), stack, store)
+    stack.vertex.advance(job.remote_id, "succeeded")  # the store still says queued
+    state = api.control(job, "cancel")  # from Python as from `fth cancel`: no refusal to pass on
+    assert (state.status, state.detail) == (JobStatus.SUCCEEDED, api.LEFT_ALONE)
+    assert not [r for r in stack.vertex.requests if r.path.endswith(":cancel")]
+    with pytest.raises(ConfigError, match="already succeeded: there is nothing to resume"):
+        api.control(job, "resume")
 
 
 def test_predict_on_the_tuned_endpoint_and_on_the_base_model(
