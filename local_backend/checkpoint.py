@@ -2,13 +2,15 @@
 
 The data order is a pure function of the seed (every epoch's micro-batches are planned up front), so the
 data position is just the number of optimizer steps done. A checkpoint directory is complete once its
-meta.json exists (written last); a run killed mid-save leaves an incomplete one that resume ignores.
+meta.json exists (written last, after the other files reach the disk); a run killed mid-save leaves an
+incomplete one that resume ignores, and one damaged later is skipped for the one before it.
 Adapter and optimizer state are saved whole and by parameter name, so a run may resume with or without
 FSDP (the step plan fixes the number of processes).
 """
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 from pathlib import Path
@@ -84,9 +86,23 @@ def save(
         },
         path / "trainer_state.pt",
     )
+    _sync(path)  # rare and large: worth a sync, so that meta.json never outlives its files in a power cut
     write_json(path / "meta.json", {"step": step, "created_at": now_iso(), "metrics": metrics})
     _prune(run, keep)
     return path
+
+
+def _sync(folder: Path) -> None:
+    for item in [*folder.rglob("*"), folder]:
+        fd = os.open(item, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class DamagedCheckpoint(Exception):
+    """A complete checkpoint whose files cannot be read (damaged after it was written)."""
 
 
 def _prune(run: RunFiles, keep: int | None) -> None:
@@ -103,7 +119,11 @@ def load(path: Path, *, peft_model: Any, optimizer: torch.optim.Optimizer, sched
     from safetensors.torch import load_file
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-    weights = load_file(str(path / "adapter_model.safetensors"))
+    try:  # both read before anything is changed, so a damaged checkpoint leaves the model as it was
+        weights = load_file(str(path / "adapter_model.safetensors"))
+        state = torch.load(path / "trainer_state.pt", weights_only=False)
+    except Exception as exc:  # safetensors' SafetensorError, a truncated zip, a missing file, a bad pickle
+        raise DamagedCheckpoint(f"{path.name}: {type(exc).__name__}: {exc}") from exc
     named = trainable(peft_model)
     # the file's names for the live parameters (no embedding-layer lookup, which may ask the Hub)
     params = get_peft_model_state_dict(peft_model, state_dict=named, save_embedding_layers=False)
@@ -113,7 +133,6 @@ def load(path: Path, *, peft_model: Any, optimizer: torch.optim.Optimizer, sched
     with torch.no_grad():
         for key, param in params.items():
             param.copy_(shard_like(weights[key], param))
-    state = torch.load(path / "trainer_state.pt", weights_only=False)
     options = StateDictOptions(full_state_dict=True, strict=False)  # a parameter that never had a gradient has none
     set_optimizer_state_dict(peft_model, optimizer, _by_name(state["optimizer"], list(named)), options=options)
     scheduler.load_state_dict(state["scheduler"])

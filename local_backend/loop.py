@@ -16,6 +16,7 @@ import time
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -274,11 +275,11 @@ class Trainer:
         )
         scheduler = _scheduler(cfg, optimizer, total)
         start, rng, initial_val = 0, None, None
-        latest = self.run.latest_checkpoint() if cfg.resume != "never" else None
-        if cfg.resume == "must" and latest is None:
+        found = self.run.checkpoint_dirs() if cfg.resume != "never" else []
+        if cfg.resume == "must" and not found:
             raise ConfigError(f"train config: resume = 'must' but {self.run.checkpoints} holds no checkpoint")
+        latest, state = self._load_newest(found, optimizer, scheduler)
         if latest is not None:
-            state = checkpoint.load(latest, peft_model=self.peft_model, optimizer=optimizer, scheduler=scheduler)
             legacy = hashlib.sha256(json.dumps(self.steps).encode()).hexdigest()[:16]  # before 2026-11-27
             if state.get("fingerprint") == legacy:
                 self._event(f"{latest.name} was saved by an earlier version, which recorded only the step plan: "
@@ -303,6 +304,18 @@ class Trainer:
         if rng is not None:
             checkpoint.set_rng_state(rng)
         return self._steps(start, total, optimizer, scheduler, initial_val)
+
+    def _load_newest(self, found: list[Path], optimizer: Any, scheduler: Any) -> tuple[Path | None, dict[str, Any]]:
+        """The newest checkpoint that can be read, loaded; a damaged one is reported and the one before tried."""
+        for path in reversed(found):
+            try:
+                return path, checkpoint.load(path, peft_model=self.peft_model, optimizer=optimizer, scheduler=scheduler)
+            except checkpoint.DamagedCheckpoint as exc:
+                self._event(f"checkpoint {exc} is damaged: skipped", kind="status", level="warning")
+        if found:
+            raise ConfigError(f"train config: every checkpoint in {self.run.checkpoints} is damaged; move them "
+                              "aside to start again from step 0")  # fmt: skip
+        return None, {}
 
     def _save(
         self, step: int, optimizer: Any, scheduler: Any, initial_val: float | None, metrics: dict[str, float]

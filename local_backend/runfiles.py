@@ -4,7 +4,7 @@ watches it (`providers/local.py`, a SageMaker container's log shipper, a user wi
 Stdlib only. Layout of a run directory:
 
     config.json        the TrainConfig
-    status.json        {"state", "pid", "pid_stamp", "step", "total_steps", "epoch", "error", "started_at", ...}
+    status.json        {"state", "pid", "pid_stamp", "step", "total_steps", "runtime_s", "error", "started_at", ...}
     events.jsonl       one JSON object per line: {"time", "kind", "level", "message", "data"}
     control.json       written by the launcher: {"request": "cancel" | "pause"}; the trainer polls it
     sample.txt         the first training example as rendered, supervised spans marked
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,7 @@ class RunFiles:
         self.root = Path(root)
         self._last_event: datetime | None = None
         self._status: dict[str, Any] = {}  # the last status this process wrote
+        self._clock: tuple[float, float] | None = None  # (this process's start, earlier processes' run time)
 
     config = property(lambda self: self.root / "config.json")
     status = property(lambda self: self.root / "status.json")
@@ -95,11 +97,25 @@ class RunFiles:
     def read_status(self) -> dict[str, Any] | None:
         return read_json(self.status)
 
+    def start_clock(self) -> None:
+        """Count this process's time in `runtime_s`, after the time earlier processes of the run recorded there
+        (a resumed run's total; a killed one's up to its last status)."""
+        try:
+            before = (self.read_status() or {}).get("runtime_s")
+        except DamagedFile:
+            before = None
+        self._clock = (time.monotonic(), float(before) if isinstance(before, int | float) else 0.0)
+
+    def runtime_s(self) -> float | None:
+        return None if self._clock is None else self._clock[1] + time.monotonic() - self._clock[0]
+
     def update_status(self, **fields: Any) -> dict[str, Any]:
         try:
             before = self.read_status() or {}
         except DamagedFile:  # rewritten from what this process last wrote: the run goes on, its status mended
             before = self._status
+        if self._clock is not None:
+            fields = {"runtime_s": self.runtime_s(), **fields}
         status = {**before, **fields, "updated_at": now_iso()}
         write_json(self.status, status)
         self._status = status

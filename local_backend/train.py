@@ -58,6 +58,7 @@ def _train(config: TrainConfig, stop: Any) -> dict[str, Any]:
     run = RunFiles(config.output_dir)
     if dist.main:
         run.root.mkdir(parents=True, exist_ok=True)
+        run.start_clock()
         config.save(run.config)
         # the process a watcher follows and stops: under torchrun, torchrun itself (its workers are its children)
         pid = os.getpid() if dist.world == 1 else os.getppid()
@@ -141,7 +142,8 @@ def _train(config: TrainConfig, stop: Any) -> dict[str, Any]:
             summary["merge_check"] = check
             run.add_event(f"merged model saved to {run.merged} (max |Δlogit| {check['max_abs_diff']:.2e})",
                           kind="artifact", path=summary["merged"], **check)  # fmt: skip
-    summary["runtime_s"] = time.time() - began
+    total_runtime = run.runtime_s()  # every process of the run, on the main rank
+    summary["runtime_s"] = time.time() - began if total_runtime is None else total_runtime
     if dist.main:
         write_json(run.summary, summary)
         run.update_status(state=outcome["status"], phase="done", step=outcome["step"])

@@ -180,6 +180,9 @@ def test_pause_then_resume_continues_exactly(llama_model: Path, chat_data, tmp_p
     resumed = train(config(llama_model, chat_data, run.root, **settings))
     assert resumed["status"] == "succeeded" and losses(resumed) == pytest.approx(losses(straight), rel=1e-6)
     assert_same_weights(Path(resumed["adapter"]), Path(straight["adapter"]))
+    # the run's time is both processes' (what `billable_seconds` reports), and the status says it too
+    assert resumed["runtime_s"] >= paused["runtime_s"] + resumed["train_seconds"]
+    assert (run.read_status() or {})["runtime_s"] == pytest.approx(resumed["runtime_s"], abs=0.5)
     # A checkpoint made with other batching, other settings or other data cannot silently be continued.
     other = tmp_path / "other.jsonl"
     lines = chat_data[0].read_text().splitlines()
@@ -197,7 +200,7 @@ def test_pause_then_resume_continues_exactly(llama_model: Path, chat_data, tmp_p
 def paused_after_one_step(cfg: TrainConfig) -> Path:
     """Run `cfg` until a pause asked before it started (after step 1); its checkpoint."""
     run = RunFiles(cfg.output_dir)
-    run.root.mkdir(parents=True)
+    run.root.mkdir(parents=True, exist_ok=True)
     run.control.write_text(json.dumps({"request": "pause"}))
     train(cfg)
     run.control.unlink()
@@ -250,6 +253,29 @@ def test_a_checkpoint_where_a_parameter_has_no_optimizer_state_resumes(
     state["optimizer"]["state"].pop(next(iter(state["optimizer"]["state"])))
     torch.save(state, saved / "trainer_state.pt")
     assert train(cfg)["status"] == "succeeded"
+
+
+def test_a_damaged_newest_checkpoint_is_skipped_for_the_one_before(
+    llama_model: Path, chat_data, tmp_path: Path
+) -> None:
+    cfg = config(llama_model, chat_data, tmp_path / "run", max_steps=4, save_steps=100)
+    first = paused_after_one_step(cfg)
+    second = paused_after_one_step(cfg)  # resumes, and pauses again after step 2
+    assert (first.name, second.name) == ("step-000001", "step-000002")
+    state = second / "trainer_state.pt"
+    state.write_bytes(state.read_bytes()[:100])  # meta.json is there, but the file was damaged later
+    resumed = train(cfg)
+    assert resumed["status"] == "succeeded"
+    events = [e["message"] for e in RunFiles(cfg.output_dir).read_events()]
+    assert any("step-000002" in m and "damaged: skipped" in m for m in events)
+    assert "resumed from step-000001 at step 1/4" in events
+    straight = train(config(llama_model, chat_data, tmp_path / "straight", max_steps=4))
+    assert losses(resumed) == pytest.approx(losses(straight), rel=1e-6)
+    # with nothing left that can be read, the run says so instead of starting again from step 0
+    for saved in RunFiles(cfg.output_dir).checkpoint_dirs():
+        (saved / "adapter_model.safetensors").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"every checkpoint in .* is damaged"):
+        train(cfg)
 
 
 def test_resume_after_kill_continues_identically(llama_model: Path, chat_data, tmp_path: Path) -> None:
