@@ -280,7 +280,7 @@ class LocalJob(FineTuneJob):
 
     def resume(self) -> JobState:
         """Start the trainer again from the newest checkpoint (after a pause, cancel, crash or kill)."""
-        with _translate():
+        with _translate(), self.client.launching(self.remote_id):
             state = self.client.state(self.remote_id)
             if state["state"] in (runfiles.QUEUED, runfiles.RUNNING):
                 return self._state(state)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import os
 import shutil
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -81,6 +83,14 @@ class LocalRunner:
             raise
         self.launch(run_id, resume=None)
         return run_id
+
+    @contextlib.contextmanager
+    def launching(self, run_id: str) -> Iterator[None]:
+        """One launcher at a time per run, so that two resumes at once start one trainer: the second sees the
+        first one's. The lock is released when the file closes, or when its process dies."""
+        with open(self._run(run_id).root / ".launch.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
 
     def launch(self, run_id: str, resume: str | None = "auto") -> None:
         """Start the trainer in the run's folder; `resume` overrides the config's (None: the config's own)."""

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,6 +93,30 @@ def test_the_first_start_keeps_the_configs_resume_and_resume_continues(
     job.resume()
     first, second = started(stand_in, 2)
     assert "--resume" not in first and second.endswith("--resume auto")
+
+
+def test_resumes_at_once_start_one_trainer(
+    llama_model: Path, chat_data: tuple[Path, Path], tmp_path: Path, stand_in: Path
+) -> None:
+    job = submit(llama_model, chat_data, JobStore(tmp_path / "jobs.db"), python=str(stand_in))
+    kill(job)
+    together, errors = threading.Barrier(4), []
+
+    def resume() -> None:
+        together.wait()
+        try:
+            job.resume()
+        except Exception as exc:  # e.g. "has not stopped yet" about the trainer another resume just started
+            errors.append(exc)
+
+    threads = [threading.Thread(target=resume) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    time.sleep(0.2)  # time enough for any further one to write its line
+    assert len(started(stand_in, 2)) == 2 and not errors  # the first start and one resume
+    assert job.client.process_alive(job.remote_id)  # and the status names the one that runs
 
 
 def test_a_deleted_data_snapshot_is_stored_again(
