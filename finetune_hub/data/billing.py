@@ -26,6 +26,7 @@ _EXAMPLE_CAPS: tuple[tuple[str, str, int, str], ...] = (
     ("openai", "gpt-3.5-turbo", 16_385, "[B] gpt-3.5-turbo-0125 context"),
     ("openai", "", 65_536, "[B] assumed 65,536 (gpt-4o family) for an unlisted model"),
     ("vertex", "gemini", 131_072, "[D] Vertex limits page: 131,072 input+output tokens per example (2.5 Flash)"),
+    ("vertex", "", 131_072, "[D] assumed 131,072 (Gemini 2.5 Flash's) for an unlisted model"),
 )
 _SAME_RULES_AS = {"azure_openai": "openai", "azure": "openai"}
 #: platforms that bill per token; the others bill instance time, so tokens only predict run time

@@ -69,8 +69,8 @@ def _copy_lines(source: Path, staged: Path, prefix: bytes, exact: bool, copied: 
     if not exact:
         with open(source, "rb") as lines, open(staged, "wb") as sink:
             sink.write(prefix)
-            for number, raw in enumerate(lines, start=1):
-                raw = raw.removeprefix(BOM) if number == 1 else raw
+            for raw in lines:
+                raw = raw.removeprefix(BOM)  # the file's, and any a `cat` of two files left inside
                 if raw.strip():
                     sink.write(raw if raw.endswith(b"\n") else raw + b"\n")
         return
@@ -132,7 +132,7 @@ def convert(
             _join(result.parts, staged, FILE_PREFIX.get(to, b""))
         else:  # the source's own lines (scan.ScanPlan.copies_source)
             blank_lines = bool(result.findings.counts.get("jsonl.blank_line"))
-            exact = not (result.has_bom or blank_lines)
+            exact = not (result.has_bom or blank_lines or result.findings.counts.get("encoding.bom_inside"))
             _copy_lines(source, staged, FILE_PREFIX.get(to, b""), exact, result.source_copy)
         os.replace(staged, out)
 
@@ -151,6 +151,8 @@ def convert(
         counts["azure.bom_added"] = 1
     if result.has_bom and to not in FILE_PREFIX:
         counts["source.bom_removed"] = 1
+    if inside := result.findings.counts.get("encoding.bom_inside", 0):
+        counts["source.inner_boms_removed"] = inside
     if blank := result.findings.counts.get("jsonl.blank_line", 0):
         counts["source.blank_lines_removed"] = blank
     if file_report.detection and file_report.detection.format not in ("openai_chat", "openai_dpo"):

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from finetune_hub.data.findings import ERROR
+
 if TYPE_CHECKING:
     from finetune_hub.data.scan import Progress, ScanResult
 
@@ -17,6 +19,7 @@ UNCOUNTABLE = frozenset(
         "file.unreadable",
         "encoding.invalid_utf8",
         "encoding.utf16",
+        "file.compressed",
         "encoding.lone_surrogate",
         "json.invalid",
         "format.column_missing",
@@ -90,11 +93,14 @@ def stats(
     if report.detection is None or not report.detection.format:
         blocking = result.findings.sorted()
         raise DataError(str(blocking[0]) if blocking else f"{path}: unreadable", hint="run `fth validate` on it")
-    # counts that leave out what could not be read (or counted) would be wrong without a word: refuse, as validate
-    if unread := sum(n for rule, n in result.findings.counts.items() if rule in UNCOUNTABLE):
-        first = next(f for f in result.findings.sorted() if f.rule in UNCOUNTABLE)
+    # counts that leave out what could not be read, used (another format, not an object) or counted would be
+    # wrong without a word: refuse, as validate
+    unread = sum(n for rule, n in result.findings.counts.items() if rule in UNCOUNTABLE)
+    if left_out := max(unread, result.records - result.examples):
+        found = result.findings.sorted()
+        first = next((f for f in found if f.rule in UNCOUNTABLE), None) or next(f for f in found if f.severity == ERROR)
         raise DataError(
-            f"{unread:,} record(s) of {path} could not be read or counted; the first: {first}",
+            f"{left_out:,} record(s) of {path} could not be read, used or counted; the first: {first}",
             hint=f"fix them and run stats again; `fth validate {path}` lists them all",
         )
     return DatasetStats.of(result, bytes=report.bytes, format=report.detection.format, model=model)

@@ -64,6 +64,7 @@ CHANGES: MappingProxyType[str, str] = MappingProxyType(
         "azure.bom_added": "UTF-8 byte-order mark added at the start of the file (Azure requires it)",
         "source.bom_removed": "UTF-8 byte-order mark of the source removed",
         "source.blank_lines_removed": "blank lines removed",
+        "source.inner_boms_removed": "byte-order marks inside the file (files joined with cat) removed",
         "source.imported": "records rewritten from the source format into OpenAI chat JSONL",
         "source.field_dropped": "source field '{}' dropped (nothing in OpenAI chat JSONL holds it)",
         "source.tool_call_ids_generated": "tool call ids generated (call_1, call_2, ...; the source pairs calls "

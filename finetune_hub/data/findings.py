@@ -34,6 +34,7 @@ RULES: MappingProxyType[str, Rule] = MappingProxyType(
         "file.too_large": _r(ERROR, "the file is over the platform's size limit", "split it or remove examples"),
         "encoding.invalid_utf8": _r(ERROR, "bytes that are not UTF-8", "re-save the file as UTF-8"),
         "encoding.utf16": _r(ERROR, "the file is UTF-16", "re-save the file as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)"),
+        "file.compressed": _r(ERROR, "the file is gzip-compressed", "decompress it first (gunzip -k FILE)"),
         "encoding.lone_surrogate": _r(
             ERROR,
             "a \\ud800-\\udfff escape without its pair: not Unicode text, and no UTF-8 file can hold it",
@@ -41,6 +42,11 @@ RULES: MappingProxyType[str, Rule] = MappingProxyType(
         ),
         "encoding.bom": _r(
             WARNING, "the file starts with a UTF-8 byte-order mark", "fth convert writes files without it"
+        ),
+        "encoding.bom_inside": _r(
+            WARNING,
+            "a UTF-8 byte-order mark starts a line inside the file (files joined with cat?)",
+            "fth convert removes it; JSON readers refuse it",
         ),
         "jsonl.blank_line": _r(WARNING, "a blank line", "delete the blank line (fth convert drops it)"),
         "json.invalid": _r(ERROR, "not valid JSON", "fix the JSON on this line (often a truncated or unquoted value)"),
@@ -93,6 +99,9 @@ RULES: MappingProxyType[str, Rule] = MappingProxyType(
         "message_type": _r(ERROR, "a message is not a JSON object", "each message must be an object with role/content"),
         "blank_content": _r(WARNING, "content is only whitespace", "put real text there or remove the message"),
         "name_type": _r(ERROR, "'name' is not a string", "make 'name' a string or drop it"),
+        "image_role": _r(
+            ERROR, "an image outside a user turn", "move the image into a user message; only user turns take images"
+        ),
         "weight_value": _r(ERROR, "'weight' is not 0 or 1", "use weight 0 (do not train this turn) or 1 (train it)"),
         "weight_role": _r(ERROR, "'weight' on a non-assistant message", "weight is only allowed on assistant turns"),
         "no_trained_turn": _r(

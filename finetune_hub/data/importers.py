@@ -131,12 +131,23 @@ def from_sharegpt(record: Record) -> Imported:
         except json.JSONDecodeError:
             raise RecordError("tools_type", "'tools' is a string that is not JSON") from None
     if tools:
+        if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+            raise RecordError("tools_type", f"'tools' is {type(tools).__name__}, not a list of function definitions")
         out["tools"] = [t if "function" in t else {"type": "function", "function": t} for t in tools]
     return out, changes
 
 
+_HF_CHAT = frozenset({"conversations", "system", "tools", "functions", "parallel_tool_calls"})
+
+
 def from_hf_chat(record: Record) -> Imported:
-    return {"messages": record["conversations"], **{k: v for k, v in record.items() if k != "conversations"}}, []
+    """`conversations` holding OpenAI-style messages; a `system` field becomes the first message, as in ShareGPT."""
+    messages = record["conversations"]
+    if isinstance(record.get("system"), str) and record["system"] and isinstance(messages, list):
+        messages = [{"role": "system", "content": record["system"]}, *messages]
+    out: Record = {"messages": messages}
+    out.update((k, record[k]) for k in ("tools", "functions", "parallel_tool_calls") if k in record)
+    return out, dropped(record, _HF_CHAT)
 
 
 def _as_messages(value: Any, role: str) -> list[Record]:

@@ -89,7 +89,8 @@ def _image_urls(message: Any) -> Iterator[tuple[int, Any]]:
 
 
 def _messages(record: dict[str, Any]) -> list[dict[str, Any]]:
-    return [m for m in record.get("messages") or [] if isinstance(m, dict)]
+    messages = record.get("messages")
+    return [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
 
 
 def _vertex(record: dict[str, Any]) -> list[Problem]:

@@ -22,15 +22,32 @@ def _type(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _check_parts(content: list[Any], where: str) -> str | None:
+def _check_parts(content: list[Any], where: str, role: str) -> Problem | None:
     for j, part in enumerate(content):
         if not isinstance(part, dict) or part.get("type") not in PART_TYPES:
-            return f"{where}.content[{j}] is not a text or image_url part"
+            return "missing_content", f"{where}.content[{j}] is not a text or image_url part"
         if part["type"] == "text" and not isinstance(part.get("text"), str):
-            return f"{where}.content[{j}] has no 'text' string"
-        if part["type"] == "image_url" and not isinstance((part.get("image_url") or {}).get("url"), str):
-            return f"{where}.content[{j}] has no image_url.url string"
-    return None if content else f"{where}.content is an empty list"
+            return "missing_content", f"{where}.content[{j}] has no 'text' string"
+        if part["type"] == "image_url":
+            image = part.get("image_url")
+            if not isinstance(image, dict) or not isinstance(image.get("url"), str):
+                return "missing_content", f"{where}.content[{j}] has no image_url.url string"
+            if role != "user":  # OpenAI and Azure take images in user turns only
+                return "image_role", f"{where}.content[{j}] is an image in a {role} message"
+    return None if content else ("missing_content", f"{where}.content is an empty list")
+
+
+def _check_function_call(call: Any, where: str) -> list[Problem]:
+    """The legacy single `function_call` of an assistant turn (before `tool_calls`)."""
+    if not isinstance(call, dict) or not all(isinstance(call.get(key), str) for key in ("name", "arguments")):
+        return [("tool_call_malformed", f"{where}.function_call needs a name and arguments, both strings")]
+    try:
+        parsed = json.loads(call["arguments"])
+    except json.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        return [("tool_call_arguments_json", f"{where}.function_call.arguments is not a JSON object string")]
+    return []
 
 
 def _check_tool_calls(calls: Any, where: str, seen: dict[str, bool], declared: set[str] | None) -> list[Problem]:
@@ -64,19 +81,23 @@ def _check_tool_calls(calls: Any, where: str, seen: dict[str, bool], declared: s
 
 
 def _declared_tools(record: dict[str, Any], problems: list[Problem]) -> set[str] | None:
-    tools = record.get("tools")
-    if tools is None:
+    """The function names `tools` (and its legacy spelling, `functions`) declare; None when neither is there."""
+    if record.get("tools") is None and record.get("functions") is None:
         return None
     names: set[str] = set()
-    if not isinstance(tools, list):
-        problems.append(("tools_type", f"'tools' is a {_type(tools)}, not a list"))
-        return None
-    for k, tool in enumerate(tools):
-        fn = tool.get("function") if isinstance(tool, dict) else None
-        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-            problems.append(("tools_type", f"tools[{k}] needs {{'type': 'function', 'function': {{'name': ...}}}}"))
-        else:
-            names.add(fn["name"])
+    for key, shape in (("tools", "{'type': 'function', 'function': {'name': ...}}"), ("functions", "{'name': ...}")):
+        items = record.get(key)
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            problems.append(("tools_type", f"'{key}' is a {_type(items)}, not a list"))
+            continue
+        for k, item in enumerate(items):
+            fn = item.get("function") if key == "tools" and isinstance(item, dict) else item
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                problems.append(("tools_type", f"{key}[{k}] needs {shape}"))
+            else:
+                names.add(fn["name"])
     return names
 
 
@@ -97,6 +118,9 @@ def check_messages(
             problems.append(("message_type", f"{where}[{i}] is a {_type(m)}"))
             continue
         role, content = m.get("role"), m.get("content")
+        if type(role) is not str and role is not None:
+            problems.append(("unrecognized_role", f"{where}[{i}] has role {json.dumps(role)}, not a string"))
+            continue
         if len(m) == 2 and role in _PLAIN_ROLES and type(content) is str and content and not content.isspace():
             # the common {role, content} turn: nothing below can fail (the keys can only be role and content)
             if pending:
@@ -123,8 +147,8 @@ def check_messages(
             elif content.isspace():
                 problems.append(("blank_content", f"{where}[{i}].content is only whitespace"))
         elif isinstance(content, list) and role in ("user", "system", "assistant"):
-            if msg := _check_parts(content, f"{where}[{i}]"):
-                problems.append(("missing_content", msg))
+            if problem := _check_parts(content, f"{where}[{i}]", role):
+                problems.append(problem)
         elif "content" in m and not (calling and content is None):
             problems.append(("missing_content", f"{where}[{i}].content is {_type(content)}, not text"))
         if "name" in m and not isinstance(m["name"], str):
@@ -151,6 +175,8 @@ def check_messages(
         if role == "assistant":
             has_assistant = True
             trained = trained or m.get("weight", 1) != 0
+            if "function_call" in m:
+                problems += _check_function_call(m["function_call"], f"{where}[{i}]")
             if "tool_calls" in m:
                 before = set(calls)
                 problems += _check_tool_calls(m["tool_calls"], f"{where}[{i}]", calls, declared)

@@ -34,6 +34,7 @@ from finetune_hub.data.tokens import TokenCounter, counter_for
 
 PARALLEL_MIN_BYTES = 16 << 20  # below this, starting workers costs more than it saves
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+GZIP_MAGIC = b"\x1f\x8b"
 _RANGE_BYTES = 32 << 20  # a worker's JSONL range is at most about this big (progress moves every range)
 Progress = Callable[[int], None]  # called with the bytes just scanned
 _CHANGE_LINES = 5  # lines remembered per kind of change, for the report
@@ -120,7 +121,8 @@ def fingerprint(record: dict[str, Any], kind: str, roles: Counter[str] | None = 
     8× faster than blake2b."""
     if kind == "chat":
         keys = []
-        for m in record.get("messages") or ():
+        messages = record.get("messages")
+        for m in messages if isinstance(messages, list) else ():
             if type(m) is dict:
                 role = m.get("role")
                 if roles is not None and type(role) is str:
@@ -207,7 +209,8 @@ class Scanner:
     def _count(self, line: int, canonical: dict[str, Any], kind: str) -> bool:
         """Counts the example's tokens; True when they cannot be counted (a finding says why)."""
         result = self.result
-        result.messages += len(canonical.get("messages") or ())
+        messages = canonical.get("messages")
+        result.messages += len(messages) if isinstance(messages, list) else 0
         tokens = trained = 0
         failed = False
         if self.counter is not None:
@@ -224,7 +227,11 @@ class Scanner:
 
     def _export(self, line: int, canonical: dict[str, Any]) -> None:
         assert self.out is not None and self.exporter is not None
-        converted, changes = self.exporter(canonical)
+        try:
+            converted, changes = self.exporter(canonical)
+        except RecordError as exc:  # a record the target format cannot hold, which the checks let through
+            self.flag(line, exc.rule, exc.message)
+            return
         try:
             data = json.dumps(converted, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate the readers let through: never write invalid UTF-8
@@ -262,14 +269,17 @@ def scan_range(
                     progress(here - reported)
                     reported = here
                 if number == 1 and start == 0:
-                    if raw[:2] in UTF16_BOMS:
-                        scanner.flag(1, "encoding.utf16")
+                    if raw[:2] in UTF16_BOMS or raw[:2] == GZIP_MAGIC:
+                        scanner.flag(1, "encoding.utf16" if raw[:2] in UTF16_BOMS else "file.compressed")
                         result.records += 1
                         break
                     if raw.startswith(BOM):
                         raw, result.has_bom = raw[3:], True
                         if "azure_openai" not in plan.targets:
                             scanner.flag(1, "encoding.bom")
+                elif raw.startswith(BOM):  # files joined with `cat`: the second one's BOM starts a line
+                    raw = raw[3:]
+                    scanner.flag(number, "encoding.bom_inside")
                 if raw.isspace() or not raw:  # (raw.strip() would copy every line)
                     scanner.flag(number, "jsonl.blank_line")
                     continue

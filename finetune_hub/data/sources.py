@@ -181,6 +181,8 @@ def csv_rows(path: Path, mapping: dict[str, str], delimiter: str = ",") -> Itera
                 yield 1, RecordError("format.column_missing", f"column(s) {missing} not in the header {columns}")
                 return
             for row in reader:
+                # the row ends on line_num; quoted newlines inside it, not blank lines before it, put its start back
+                start = reader.line_num - sum(v.count("\n") for v in row.values() if isinstance(v, str))
                 yield start, mapped(row, mapping)
                 start = reader.line_num + 1
         except UnicodeDecodeError:

@@ -62,11 +62,14 @@ class TokenCounter:
                     if len(role_tokens) < _ROLE_MEMO:
                         role_tokens[role] = r
                 n += r
-            if len(m) > 2:  # more than role and content: a name, tool calls or a weight
+            if len(m) > 2 or "content" not in m:  # a name, tool calls (content may be left out) or a weight
                 if "name" in m and isinstance(m["name"], str):
                     n += TOKENS_PER_NAME + count(m["name"])
-                for call in m.get("tool_calls") or ():
-                    fn = call.get("function") if isinstance(call, dict) else None
+                calls = m.get("tool_calls")
+                functions = [c.get("function") if isinstance(c, dict) else None for c in calls or ()]
+                if isinstance(m.get("function_call"), dict):  # the legacy single call
+                    functions.append(m["function_call"])
+                for fn in functions:
                     if isinstance(fn, dict):
                         n += count(str(fn.get("name", ""))) + count(str(fn.get("arguments", "")))
             total += n

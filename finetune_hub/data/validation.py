@@ -4,6 +4,7 @@ token limits, platform packs). Every finding has a rule id, severity, file, line
 from __future__ import annotations
 
 from array import array
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,21 +47,14 @@ class ValidationReport:
         return self.errors == 0
 
     def summary(self) -> list[Finding]:
-        """Kept findings plus one line per rule whose further occurrences were not kept."""
-        shown: dict[str, int] = {}
-        for item in self.findings:
-            shown[item.rule] = shown.get(item.rule, 0) + 1
-        default = str(self.files[0].path) if self.files else ""
-        more = [
-            finding(
-                rule,
-                next((f.file for f in self.findings if f.rule == rule), default),
-                None,
-                f"{n - shown.get(rule, 0):,} more like this",
-            )
-            for rule, n in sorted(self.counts.items())
-            if n > shown.get(rule, 0)
-        ]
+        """Kept findings plus one line per file and rule whose further occurrences were not kept."""
+        more = []
+        for report, result in zip(self.files, self.scans.values(), strict=True):
+            kept = result.findings.kept
+            for rule, n in sorted(result.findings.counts.items()):
+                if n > (shown := sum(f.rule == rule for f in kept)):
+                    file = next((f.file for f in kept if f.rule == rule), str(report.path))
+                    more.append(finding(rule, file, None, f"{n - shown:,} more like this"))
         return self.findings + more
 
 
@@ -220,20 +214,18 @@ def validate(
     report, result = analyze(Path(train), role="train", suffix=suffix, **common)
     files.append(report)
     scans["train"] = result
-    total = Findings()
-    total.extend(result.findings)
     if validation is not None:
         val_report, val_result = analyze(Path(validation), role="validation", **common)
         overlap_findings(result, val_result, str(validation), val_result.findings)
         files.append(val_report)
         scans["validation"] = val_result
-        total.extend(val_result.findings)
+    each = [scan.findings for scan in scans.values()]  # each file keeps its own first findings of a rule
     return ValidationReport(
         files=files,
-        findings=total.sorted(),
-        counts=dict(total.counts),
-        errors=total.errors,
-        warnings=total.warnings,
+        findings=sorted((f for one in each for f in one.kept), key=lambda f: (f.file, f.line or 0, f.rule)),
+        counts=dict(sum((one.counts for one in each), Counter())),
+        errors=sum(one.errors for one in each),
+        warnings=sum(one.warnings for one in each),
         targets=[packs.normalize(t) for t in targets],
         counter=result.counter,
         exact=result.exact,

@@ -80,8 +80,9 @@ def to_vertex(record: Record) -> tuple[Record, list[str]]:
     changes: list[str] = []
     system: list[Record] = []
     contents: list[Record] = []
-    responses: list[Record] = []
+    responses: list[tuple[int, Record]] = []  # (the answered call's place in its turn, the part)
     call_names: dict[str, str] = {}
+    call_order: dict[str, int] = {}  # the latest model turn's calls: Vertex pairs answers by name and order
     for message in record["messages"]:
         role, content = message.get("role"), message.get("content")
         changes += [f"vertex.{key}_dropped" for key in lost_fields(message)]
@@ -91,10 +92,11 @@ def to_vertex(record: Record) -> tuple[Record, list[str]]:
                 changes.append("vertex.legacy_functions")
             else:
                 name = call_names.get(message.get("tool_call_id", ""), "")
-            responses.append({"functionResponse": {"name": name, "response": {"content": content}}})
+            place = call_order.get(message.get("tool_call_id", ""), len(call_order))
+            responses.append((place, {"functionResponse": {"name": name, "response": {"content": content}}}))
             continue
         if responses:
-            contents.append({"role": "user", "parts": responses})
+            contents.append({"role": "user", "parts": _in_call_order(responses)})
             responses = []
         if role == "system":
             parts = _parts(content, changes, images=False)  # systemInstruction holds text only
@@ -111,6 +113,7 @@ def to_vertex(record: Record) -> tuple[Record, list[str]]:
             if isinstance(message.get("function_call"), dict):
                 calls.append(("", message["function_call"]))
                 changes.append("vertex.legacy_functions")
+            call_order = {call_id: k for k, (call_id, _) in enumerate(calls)}
             for call_id, fn in calls:
                 try:
                     args = json.loads(fn.get("arguments") or "{}")
@@ -122,7 +125,7 @@ def to_vertex(record: Record) -> tuple[Record, list[str]]:
                 changes.append("vertex.tool_call_ids")
             contents.append({"role": "model", "parts": parts})
     if responses:
-        contents.append({"role": "user", "parts": responses})
+        contents.append({"role": "user", "parts": _in_call_order(responses)})
     out: Record = {}
     if system:
         out["systemInstruction"] = {"role": "system", "parts": system}
@@ -130,7 +133,12 @@ def to_vertex(record: Record) -> tuple[Record, list[str]]:
     out["contents"] = contents
     if any(turn["role"] == "model" for turn in contents):
         changes.append("vertex.role_renamed")
-    functions = [tool.get("function", {}) for tool in record.get("tools") or []] + list(record.get("functions") or [])
+    tools, legacy = record.get("tools") or [], record.get("functions") or []
+    if not isinstance(tools, list) or not isinstance(legacy, list):
+        raise RecordError("tools_type")
+    functions = [tool.get("function", {}) if isinstance(tool, dict) else tool for tool in tools] + legacy
+    if not all(isinstance(fn, dict) for fn in functions):
+        raise RecordError("tools_type")
     if functions:  # `functions`: the legacy spelling of tools
         declarations = []
         for fn in map(dict, functions):
@@ -144,6 +152,10 @@ def to_vertex(record: Record) -> tuple[Record, list[str]]:
     if not CHAT_FIELDS.issuperset(record):
         changes.append("vertex.fields_dropped")
     return out, changes
+
+
+def _in_call_order(responses: list[tuple[int, Record]]) -> list[Record]:
+    return [part for _, part in sorted(responses, key=lambda r: r[0])]  # stable: answers to unknown calls keep theirs
 
 
 def _text_of(parts: list[Record]) -> str:

@@ -86,8 +86,12 @@ def _overlap(tmp: Path) -> Path:
     return write_lines(tmp / "train.jsonl", [chat(i) for i in range(12)])
 
 
+IMAGE = {"type": "image_url", "image_url": {"url": "https://x/a.png"}}
+LEGACY_CALL = {"role": "assistant", "content": None, "function_call": {"name": "add", "arguments": "{a: 2}"}}
+
 CASES = [
     # the file and its bytes
+    Case("gzip-file", "file.compressed", 1, make=_write("data.jsonl.gz", b"\x1f\x8b\x08\x00" + bytes(40))),
     Case("empty-file", "file.empty", None, make=_write("empty.jsonl", b"")),
     Case("only-blank-lines", "file.empty", None, make=_write("blank.jsonl", b"\n  \n\n")),
     Case("not-found", "file.not_found", None, make=lambda tmp: tmp / "missing.jsonl"),
@@ -378,6 +382,37 @@ CASES = [
         [GOOD, msgs({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "/tmp/a.png"}}]}, BOT)],
         args=["--for", "azure_openai"],
         target="azure_openai",
+    ),
+    # shapes that once crashed the checks, or passed them and then crashed a conversion
+    Case(
+        "image-url-a-string",
+        "missing_content",
+        2,
+        [GOOD, msgs({"role": "user", "content": [{"type": "image_url", "image_url": "https://x/a.png"}]}, BOT)],
+    ),
+    Case("image-in-an-assistant-turn", "image_role", 2, [GOOD, msgs(USER, {"role": "assistant", "content": [IMAGE]})]),
+    Case(
+        "legacy-call-arguments-not-json",
+        "tool_call_arguments_json",
+        2,
+        [GOOD, msgs(USER, LEGACY_CALL, {"role": "function", "name": "add", "content": "4"}, BOT)],
+        target="vertex",
+    ),
+    Case(
+        "legacy-call-arguments-an-object",
+        "tool_call_malformed",
+        2,
+        [GOOD, msgs(USER, {**LEGACY_CALL, "function_call": {"name": "add", "arguments": {"a": 2}}}, BOT)],
+        target="vertex",
+    ),
+    Case("messages-a-number", "missing_messages_list", 2, [GOOD, {"messages": 1}], target="vertex"),
+    Case("role-a-list", "unrecognized_role", 2, [GOOD, msgs({"role": ["user"], "content": "hi"}, BOT)]),
+    Case("legacy-functions-a-number", "tools_type", 2, [GOOD, msgs(USER, BOT, functions=1)], target="vertex"),
+    Case(
+        "sharegpt-tools-a-number",
+        "tools_type",
+        1,
+        [{"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}], "tools": 1}],
     ),
     Case(
         "openai-text-only",
