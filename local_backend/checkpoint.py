@@ -112,18 +112,28 @@ def _prune(run: RunFiles, keep: int | None) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def load(path: Path, *, peft_model: Any, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
-    """Restore adapter, optimizer and scheduler from `path`; returns the trainer state (step, history, RNG, ...),
-    whose RNG the caller restores at the moment the next step starts."""
-    from peft.utils import get_peft_model_state_dict
+def read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A checkpoint's adapter weights and trainer state (step, history, RNG, fingerprint, ...), read whole before
+    anything is changed, so that a damaged or refused checkpoint leaves the model as it was."""
     from safetensors.torch import load_file
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-    try:  # both read before anything is changed, so a damaged checkpoint leaves the model as it was
-        weights = load_file(str(path / "adapter_model.safetensors"))
-        state = torch.load(path / "trainer_state.pt", weights_only=False)
+    try:
+        return load_file(str(path / "adapter_model.safetensors")), torch.load(
+            path / "trainer_state.pt", weights_only=False
+        )
     except Exception as exc:  # safetensors' SafetensorError, a truncated zip, a missing file, a bad pickle
         raise DamagedCheckpoint(f"{path.name}: {type(exc).__name__}: {exc}") from exc
+
+
+def restore(
+    path: Path, weights: dict[str, torch.Tensor], state: dict[str, Any], *, peft_model: Any, optimizer: Any,
+    scheduler: Any,
+) -> None:  # fmt: skip
+    """Put what `read` gave into the adapter, optimizer and scheduler; the caller restores the RNG at the moment
+    the next step starts."""
+    from peft.utils import get_peft_model_state_dict
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
     named = trainable(peft_model)
     # the file's names for the live parameters (no embedding-layer lookup, which may ask the Hub)
     params = get_peft_model_state_dict(peft_model, state_dict=named, save_embedding_layers=False)
@@ -136,7 +146,6 @@ def load(path: Path, *, peft_model: Any, optimizer: torch.optim.Optimizer, sched
     options = StateDictOptions(full_state_dict=True, strict=False)  # a parameter that never had a gradient has none
     set_optimizer_state_dict(peft_model, optimizer, _by_name(state["optimizer"], list(named)), options=options)
     scheduler.load_state_dict(state["scheduler"])
-    return state
 
 
 def _by_name(saved: dict[str, Any], names: list[str]) -> dict[str, Any]:

@@ -21,8 +21,8 @@ RESUME = ("auto", "never", "must")
 
 _FREE_ON_RESUME = frozenset({
     "train_file", "validation_file", "output_dir", "attention", "compile", "fused_lora", "gradient_checkpointing",
-    "fsdp", "loss_chunk_size", "save_steps", "save_total_limit", "eval_steps", "logging_steps", "report_to", "run_name",
-    "resume", "merge", "trust_remote_code",
+    "fsdp", "loss_chunk_size", "check_loss", "save_steps", "save_total_limit", "eval_steps", "logging_steps",
+    "report_to", "run_name", "resume", "merge", "trust_remote_code",
 })  # fmt: skip
 
 
@@ -92,6 +92,7 @@ class TrainConfig:
     fsdp: bool = False  # with several GPUs: shard the base model across them (FSDP2), for models too big for one
     loss_chunk_size: int = 4096  # supervised tokens per chunk of the lm_head + cross-entropy
     dtype: str = "auto"  # "auto" (bf16 autocast on GPU, fp32 on CPU) | "bf16" | "fp32"
+    check_loss: bool = True  # before training, compare the loss with the model's own (local_backend/selfcheck.py)
 
     # bookkeeping
     save_steps: int | None = None  # checkpoint every N optimizer steps (and always at the end)

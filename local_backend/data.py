@@ -134,8 +134,13 @@ def resolve_template(tokenizer: Any, override: str | None) -> tuple[str, str]:
     tokenizer's own, or the fallback."""
     if override:
         return template_text(override), "config"
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.chat_template, "tokenizer"
+    own = getattr(tokenizer, "chat_template", None)
+    if isinstance(own, dict):  # named templates (Hermes, Command-R): the one transformers uses by default
+        if not isinstance(own.get("default"), str):
+            raise DataError(f"the tokenizer has chat templates {sorted(own)} and no 'default': set `chat_template`")
+        return own["default"], "tokenizer"
+    if own:
+        return own, "tokenizer"
     return FALLBACK_TEMPLATE, "fallback"
 
 
@@ -195,12 +200,13 @@ def assistant_spans(
 
 
 def tokenize_with_labels(tokenizer: Any, text: str, spans: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
-    """Token ids of `text` and labels: a token is supervised when it starts inside a span."""
+    """Token ids of `text` and labels: a token is supervised when it overlaps a span (a reply's first word may
+    start in the prompt, when the prompt ends in a space the word's token takes)."""
     if getattr(tokenizer, "is_fast", False):
         enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         ids = list(enc["input_ids"])
         labels = [
-            tok if any(a <= start < b for a, b in spans) and end > start else IGNORE
+            tok if any(start < b and end > a for a, b in spans) else IGNORE
             for tok, (start, end) in zip(ids, enc["offset_mapping"], strict=True)
         ]
         return ids, labels

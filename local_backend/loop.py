@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from local_backend import checkpoint
+from local_backend import checkpoint, selfcheck
 from local_backend.config import ConfigError, TrainConfig
 from local_backend.data import Example, collate, plan_batches
 from local_backend.distributed import Distributed, shard, whole
@@ -44,13 +44,15 @@ class TokenLoss(torch.nn.Module):
         self.chunk = chunk
         self.chunk_fn: Any = chunk_loss_and_grad
 
-    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+    def hidden_at_targets(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The hidden states of the positions whose next token is supervised."""
         kwargs = {k: batch[k] for k in _FORWARD_KEYS if k in batch}
         hidden = self.backbone(input_ids=batch["input_ids"], use_cache=False, **kwargs)[0]
-        selected = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch["target_index"])
-        return linear_cross_entropy(
-            selected, self.head, batch["targets"], chunk=self.chunk, softcap=self.softcap, chunk_fn=self.chunk_fn
-        )
+        return hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch["target_index"])
+
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        return linear_cross_entropy(self.hidden_at_targets(batch), self.head, batch["targets"], chunk=self.chunk,
+                                    softcap=self.softcap, chunk_fn=self.chunk_fn)  # fmt: skip
 
 
 @dataclass
@@ -159,6 +161,13 @@ class Trainer:
         cuda = self.device.type == "cuda"
         if self.cfg.fused_lora is True or (self.cfg.fused_lora == "auto" and cuda and self.cfg.quantize == "none"):
             self.fused_lora_layers = fuse_lora_layers(self.peft_model)
+        if self.cfg.check_loss and not self.dist.sharding(self.cfg.fsdp):  # (before compiling: other shapes)
+            checked = selfcheck.check(
+                self.loss_fn, self.peft_model, self.train_examples, packed=self.cfg.packing, pad_id=self.pad_id,
+                device=self.device, autocast=self.precision.autocast,
+            )  # fmt: skip
+            if checked is not None:
+                self._event(checked, kind="status")
         if self.compiled:
             import torch._dynamo
 
@@ -278,7 +287,7 @@ class Trainer:
         found = self.run.checkpoint_dirs() if cfg.resume != "never" else []
         if cfg.resume == "must" and not found:
             raise ConfigError(f"train config: resume = 'must' but {self.run.checkpoints} holds no checkpoint")
-        latest, state = self._load_newest(found, optimizer, scheduler)
+        latest, weights, state = self._read_newest(found)
         if latest is not None:
             legacy = hashlib.sha256(json.dumps(self.steps).encode()).hexdigest()[:16]  # before 2026-11-27
             if state.get("fingerprint") == legacy:
@@ -290,6 +299,8 @@ class Trainer:
                     "optimizer, batching, seed, steps), so it cannot be continued here; use a new output_dir, or "
                     "the settings and data it was made with"
                 )
+            checkpoint.restore(latest, weights, state, peft_model=self.peft_model, optimizer=optimizer,
+                               scheduler=scheduler)  # fmt: skip
             start, self.history = state["step"], state["history"]
             ranks = state.get("rng_by_rank") or []  # (checkpoints before 2026-11-27 hold rank 0's alone)
             rng = ranks[self.dist.rank] if len(ranks) == self.dist.world else state["rng"]
@@ -299,23 +310,24 @@ class Trainer:
             initial_val = self.evaluate()
             self._event(f"step 0/{total} val_loss {initial_val:.4f}", kind="metrics", step=0, val_loss=initial_val)
 
-        if self.dist.main:
+        if self.dist.main:  # only now: a refused resume leaves the run's config as it was
+            self.cfg.save(self.run.config)
             self.run.update_status(state=RUNNING, phase="training", step=start, total_steps=total)
         if rng is not None:
             checkpoint.set_rng_state(rng)
         return self._steps(start, total, optimizer, scheduler, initial_val)
 
-    def _load_newest(self, found: list[Path], optimizer: Any, scheduler: Any) -> tuple[Path | None, dict[str, Any]]:
-        """The newest checkpoint that can be read, loaded; a damaged one is reported and the one before tried."""
+    def _read_newest(self, found: list[Path]) -> tuple[Path | None, dict[str, torch.Tensor], dict[str, Any]]:
+        """The newest checkpoint that can be read, read; a damaged one is reported and the one before tried."""
         for path in reversed(found):
             try:
-                return path, checkpoint.load(path, peft_model=self.peft_model, optimizer=optimizer, scheduler=scheduler)
+                return path, *checkpoint.read(path)
             except checkpoint.DamagedCheckpoint as exc:
                 self._event(f"checkpoint {exc} is damaged: skipped", kind="status", level="warning")
         if found:
             raise ConfigError(f"train config: every checkpoint in {self.run.checkpoints} is damaged; move them "
                               "aside to start again from step 0")  # fmt: skip
-        return None, {}
+        return None, {}, {}
 
     def _save(
         self, step: int, optimizer: Any, scheduler: Any, initial_val: float | None, metrics: dict[str, float]

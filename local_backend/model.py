@@ -34,17 +34,48 @@ def pick_precision(cfg: TrainConfig, device: torch.device) -> Precision:
 
 def pick_attention(cfg: TrainConfig, device: torch.device) -> str:
     """With "auto": the varlen kernel for packed rows on CUDA, else SDPA (which, given restarting position_ids and no
-    attention mask, builds a block-diagonal mask: correct, dense)."""
-    if cfg.attention == "varlen" or (cfg.attention == "auto" and cfg.packing and device.type == "cuda"):
+    attention mask, builds a block-diagonal mask: correct, dense); eager for a model whose attention soft-caps its
+    scores, which SDPA cannot. The varlen kernel attends to the whole example, so a model with a sliding window
+    shorter than an example does not get it."""
+    limit = _varlen_limit(cfg)
+    if cfg.attention == "varlen" and limit:
+        raise ConfigError(f"train config: attention = 'varlen': {limit}; use attention: auto")
+    if cfg.attention == "varlen" or (cfg.attention == "auto" and cfg.packing and device.type == "cuda" and not limit):
         if cfg.attention == "auto" and not attention.kernel_available():
             return "sdpa"
         return attention.register()
-    return "sdpa" if cfg.attention == "auto" else cfg.attention
+    if cfg.attention == "auto":
+        return "eager" if limit and "soft-caps" in limit else "sdpa"
+    return cfg.attention
+
+
+def _varlen_limit(cfg: TrainConfig) -> str | None:
+    """Why the model's attention is not what the varlen kernel computes, if it is not."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    except (OSError, ValueError):  # loading the model itself will say what is wrong
+        return None
+    text = config.get_text_config()
+    if getattr(text, "attn_logit_softcapping", None):
+        return f"{text.model_type} soft-caps its attention scores, which the varlen kernel does not"
+    window = getattr(text, "sliding_window", None)
+    if getattr(text, "use_sliding_window", True) and isinstance(window, int) and 0 < window < cfg.max_seq_length:
+        return (
+            f"{text.model_type} attends within a sliding window of {window} tokens, shorter than max_seq_length "
+            f"{cfg.max_seq_length}, which the varlen kernel does not"
+        )
+    return None
 
 
 def load_tokenizer(cfg: TrainConfig) -> Any:
+    from pathlib import Path
+
     from transformers import AutoTokenizer
 
+    if cfg.model.startswith(("/", "./", "../", "~")) and not Path(cfg.model).expanduser().is_dir():
+        raise ConfigError(f"train config: model = {cfg.model!r}: no such folder (a path, not a Hub id)")
     tokenizer = AutoTokenizer.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code)
     if tokenizer.pad_token_id is None:
         # Safe: labels are built before padding, and padded positions are never supervised.
@@ -123,7 +154,16 @@ def apply_lora(model: Any, cfg: TrainConfig) -> Any:
         target_modules=cfg.target_modules,
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, lora)
+    tied = model.get_output_embeddings() is not None and model.get_output_embeddings().weight is getattr(
+        model.get_input_embeddings(), "weight", None
+    )
+    peft_model = get_peft_model(model, lora)
+    if cfg.merge and tied and hasattr(peft_model.get_base_model().get_output_embeddings(), "lora_A"):
+        raise ConfigError(
+            "train config: merge = true with LoRA on the output layer, which this model ties to its input "
+            "embeddings: a merge would change both. Leave lm_head out of target_modules, or set merge = false"
+        )
+    return peft_model
 
 
 def backbone_and_head(peft_model: Any) -> tuple[torch.nn.Module, torch.nn.Module, float | None]:
@@ -131,8 +171,6 @@ def backbone_and_head(peft_model: Any) -> tuple[torch.nn.Module, torch.nn.Module
     causal_lm = peft_model.get_base_model()
     backbone = getattr(causal_lm, causal_lm.base_model_prefix)
     softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
-    if getattr(causal_lm.config, "logit_scale", None) not in (None, 1, 1.0):
-        raise ConfigError("train config: models that scale their logits (logit_scale) are not supported yet")
     return backbone, causal_lm.get_output_embeddings(), softcap
 
 

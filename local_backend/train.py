@@ -59,7 +59,6 @@ def _train(config: TrainConfig, stop: Any) -> dict[str, Any]:
     if dist.main:
         run.root.mkdir(parents=True, exist_ok=True)
         run.start_clock()
-        config.save(run.config)
         # the process a watcher follows and stops: under torchrun, torchrun itself (its workers are its children)
         pid = os.getpid() if dist.world == 1 else os.getppid()
         stamp = process_stamp(pid)

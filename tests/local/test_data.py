@@ -220,3 +220,31 @@ def test_filler_is_cut_into_segments_no_longer_than_an_example() -> None:
     assert batch["cu_seq_lens_q"].tolist() == [0, 3, 7, 11, 12]
     assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1, 2, 3, 0, 1, 2, 3, 0]]
     assert batch["targets"].tolist() == [2, 3]
+
+
+def test_a_reply_whose_first_token_starts_in_the_prompt_is_trained_from_it(llama_model: Path, tmp_path: Path) -> None:
+    """A generation prompt ending in a space ("Assistant: "): the reply's first word takes that space."""
+    template = (
+        "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}User: {{ m['content'] }}\n\n"
+        "{% else %}Assistant: {{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}Assistant: {% endif %}"
+    )
+    turns = [{"role": "user", "content": "reverse: alpha beta"}, {"role": "assistant", "content": "beta alpha"}]
+    path = write_jsonl(tmp_path / "one.jsonl", [{"messages": turns}])
+    tokenizer = tokenizer_of(llama_model)
+    examples, _ = load_examples(path, tokenizer, max_seq_length=256, chat_template=template)
+    assert supervised_runs(tokenizer, examples[0]) == [" beta alpha" + tokenizer.eos_token]
+
+
+def test_named_chat_templates_use_the_default_one(llama_model: Path, chat_data, tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = tokenizer_of(llama_model)
+    own = tokenizer.chat_template
+    tokenizer.chat_template = {"default": own, "tool_use": own}  # as Hermes and Command-R tokenizers ship
+    tokenizer.save_pretrained(tmp_path / "named")
+    named = AutoTokenizer.from_pretrained(tmp_path / "named")
+    assert isinstance(named.chat_template, dict)
+    examples, _ = load_examples(chat_data[0], named, max_seq_length=256)
+    expected, _ = load_examples(chat_data[0], tokenizer_of(llama_model), max_seq_length=256)
+    assert examples == expected

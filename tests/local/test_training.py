@@ -278,6 +278,29 @@ def test_a_damaged_newest_checkpoint_is_skipped_for_the_one_before(
         train(cfg)
 
 
+def test_a_resume_with_another_lora_shape_is_refused_and_changes_nothing(
+    llama_model: Path, chat_data, tmp_path: Path
+) -> None:
+    cfg = config(llama_model, chat_data, tmp_path / "run", max_steps=3, save_steps=100)
+    paused_after_one_step(cfg)
+    run = RunFiles(cfg.output_dir)
+    before = run.config.read_text()
+    for changed in ({"lora_rank": 4}, {"target_modules": ["q_proj"]}):  # the adapter's tensors change shape
+        with pytest.raises(ConfigError, match="other data or training settings"):
+            train(config(llama_model, chat_data, run.root, max_steps=3, save_steps=100, **changed))
+        assert run.config.read_text() == before  # what `fth resume` starts again from
+    assert train(cfg)["status"] == "succeeded"
+
+
+def test_model_problems_found_before_training(llama_model: Path, qwen_model: Path, chat_data, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such folder"):
+        train(config(tmp_path / "not-there", chat_data, tmp_path / "r1"))
+    tied_head = {"target_modules": ["q_proj", "lm_head"], "merge": True}  # qwen2's output layer is its embeddings
+    with pytest.raises(ConfigError, match="ties to its input embeddings"):
+        train(config(qwen_model, chat_data, tmp_path / "r2", max_steps=1, **tied_head))
+    assert not RunFiles(tmp_path / "r2").checkpoint_dirs()
+
+
 def test_resume_after_kill_continues_identically(llama_model: Path, chat_data, tmp_path: Path) -> None:
     settings = {"max_steps": 36, "batch_size": 2, "lora_dropout": 0.1, "save_steps": 3, "eval_steps": 12}
     straight = train(config(llama_model, chat_data, tmp_path / "straight", **settings))
