@@ -66,8 +66,7 @@ def plan(
         spec.data.train,
         provider,
         validation=spec.data.validation,
-        suffix=spec.suffix,
-        model=job.base_model(),
+        model=job.base_model(),  # (no suffix: the adapter's check() has the platform's suffix rules)
         fmt=spec.data.format,
     )
     problems += [Problem(f.severity, f"{f.location()}: [{f.rule}] {f.message}", f.fix) for f in findings]

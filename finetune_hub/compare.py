@@ -216,10 +216,12 @@ def compare(
     include_base: bool = False,
     limit: int | None = None,
     clients: Mapping[str, Any] | None = None,
+    models: Mapping[str, str] | None = None,
 ) -> Comparison:
     """Summaries of the jobs `refs`; with `eval_file`, each fine-tuned model (and, with `include_base`, each
-    distinct base model) answers the held-out prompts, scored by `metrics`. `clients` injects an SDK client
-    per provider (for emulators); otherwise adapters connect as usual."""
+    distinct base model) answers the held-out prompts, scored by `metrics`. `models` names what to ask for a job
+    (job ref → a deployment, as Azure needs, or a checkpoint) instead of its fine-tuned model id. `clients`
+    injects an SDK client per provider (for emulators); otherwise adapters connect as usual."""
     from finetune_hub import api
     from finetune_hub.evaluation import load_prompts, scorer
     from finetune_hub.store import JobStore
@@ -229,6 +231,7 @@ def compare(
     summaries = [summarize(r, store) for r in records]
     if eval_file is None:
         return Comparison(utcnow().isoformat(), summaries)
+    asked = {store.get(ref).id: name for ref, name in (models or {}).items()}
     prompts = load_prompts(eval_file, limit)
     scorers = {name: scorer(name) for name in metrics}  # a typo fails here, before any model is asked
     evaluations: list[Evaluation] = []
@@ -244,10 +247,21 @@ def compare(
         if not (tuned or base):
             continue
         job = api.open_job(record.id, store=store, client=(clients or {}).get(record.provider))
-        if tuned:
-            evaluations.append(evaluate(job, str(record.model), prompts, scorers))
+        deployed = not job.answers_through_deployments  # else a model answers only through a deployment
+        if tuned and (deployed or record.id in asked):
+            evaluations.append(evaluate(job, asked.get(record.id, str(record.model)), prompts, scorers))
+        elif tuned:
+            why = (f"not asked: {record.provider} answers through a deployment; deploy {record.model} (`fth status "
+                   f"{record.id}` says how), then --model {record.id}=<deployment>")  # fmt: skip
+            evaluations.append(Evaluation(record.id, record.id, record.provider, str(record.model), False, {}, 0,
+                                          len(prompts), error=why))  # fmt: skip
         if base:
             bases_done.add((record.provider, summary.base_model))
-            evaluations.append(evaluate(job, summary.base_model, prompts, scorers, is_base=True))
+            if deployed:
+                evaluations.append(evaluate(job, summary.base_model, prompts, scorers, is_base=True))
+            else:
+                why = f"not asked: {record.provider} answers through deployments, and base models take none here"
+                evaluations.append(Evaluation(f"base {summary.base_model}", record.id, record.provider,
+                                              summary.base_model, True, {}, 0, len(prompts), error=why))  # fmt: skip
     shown = [{"line": p.line, "prompt": _prompt_text(p), "reference": p.reference} for p in prompts]
     return Comparison(utcnow().isoformat(), summaries, list(metrics), str(eval_file), shown, evaluations)

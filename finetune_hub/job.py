@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from finetune_hub.store import JobRecord, JobStore
 
 T = TypeVar("T")
+MAX_RETRY_AFTER = 120.0  # seconds: a longer Retry-After is passed on as the error, not waited for
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,8 @@ class FineTuneJob(ABC):
     status_map: ClassVar[Mapping[str, JobStatus]]
     #: the platform's settings block in the spec (`providers: {<name>: {...}}`), validated by this model
     settings_model: ClassVar[type[BaseModel] | None] = None
+    #: whether models answer only through a deployment the user names (Azure), not by their model id
+    answers_through_deployments: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -271,6 +274,11 @@ class FineTuneJob(ABC):
         return cls.capabilities.get(capability, "not declared") is None
 
     @classmethod
+    def fitted_suffix(cls, suffix: str) -> str:
+        """`suffix` as this platform takes it: what `fth rerun` carries over from another platform's job."""
+        return suffix
+
+    @classmethod
     def unsupported(cls, capability: Capability) -> UnsupportedFeature:
         reason = cls.capabilities.get(capability) or "not declared by the adapter"
         return UnsupportedFeature(f"{cls.provider} does not support {capability.value}: {reason}")
@@ -310,7 +318,8 @@ class FineTuneJob(ABC):
         paths = {}
         for role, source in self.data_files().items():
             out = out_dir / role / f"{source.stem}.jsonl"
-            changes = data.convert(source, to=self.provider, out=out, fmt=self.data_format, model=model).changes
+            converted = data.convert(source, to=self.provider, out=out, fmt=self.data_format, model=model, role=role)
+            changes = converted.changes
             report += [f"{role}: {change}" for change in changes]
             paths[role] = out
         return paths, report
@@ -379,8 +388,8 @@ class FineTuneJob(ABC):
             try:
                 return call()
             except ProviderError as exc:
-                if not exc.retryable or attempt == attempts:
-                    raise
+                if not exc.retryable or attempt == attempts or (exc.retry_after or 0) > MAX_RETRY_AFTER:
+                    raise  # (a platform that asks for an hour's wait is told to the user, not slept through)
                 wait(exc.retry_after if exc.retry_after is not None else backoff.next())
         raise AssertionError("unreachable")
 

@@ -162,6 +162,10 @@ def plan_rerun(
             _set(mapped, dotted, value)
             changes.append(Change(dotted, "auto", value, f"pinned to what {record.provider} picked for {record.id}"))
 
+    if (suffix := mapped.get("suffix")) and (fitted := target_cls.fitted_suffix(suffix)) != suffix:
+        changes.append(Change("suffix", suffix, fitted, f"{provider}'s rules for model-name suffixes"))
+        mapped["suffix"] = fitted
+
     spec = FineTuneSpec.model_validate(mapped)
     checked = api.plan(spec, provider, over_budget_ok=over_budget_ok)
     return RerunPlan(

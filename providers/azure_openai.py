@@ -49,12 +49,16 @@ class AzureOpenAIJob(OpenAIJob):
     provider: ClassVar[str] = "azure_openai"
     settings_model: ClassVar[type[BaseModel] | None] = AzureOpenAISettings
     settings: AzureOpenAISettings
+    answers_through_deployments = True
     #: seconds between checks while Azure processes an uploaded file
     processing_poll_s: float = 2.0  # first wait between file-status checks; it grows to 30 s
     processing_timeout_s: float = 1800.0
 
     def connect(self) -> Any:
-        endpoint = os.environ.get("AZURE_OPENAI_ENDPOINT", "").rstrip("/")
+        # the resource URL; Azure's v1 samples give the API's base URL (…/openai/v1/), which means the same
+        endpoint = (
+            os.environ.get("AZURE_OPENAI_ENDPOINT", "").rstrip("/").removesuffix("/openai/v1").removesuffix("/openai")
+        )
         if not endpoint:
             raise ConfigError(
                 "AZURE_OPENAI_ENDPOINT is not set",
@@ -97,10 +101,14 @@ class AzureOpenAIJob(OpenAIJob):
                 Problem(
                     "error",
                     f"suffix {suffix!r}: Azure takes at most {SUFFIX_MAX} characters and no '.'",
-                    hint="shorten the suffix in the spec, e.g. " + repr(suffix.replace(".", "-")[:SUFFIX_MAX]),
+                    hint="shorten the suffix in the spec, e.g. " + repr(self.fitted_suffix(suffix)),
                 )
             )
         return problems
+
+    @classmethod
+    def fitted_suffix(cls, suffix: str) -> str:
+        return suffix.replace(".", "-")[:SUFFIX_MAX]
 
     def _create_params(self, prepared: Any, idempotency_key: str) -> dict[str, Any]:
         params = super()._create_params(prepared, idempotency_key)

@@ -23,7 +23,7 @@ import openai
 from pydantic import BaseModel, ConfigDict, Field
 
 from finetune_hub import data
-from finetune_hub.errors import AuthError, NotFound, ProviderError, http_error, retry_after
+from finetune_hub.errors import AuthError, FthError, NotFound, ProviderError, http_error, retry_after
 from finetune_hub.job import FineTuneJob, JobState, PreparedData
 from finetune_hub.records import Capability, Checkpoint, JobEvent, JobResult, JobStatus, Problem
 
@@ -66,12 +66,19 @@ def parse_results(text: str) -> list[dict[str, float]]:
     """The results CSV (step, train_loss, valid_loss, ...) as numbers per step; empty cells left out.
     Azure has served this file base64-encoded [B], so that is undone first."""
     if not text.lstrip().startswith("step"):
-        with suppress(binascii.Error, UnicodeDecodeError):
-            text = base64.b64decode(text, validate=True).decode("utf-8")
-    rows = []
-    for row in csv.DictReader(io.StringIO(text.lstrip("\ufeff"))):
-        rows.append({k.strip(): float(v) for k, v in row.items() if k and v not in (None, "")})
-    return rows
+        with suppress(binascii.Error, UnicodeDecodeError):  # (line breaks and a last newline are base64's too)
+            text = base64.b64decode("".join(text.split()), validate=True).decode("utf-8")
+    return [
+        {k.strip(): number for k, v in row.items() if k and (number := _number(v)) is not None}
+        for row in csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    ]
+
+
+def _number(cell: object) -> float | None:
+    try:
+        return float(cell) if isinstance(cell, str) and cell.strip() else None
+    except ValueError:  # a cell that is not a number says nothing we chart
+        return None
 
 
 def public_url(url: object) -> str:
@@ -321,18 +328,28 @@ class OpenAIJob(FineTuneJob):
         job = self._job()
         if job.status != "succeeded":
             raise self.no_result_yet(job.status)
-        with sdk_errors("read the results file"):
-            history = parse_results(self.client.files.content(job.result_files[0]).text) if job.result_files else []
+        extra: dict[str, Any] = {"result_files": list(job.result_files)}
+        try:
+            with sdk_errors("read the results file"):
+                history = parse_results(self.client.files.content(job.result_files[0]).text) if job.result_files else []
+        except FthError as exc:  # (deleted, or a key without Files read): the model is the result that matters
+            if exc.retryable:
+                raise
+            history, extra["results_unreadable"] = [], str(exc)
         final: dict[str, float] = {}
         for row in history:
             final.update(row)  # each metric's last reported value (validation is not reported every step)
+        # `hyperparameters` is only returned for supervised jobs; a DPO job's are under method.dpo
+        method = getattr(job.method, job.method.type, None) if job.method else None
+        used = job.hyperparameters or getattr(method, "hyperparameters", None)
+        extra["hyperparameters"] = used.model_dump() if used is not None else {}
         return JobResult(
             model=job.fine_tuned_model,
             trained_tokens=job.trained_tokens,
             metrics=final,
             history=history,
             deployment_hint=self._deployment_hint(job),
-            extra={"result_files": list(job.result_files), "hyperparameters": job.hyperparameters.model_dump()},
+            extra=extra,
         )
 
     def _deployment_hint(self, job: Any) -> str | None:

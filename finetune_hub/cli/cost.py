@@ -43,6 +43,12 @@ def register(sub: Any) -> None:
     p.add_argument("--base", action="store_true", help="also ask each job's base model")
     p.add_argument("--limit", type=positive_int, help="use only the first N held-out prompts")
     p.add_argument(
+        "--model",
+        action="append",
+        metavar="JOB=NAME",
+        help="ask NAME for JOB instead of its fine-tuned model id: an Azure deployment, a checkpoint (repeatable)",
+    )
+    p.add_argument(
         "--report", action="append", help="write a report: .html, .md or .json by suffix (repeatable; a folder: all)"
     )
     add_json_flag(p)
@@ -203,16 +209,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
     # a bad report path fails here, before any model is asked (each answer is a paid request)
     for ref in args.report or []:
         report.format_of(Path(ref))
-    if not args.eval_file and (args.metric or args.base or args.limit):
-        from finetune_hub.errors import ConfigError
+    from finetune_hub.errors import ConfigError
 
-        raise ConfigError("--metric, --base and --limit score answers: they need --eval FILE", hint="or leave them out")
+    if not args.eval_file and (args.metric or args.base or args.limit or args.model):
+        raise ConfigError(
+            "--metric, --base, --limit and --model are about answers: they need --eval FILE", hint="or leave them out"
+        )
+    models = {}
+    for pair in args.model or []:
+        job, _, name = pair.partition("=")
+        if not job or not name:
+            raise ConfigError(f"--model {pair!r}: give JOB=NAME", hint="e.g. --model 3f2a=my-deployment")
+        models[job] = name
     comparison = compare(
         args.jobs,
         eval_file=Path(args.eval_file) if args.eval_file else None,
         metrics=args.metric or ["exact", "rouge-l"],
         include_base=args.base,
         limit=args.limit,
+        models=models,
     )
     written = [report.write(comparison, Path(p)) for p in args.report or []]
     if args.json:

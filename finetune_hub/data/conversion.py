@@ -95,9 +95,11 @@ def convert(
     model: str | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
+    role: str = "train",
 ) -> ConversionReport:
     """Write `source` as platform `to` reads it (see exporters.TARGETS); raises ConversionError on bad data.
-    `progress` is called with the bytes scanned as the scan goes."""
+    `progress` is called with the bytes scanned as the scan goes; `role` "validation" checks the file as a
+    validation file (no minimum number of examples)."""
     if to not in TARGETS:
         raise DataError(f"unknown conversion target {to!r}", hint=f"use one of: {', '.join(TARGETS)}")
     source, out = Path(source), Path(out)
@@ -120,6 +122,7 @@ def convert(
             out_dir=Path(tmp),
             workers=workers,
             progress=progress,
+            role=role,
         )
         found = result.findings.sorted()
         if result.findings.errors:

@@ -147,6 +147,19 @@ def test_rerun_maps_the_job_to_azure_and_reports_what_changed(emulator: OpenAIEm
     assert any(f"rerun on azure_openai as {done.job_id}" in e.message for _, e in JobStore().events(job_id))
 
 
+def test_rerun_fits_a_suffix_to_the_targets_rules(emulator: OpenAIEmulator, spec_path: Path) -> None:
+    """OpenAI takes 'terse-capitals-v1.2'; Azure takes 18 characters and no '.': rerun must not be stuck on it."""
+    spec = yaml.safe_load(spec_path.read_text())
+    spec_path.write_text(yaml.safe_dump({**spec, "suffix": "terse-capitals-v1.2"}))
+    job_id = finished_openai_job(emulator, spec_path)
+    planned = plan_rerun(job_id, "azure_openai")
+    change = next(c for c in planned.changes if c.field == "suffix")
+    assert (change.before, change.after) == ("terse-capitals-v1.2", "terse-capitals-v1-")
+    assert not planned.errors
+    done = rerun(job_id, "azure_openai")
+    assert emulator.jobs[JobStore().get(done.job_id or "").remote_id or ""].wire["suffix"] == "terse-capitals-v1-"
+
+
 def test_rerun_drops_what_the_target_cannot_take_and_stops_on_errors(
     emulator: OpenAIEmulator, spec_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

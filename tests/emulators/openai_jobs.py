@@ -34,6 +34,7 @@ class Job:
     events: list[dict[str, Any]] = field(default_factory=list)
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, float]] = field(default_factory=list)
+    epochs: int = 1
 
     @classmethod
     def create(
@@ -43,6 +44,11 @@ class Job:
         chosen = method.get(method["type"], {}).get("hyperparameters", {})
         epochs = 3 if chosen.get("n_epochs", "auto") == "auto" else chosen["n_epochs"]
         batch = 1 if chosen.get("batch_size", "auto") == "auto" else chosen["batch_size"]
+        multiplier = chosen.get("learning_rate_multiplier", "auto")
+        resolved = {**chosen, "n_epochs": epochs, "batch_size": batch,
+                    "learning_rate_multiplier": 1.8 if multiplier == "auto" else multiplier}  # fmt: skip
+        if method["type"] != "supervised":  # the top-level field is "only returned when running supervised jobs"
+            method = {**method, method["type"]: {**method.get(method["type"], {}), "hyperparameters": resolved}}
         wire = {
             "id": job_id,
             "object": "fine_tuning.job",
@@ -50,7 +56,7 @@ class Job:
             "error": None,
             "fine_tuned_model": None,
             "finished_at": None,
-            "hyperparameters": {"n_epochs": epochs, "batch_size": batch, "learning_rate_multiplier": 1.8},
+            "hyperparameters": resolved if method["type"] == "supervised" else None,
             "model": body["model"],
             "organization_id": "org-emulator",
             "result_files": [],
@@ -67,7 +73,7 @@ class Job:
         }
         if "trainingType" in body:
             wire["trainingType"] = body["trainingType"]
-        return cls(wire, flavor, examples, max(1, epochs * math.ceil(len(examples) / batch)), now)
+        return cls(wire, flavor, examples, max(1, epochs * math.ceil(len(examples) / batch)), now, epochs=epochs)
 
 
 class Lifecycle:
@@ -138,8 +144,7 @@ class Lifecycle:
         job.history.append(row)
         data = {**row, "total_steps": total}
         self.event(job, at, f"Step {step}/{total}: training loss={loss}", kind="metrics", data=data)
-        epochs = job.wire["hyperparameters"]["n_epochs"]
-        if step % max(1, total // epochs) == 0 or step == total:
+        if step % max(1, total // job.epochs) == 0 or step == total:
             self._checkpoint(job, at, row)
         if step == total:
             self._succeed(job, at)
@@ -165,7 +170,7 @@ class Lifecycle:
         writer.writeheader()
         writer.writerows(job.history)
         results = self.store_file("step_metrics.csv", out.getvalue().encode(), "fine-tune-results")
-        tokens = sum(len(json.dumps(e)) // 4 for e in job.examples) * job.wire["hyperparameters"]["n_epochs"]
+        tokens = sum(len(json.dumps(e)) // 4 for e in job.examples) * job.epochs
         job.wire.update(fine_tuned_model=self.model_name(job), result_files=[results["id"]], trained_tokens=tokens)
         self.enter(job, "succeeded", at)
 

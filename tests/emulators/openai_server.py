@@ -55,11 +55,13 @@ class OpenAIEmulator(Emulator):
         self.uploads: dict[str, dict[str, Any]] = {}
         self.parts: dict[str, bytes] = {}
         self.jobs: dict[str, Job] = {}
+        self.deployments: dict[str, str] = {}  # Azure: deployment name → model; Azure answers only through these
         self.lifecycle = Lifecycle(self.clock, self._id, self._store_file)
         self._ids = itertools.count(1)
         for prefix in PREFIXES:
             for method, path, handler in self._table():
                 self.route(method, prefix + path, handler)
+        self.route("POST", "/openai/deployments/{deployment}/chat/completions", self.chat)  # the dated style
 
     def _table(self) -> list[tuple[str, str, Any]]:
         jobs = "/fine_tuning/jobs"
@@ -303,9 +305,15 @@ class OpenAIEmulator(Emulator):
     def chat(self, request: Request) -> Response:
         """Answer from the fine-tuned model's training data: a model that learned its examples by heart."""
         body = request.json()
-        job = next((j for j in self.jobs.values() if j.wire["fine_tuned_model"] == body.get("model")), None)
+        model = body.get("model")
+        if _flavor(request.path) != "openai":  # Azure: `model` (or the dated path) names a deployment
+            name = request.params.get("deployment") or model
+            if name not in self.deployments:
+                return error(404, f"The API deployment {name} does not exist", code="DeploymentNotFound")
+            model = self.deployments[name]
+        job = next((j for j in self.jobs.values() if j.wire["fine_tuned_model"] == model), None)
         if job is None:
-            return error(404, f"The model '{body.get('model')}' does not exist", param="model", code="model_not_found")
+            return error(404, f"The model '{model}' does not exist", param="model", code="model_not_found")
         asked = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
         answer = "I don't know."
         for example in job.examples:

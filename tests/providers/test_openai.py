@@ -210,6 +210,11 @@ def test_rate_limits_wait_as_long_as_the_platform_says(
     waited: list[float] = []
     assert job.retrying(job.refresh, sleep=waited.append).status is JobStatus.QUEUED
     assert waited == [7.0, 7.0]
+    emulator.faults.retry_after = 86_400  # a day: said at once, not slept through
+    emulator.faults.plan("429", 1)
+    with pytest.raises(ProviderError, match="429"):
+        job.retrying(job.refresh, sleep=waited.append)
+    assert waited == [7.0, 7.0]
 
 
 def test_large_files_go_through_the_uploads_api_once(tmp_path: Path, store: JobStore, emulator: OpenAIEmulator) -> None:
@@ -360,3 +365,45 @@ def test_a_bad_validation_file_stops_prepare_before_any_upload(
     with pytest.raises(ConversionError, match=r"valid\.jsonl"):
         api.make_job("openai", spec, store=store).prepare()
     assert emulator.files == {}
+
+
+def test_a_validation_file_under_ten_examples_is_accepted_as_the_dry_run_said(
+    tmp_path: Path, store: JobStore, emulator: OpenAIEmulator
+) -> None:
+    """The ten-example minimum is the training file's; a validation file may be smaller."""
+    spec = make_spec(tmp_path)
+    write_chat_jsonl(Path(spec.data.validation or ""), 5, start=100)
+    assert not api.plan(spec, "openai").errors
+    job = api.submit(spec, "openai", store=store)
+    assert emulator.jobs[job.remote_id].wire["validation_file"]
+
+
+def test_a_dpo_job_reports_its_hyperparameters_from_its_method(
+    tmp_path: Path, store: JobStore, emulator: OpenAIEmulator
+) -> None:
+    pairs = write_dpo_jsonl(tmp_path / "data" / "pairs.jsonl", 12)
+    job = submitted(tmp_path, store, method="dpo", data={"train": str(pairs), "validation": None},
+                    hyperparameters={"epochs": 2})  # fmt: skip
+    emulator.advance(job.remote_id, "succeeded")
+    assert emulator.jobs[job.remote_id].wire["hyperparameters"] is None  # as the API: supervised jobs only
+    assert job.wait(sleep=no_sleep).status is JobStatus.SUCCEEDED
+    assert job.result().extra["hyperparameters"]["n_epochs"] == 2
+
+
+def test_a_results_file_that_cannot_be_read_still_records_the_model(
+    tmp_path: Path, store: JobStore, emulator: OpenAIEmulator
+) -> None:
+    job = submitted(tmp_path, store)
+    emulator.advance(job.remote_id, "succeeded")
+    emulator.files.pop(emulator.jobs[job.remote_id].wire["result_files"][0])  # cleaned up, or a key without Files read
+    assert job.wait(sleep=no_sleep).status is JobStatus.SUCCEEDED
+    result = job.result()
+    assert result.model and result.history == [] and "results file" in result.extra["results_unreadable"]
+    assert store.get(job.local_id or "").model == result.model
+
+
+def test_results_files_in_wrapped_base64_or_with_odd_cells_parse() -> None:
+    csv_text = "step,train_loss,valid_loss\n1,2.5,n/a\n2,1.5,1.7\n"
+    expected = [{"step": 1.0, "train_loss": 2.5}, {"step": 2.0, "train_loss": 1.5, "valid_loss": 1.7}]
+    assert parse_results(base64.encodebytes(csv_text.encode()).decode()) == expected  # lines of 76, a last newline
+    assert parse_results(base64.b64encode(csv_text.encode()).decode() + "\n") == expected

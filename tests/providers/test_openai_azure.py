@@ -119,7 +119,7 @@ def test_a_file_azure_failed_to_import_is_uploaded_again_next_time(
 @pytest.mark.parametrize("suffix", ["capitals.v2", "a-suffix-of-19-chars"])
 def test_azure_suffix_rules(tmp_path: Path, suffix: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://example.openai.azure.com")
-    errors = [p for p in api.make_job("azure_openai", make_spec(tmp_path, suffix)).check() if p.severity == "error"]
+    errors = api.plan(make_spec(tmp_path, suffix), "azure_openai").errors  # the dry run's, said once
     assert len(errors) == 1 and "18 characters" in errors[0].message and errors[0].hint
 
 
@@ -167,3 +167,38 @@ def test_a_file_azure_never_finishes_importing_stops_the_submit(
     with pytest.raises(ProviderError, match="still importing"):
         api.submit(make_spec(tmp_path), "azure_openai", store=store)
     assert not emulator.jobs
+
+
+def test_the_v1_base_url_from_azures_samples_works_as_the_endpoint(
+    tmp_path: Path, store: JobStore, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", os.environ["AZURE_OPENAI_ENDPOINT"].rstrip("/") + "/openai/v1/")
+    job = api.submit(make_spec(tmp_path), "azure_openai", store=store)
+    assert job.sync().status is JobStatus.QUEUED
+    assert {r.path.split("/")[1:3] == ["openai", "v1"] for r in emulator.requests} == {True}
+
+
+@pytest.mark.parametrize("api_version", [None, "2025-04-01-preview"])
+def test_compare_asks_azure_models_through_the_deployment_the_user_names(
+    tmp_path: Path, store: JobStore, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch, api_version: str | None
+) -> None:
+    from finetune_hub.compare import compare
+    from tests.conftest import chat_example
+
+    if api_version:
+        monkeypatch.setenv("OPENAI_API_VERSION", api_version)
+    job = api.submit(make_spec(tmp_path), "azure_openai", store=store)
+    emulator.advance(job.remote_id, "succeeded")
+    job.sync()
+    held = tmp_path / "held.jsonl"
+    held.write_text("".join(json.dumps(chat_example(i)) + "\n" for i in (0, 5)))
+    assert job.record is not None and job.record.model
+    emulator.deployments["capitals-prod"] = job.record.model
+    # without a deployment, nothing is asked (every prompt would be a 404), and the user is told what to do
+    alone = compare([job.record.id], store=store, eval_file=held, include_base=True).evaluations
+    assert [e.answered for e in alone] == [0, 0] and "--model" in (alone[0].error or "")
+    assert not [r for r in emulator.requests if r.path.endswith("/chat/completions")]
+    named = compare([job.record.id], store=store, eval_file=held, models={job.record.id[:6]: "capitals-prod"})
+    assert named.evaluations[0].answered == 2 and named.evaluations[0].scores["exact"] == 1.0
