@@ -99,9 +99,6 @@ RULES: MappingProxyType[str, Rule] = MappingProxyType(
         "message_type": _r(ERROR, "a message is not a JSON object", "each message must be an object with role/content"),
         "blank_content": _r(WARNING, "content is only whitespace", "put real text there or remove the message"),
         "name_type": _r(ERROR, "'name' is not a string", "make 'name' a string or drop it"),
-        "image_role": _r(
-            ERROR, "an image outside a user turn", "move the image into a user message; only user turns take images"
-        ),
         "weight_value": _r(ERROR, "'weight' is not 0 or 1", "use weight 0 (do not train this turn) or 1 (train it)"),
         "weight_role": _r(ERROR, "'weight' on a non-assistant message", "weight is only allowed on assistant turns"),
         "no_trained_turn": _r(
@@ -200,6 +197,11 @@ RULES: MappingProxyType[str, Rule] = MappingProxyType(
             ERROR,
             "an image URL OpenAI cannot fetch (it reads http(s):// and data: URLs only, not gs:// or file paths)",
             "host the image at an https:// URL, or embed it as data:image/png;base64,...",
+        ),
+        "openai.image_role": _r(
+            ERROR,
+            "an image in a system or assistant turn (OpenAI and Azure take images in user turns only)",
+            "move the image into a user message",
         ),
         "azure.bom_missing": _r(
             INFO, "Azure requires a UTF-8 BOM, which this file lacks", "fth convert --to azure_openai adds it"

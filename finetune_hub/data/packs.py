@@ -63,7 +63,8 @@ def record_checks(target: str, record: dict[str, Any], kind: str) -> list[Proble
 
 
 def _openai_images(record: dict[str, Any], kind: str) -> list[Problem]:
-    """Image URLs OpenAI cannot fetch (gs://, s3://, file paths): it reads http(s) and data: URLs only."""
+    """Image URLs OpenAI cannot fetch (gs://, s3://, file paths): it reads http(s) and data: URLs only; and
+    images outside user turns, which OpenAI and Azure refuse."""
     problems: list[Problem] = []
     if kind == "chat":
         lists = [("messages", record.get("messages"))]
@@ -76,6 +77,8 @@ def _openai_images(record: dict[str, Any], kind: str) -> list[Problem]:
             for j, url in _image_urls(m):  # (a missing url: rules.py says so)
                 if isinstance(url, str) and not url.startswith(("https://", "http://", "data:")):
                     problems.append(("openai.image_url", f"{where}[{i}].content[{j}] is {url[:60]!r}"))
+                if m.get("role") != "user":
+                    problems.append(("openai.image_role", f"{where}[{i}].content[{j}] is in a {m.get('role')} turn"))
     return problems
 
 

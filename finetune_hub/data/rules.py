@@ -22,7 +22,7 @@ def _type(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _check_parts(content: list[Any], where: str, role: str) -> Problem | None:
+def _check_parts(content: list[Any], where: str) -> Problem | None:
     for j, part in enumerate(content):
         if not isinstance(part, dict) or part.get("type") not in PART_TYPES:
             return "missing_content", f"{where}.content[{j}] is not a text or image_url part"
@@ -32,8 +32,6 @@ def _check_parts(content: list[Any], where: str, role: str) -> Problem | None:
             image = part.get("image_url")
             if not isinstance(image, dict) or not isinstance(image.get("url"), str):
                 return "missing_content", f"{where}.content[{j}] has no image_url.url string"
-            if role != "user":  # OpenAI and Azure take images in user turns only
-                return "image_role", f"{where}.content[{j}] is an image in a {role} message"
     return None if content else ("missing_content", f"{where}.content is an empty list")
 
 
@@ -147,7 +145,7 @@ def check_messages(
             elif content.isspace():
                 problems.append(("blank_content", f"{where}[{i}].content is only whitespace"))
         elif isinstance(content, list) and role in ("user", "system", "assistant"):
-            if problem := _check_parts(content, f"{where}[{i}]", role):
+            if problem := _check_parts(content, f"{where}[{i}]"):
                 problems.append(problem)
         elif "content" in m and not (calling and content is None):
             problems.append(("missing_content", f"{where}[{i}].content is {_type(content)}, not text"))

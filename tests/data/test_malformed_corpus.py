@@ -390,7 +390,13 @@ CASES = [
         2,
         [GOOD, msgs({"role": "user", "content": [{"type": "image_url", "image_url": "https://x/a.png"}]}, BOT)],
     ),
-    Case("image-in-an-assistant-turn", "image_role", 2, [GOOD, msgs(USER, {"role": "assistant", "content": [IMAGE]})]),
+    Case(
+        "image-in-an-assistant-turn",
+        "openai.image_role",
+        2,
+        [GOOD, msgs(USER, {"role": "assistant", "content": [IMAGE]})],
+        args=["--for", "openai"],
+    ),
     Case(
         "legacy-call-arguments-not-json",
         "tool_call_arguments_json",
