@@ -163,11 +163,14 @@ class Trainer:
             self.fused_lora_layers = fuse_lora_layers(self.peft_model)
         if self.cfg.check_loss and not self.dist.sharding(self.cfg.fsdp):  # (before compiling: other shapes)
             checked = selfcheck.check(
-                self.loss_fn, self.peft_model, self.train_examples, packed=self.cfg.packing, pad_id=self.pad_id,
-                device=self.device, autocast=self.precision.autocast,
+                self.loss_fn, self.peft_model, self.train_examples, packed=self.cfg.packing,
+                batch_size=self.cfg.batch_size, pad_id=self.pad_id, device=self.device,
+                autocast=self.precision.autocast,
             )  # fmt: skip
             if checked is not None:
-                self._event(checked, kind="status")
+                self._event(checked[0], kind="status", level=checked[1])
+        elif self.cfg.check_loss and (scaled := selfcheck.scaled_logits(self.peft_model.get_base_model().config)):
+            raise ConfigError(f"train config: the model scales its logits ({scaled}), which the trainer does not")
         if self.compiled:
             import torch._dynamo
 

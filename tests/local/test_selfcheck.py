@@ -84,7 +84,7 @@ def test_a_model_whose_mask_lets_packed_examples_see_each_other_must_train_unpac
 def test_the_check_says_what_it_compared(llama_model: Path, chat_data: tuple[Path, Path], tmp_path: Path) -> None:
     train(config(llama_model, chat_data, tmp_path / "run", max_steps=1))
     messages = [e["message"] for e in RunFiles(tmp_path / "run").read_events()]
-    assert any(m.startswith("checked: the trainer's loss equals llama's own on 3 examples") for m in messages)
+    assert any(m.startswith("checked the trainer's loss against llama's own on 3 examples") for m in messages)
 
 
 def test_sliding_windows_and_soft_capped_scores_do_not_get_the_varlen_kernel(
