@@ -18,34 +18,48 @@ from local_backend import attention
 
 
 def activate() -> str | None:
-    """Route torch's flash attention to FA4; returns why it cannot, or None once it is active."""
+    """Put FA4's varlen kernel behind the trainer's varlen attention; returns why it cannot, or None once it is
+    in. FA4 is called directly: torch 2.11's own FA4 hook expects the forward to return (out, lse), which
+    4.0.0b36 does not, and refuses the backward of a causal varlen call (varlen_attn passes causal as a window
+    of (-1, 0) too, which the hook reads as a sliding window)."""
     if not torch.cuda.is_available():
         return "no CUDA GPU"
     major, minor = torch.cuda.get_device_capability()
     if major not in (9, 10):
         return f"FA4 runs on compute capability 9.x/10.x, this GPU is {major}.{minor}"
     try:
-        import flash_attn.cute  # noqa: F401
-        from torch.nn.attention import (
-            activate_flash_attention_impl,
-            list_flash_attention_impls,
-            restore_flash_attention_impl,  # noqa: F401  (restore() needs it)
-        )
-    except Exception as exc:  # not installed, a CUDA library that does not load, a torch without the hook
-        return f"not importable: {exc!r} (pip install flash-attn-4; torch >= 2.10)"
-    if "FA4" not in list_flash_attention_impls():
-        return f"torch {torch.__version__} has no FA4 hook"
-    try:
-        activate_flash_attention_impl("FA4")
-    except Exception as exc:
-        return f"activation failed: {exc!r}"
+        from flash_attn.cute.interface import flash_attn_varlen_func
+    except Exception as exc:  # not installed, a CUDA library that does not load
+        return f"not importable: {exc!r} (pip install flash-attn-4)"
+
+    @torch.compiler.disable  # a CuTe kernel: compiled decoder layers call it between their graphs
+    def fa4_varlen(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, cu_seq_q: torch.Tensor,
+                   cu_seq_k: torch.Tensor, max_q: int, max_k: int, *, scale: float | None = None,
+                   window_size: tuple[int, int] = (-1, -1), enable_gqa: bool = False) -> torch.Tensor:  # fmt: skip
+        out = flash_attn_varlen_func(
+            query,
+            key,
+            value,
+            cu_seqlens_q=cu_seq_q,
+            cu_seqlens_k=cu_seq_k,
+            max_seqlen_q=max_q,
+            max_seqlen_k=max_k,
+            softmax_scale=scale,
+            causal=tuple(window_size) == (-1, 0),
+        )  # fmt: skip  (GQA: native)
+        return out[0] if isinstance(out, tuple) else out
+
+    _SAVED.append(attention._KERNEL)
+    attention._KERNEL = (fa4_varlen, frozenset({"scale", "window_size", "enable_gqa"}))
     return None
 
 
 def restore() -> None:
-    from torch.nn.attention import restore_flash_attention_impl
+    if _SAVED:
+        attention._KERNEL = _SAVED.pop()
 
-    restore_flash_attention_impl()
+
+_SAVED: list[Any] = []  # the FA2 kernel while FA4 is in (a benchmark experiment, one process)
 
 
 def _fwd_bwd(

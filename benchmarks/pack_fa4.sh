@@ -27,6 +27,6 @@ mkdir -p "$work/site" "$dest"
 for wheel in "$work"/wheels/*.whl; do
     python3 -m zipfile -e "$wheel" "$work/site"  # a wheel is a zip: extracted as pip --target would lay it out
 done
-rm -f "$work/site/tvm_ffi/lib/libtvm_ffi_testing.so"  # tvm-ffi's own test library: 1.9 MB nobody loads
+# (tvm_ffi loads its libtvm_ffi_testing.so at import: it stays)
 tar -C "$work" -cf - site | xz -T1 --lzma2=preset=9e,dict=256MiB >"$dest/site.tar.xz"
 ls -l "$dest/site.tar.xz"
