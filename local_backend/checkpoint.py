@@ -11,6 +11,7 @@ FSDP (the step plan fixes the number of processes).
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import shutil
 from pathlib import Path
@@ -115,13 +116,15 @@ def _prune(run: RunFiles, keep: int | None) -> None:
 def read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """A checkpoint's adapter weights and trainer state (step, history, RNG, fingerprint, ...), read whole before
     anything is changed, so that a damaged or refused checkpoint leaves the model as it was."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
-        return load_file(str(path / "adapter_model.safetensors")), torch.load(
-            path / "trainer_state.pt", weights_only=False
-        )
-    except Exception as exc:  # safetensors' SafetensorError, a truncated zip, a missing file, a bad pickle
+        weights = load_file(str(path / "adapter_model.safetensors"))
+        return weights, torch.load(path / "trainer_state.pt", weights_only=False)
+    except (SafetensorError, RuntimeError, EOFError, pickle.UnpicklingError, FileNotFoundError) as exc:
+        # a cut or emptied file (torch's zip reader raises RuntimeError), or a lost one; not a permission error
+        # or an exhausted machine, which would make a sound checkpoint look damaged (and the next save replace it)
         raise DamagedCheckpoint(f"{path.name}: {type(exc).__name__}: {exc}") from exc
 
 

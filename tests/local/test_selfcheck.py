@@ -118,3 +118,25 @@ def test_sliding_windows_and_soft_capped_scores_do_not_get_the_varlen_kernel(
     # and both train, packed, with the loss the model's own (the check before training passes)
     for model in (mistral, gemma2):
         assert train(config(model, chat_data, tmp_path / f"run-{model.name}", max_steps=1))["status"] == "succeeded"
+
+
+def test_the_check_leaves_training_as_it_was(llama_model: Path, chat_data: tuple[Path, Path], tmp_path: Path) -> None:
+    """It runs in eval mode with the RNG forked: dropout masks, losses and the adapter are those of a run without."""
+    from tests.local.test_training import assert_same_weights, losses
+
+    runs = [
+        train(config(llama_model, chat_data, tmp_path / str(on), max_steps=3, lora_dropout=0.1, check_loss=on))
+        for on in (True, False)
+    ]
+    assert losses(runs[0]) == losses(runs[1])
+    assert_same_weights(Path(runs[0]["adapter"]), Path(runs[1]["adapter"]), atol=0)
+
+
+def test_where_the_check_cannot_run_a_config_that_scales_logits_is_named() -> None:
+    from transformers import GraniteConfig, LlamaConfig
+
+    from local_backend.selfcheck import scaled_logits
+
+    assert scaled_logits(GraniteConfig(logits_scaling=8.0)) == "logits_scaling = 8.0"
+    assert scaled_logits(GraniteConfig(logits_scaling=1.0)) is None
+    assert scaled_logits(LlamaConfig()) is None
