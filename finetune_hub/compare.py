@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from finetune_hub.errors import AuthError, FthError
+from finetune_hub.errors import AuthError, ConfigError, FthError
 from finetune_hub.records import Capability, JobEvent, JobStatus, utcnow
 
 if TYPE_CHECKING:
@@ -232,6 +232,8 @@ def compare(
     if eval_file is None:
         return Comparison(utcnow().isoformat(), summaries)
     asked = {store.get(ref).id: name for ref, name in (models or {}).items()}
+    if stray := sorted(set(asked) - {r.id for r in records}):
+        raise ConfigError(f"--model names job(s) not compared here: {', '.join(stray)}", hint="compare them too")
     prompts = load_prompts(eval_file, limit)
     scorers = {name: scorer(name) for name in metrics}  # a typo fails here, before any model is asked
     evaluations: list[Evaluation] = []

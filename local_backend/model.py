@@ -158,10 +158,13 @@ def apply_lora(model: Any, cfg: TrainConfig) -> Any:
         model.get_input_embeddings(), "weight", None
     )
     peft_model = get_peft_model(model, lora)
-    if cfg.merge and tied and hasattr(peft_model.get_base_model().get_output_embeddings(), "lora_A"):
+    base = peft_model.get_base_model()
+    adapted = [m for m in (base.get_output_embeddings(), base.get_input_embeddings()) if hasattr(m, "lora_A")]
+    if cfg.merge and tied and adapted:
         raise ConfigError(
-            "train config: merge = true with LoRA on the output layer, which this model ties to its input "
-            "embeddings: a merge would change both. Leave lm_head out of target_modules, or set merge = false"
+            "train config: merge = true with LoRA on the output layer or the embeddings, which this model ties "
+            "together: a merge would change both. Leave lm_head and embed_tokens out of target_modules, or set "
+            "merge = false"
         )
     return peft_model
 

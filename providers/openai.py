@@ -335,7 +335,8 @@ class OpenAIJob(FineTuneJob):
         except FthError as exc:  # (deleted, or a key without Files read): the model is the result that matters
             if exc.retryable:
                 raise
-            history, extra["results_unreadable"] = [], str(exc)
+            status = f" (HTTP {exc.status_code})" if exc.status_code else ""  # (not the message: it may quote a key)
+            history, extra["results_unreadable"] = [], f"could not read the results file: {type(exc).__name__}{status}"
         final: dict[str, float] = {}
         for row in history:
             final.update(row)  # each metric's last reported value (validation is not reported every step)

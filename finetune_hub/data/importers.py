@@ -142,12 +142,14 @@ _HF_CHAT = frozenset({"conversations", "system", "tools", "functions", "parallel
 
 def from_hf_chat(record: Record) -> Imported:
     """`conversations` holding OpenAI-style messages; a `system` field becomes the first message, as in ShareGPT."""
-    messages = record["conversations"]
-    if isinstance(record.get("system"), str) and record["system"] and isinstance(messages, list):
-        messages = [{"role": "system", "content": record["system"]}, *messages]
+    messages, system = record["conversations"], record.get("system")
+    first = messages[0] if isinstance(messages, list) and messages else None
+    has_own = isinstance(first, dict) and first.get("role") == "system"  # then the field is not used (reported)
+    if isinstance(system, str) and system and isinstance(messages, list) and not has_own:
+        messages = [{"role": "system", "content": system}, *messages]
     out: Record = {"messages": messages}
     out.update((k, record[k]) for k in ("tools", "functions", "parallel_tool_calls") if k in record)
-    return out, dropped(record, _HF_CHAT)
+    return out, dropped(record, _HF_CHAT - {"system"} if has_own else _HF_CHAT)
 
 
 def _as_messages(value: Any, role: str) -> list[Record]:

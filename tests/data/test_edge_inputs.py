@@ -90,6 +90,12 @@ def test_a_hugging_face_chat_system_field_becomes_the_system_message(tmp_path: P
     first = json.loads((tmp_path / "out.jsonl").read_text().splitlines()[0])
     assert first == {"messages": [{"role": "system", "content": "Be a pirate."}, *turns]}
     assert report.change_counts["source.field_dropped:id"] == 10  # said, not silently carried or lost
+    # a conversation that has its own system message keeps it, and the field is reported as not used
+    own = [{"role": "system", "content": "Be a parrot."}, *turns]
+    path = write_lines(tmp_path / "own.jsonl", [{"conversations": own, "system": "Be a pirate."}] * 10)
+    report = convert(path, to="openai", out=tmp_path / "own-out.jsonl")
+    assert json.loads((tmp_path / "own-out.jsonl").read_text().splitlines()[0]) == {"messages": own}
+    assert report.change_counts["source.field_dropped:system"] == 10
 
 
 def test_each_file_keeps_its_own_first_findings_of_a_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

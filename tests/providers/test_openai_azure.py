@@ -202,3 +202,6 @@ def test_compare_asks_azure_models_through_the_deployment_the_user_names(
     assert not [r for r in emulator.requests if r.path.endswith("/chat/completions")]
     named = compare([job.record.id], store=store, eval_file=held, models={job.record.id[:6]: "capitals-prod"})
     assert named.evaluations[0].answered == 2 and named.evaluations[0].scores["exact"] == 1.0
+    other = api.submit(make_spec(tmp_path, suffix="other"), "azure_openai", store=store)
+    with pytest.raises(ConfigError, match="not compared here"):  # a typo in the job part says so
+        compare([job.record.id], store=store, eval_file=held, models={other.local_id or "": "capitals-prod"})
