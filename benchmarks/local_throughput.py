@@ -254,11 +254,11 @@ def run_ours(
     args: argparse.Namespace,
     device: torch.device,
     tokens_per_step: int,
-    flash: str = "",
+    fa4: bool = False,
 ) -> dict[str, Any]:
     gpu = device.type == "cuda"
     precision = Precision(torch.bfloat16, torch.bfloat16) if gpu else Precision(torch.float32, None)
-    attn = attention.register() if gpu and attention.kernel_available() else "sdpa"
+    attn = attention.register(fa4=fa4) if gpu and attention.kernel_available() else "sdpa"
     cfg = TrainConfig(
         model="in-memory", train_file="-", output_dir=tempfile.mkdtemp(prefix="fth-bench-"), epochs=1,
         max_steps=args.warmup_ours + args.steps, learning_rate=1e-4, lr_scheduler="constant", warmup_ratio=0.0,
@@ -270,7 +270,7 @@ def run_ours(
     )  # fmt: skip
     model = build_model(shape, device, precision.param_dtype, attn)
     peft_model = apply_lora(model, cfg)
-    profiler = step_profiler(args, device, tokens_per_step, "_fa4" if flash else "")
+    profiler = step_profiler(args, device, tokens_per_step, "_fa4" if fa4 else "")
     trainer = Trainer(cfg, peft_model, None, examples, [], RunFiles(cfg.output_dir), device, precision,
                       reporters=profiler)  # fmt: skip
     reset_memory(device)
@@ -283,7 +283,7 @@ def run_ours(
     seconds = [h["seconds"] for h in timed]
     tokens = [h["tokens"] for h in timed]
     result = {
-        "variant": f"finetune-hub: packed {tokens_per_step} tok/step, {attn}{flash}, chunked CE, "
+        "variant": f"finetune-hub: packed {tokens_per_step} tok/step, {attn}, chunked CE, "
         f"{'compiled' if trainer.compiled else 'eager'}, fused LoRA x{trainer.fused_lora_layers}",
         "tokens_per_s": sum(tokens) / sum(seconds),
         "median_step_s": statistics.median(seconds) / args.log_every,
@@ -418,16 +418,11 @@ def fa4_rows(
         return []
     rows: list[dict[str, Any]] = []
     for budget in budgets:
-        if (why := fa4.activate()) is not None:
-            print(f"FA4 not used: {why}", flush=True)
-            return rows
         try:
-            rows.append(run_ours(shape, examples, args, device, budget, flash=" (FA4)"))
+            rows.append(run_ours(shape, examples, args, device, budget, fa4=True))
         except Exception as exc:  # the rows already measured still get printed and saved
             print(f"ours with FA4 ({budget} tokens/step) failed: {exc!r}", flush=True)
             return rows
-        finally:
-            fa4.restore()
         twin = next(r for r in done if r["variant"].startswith(f"finetune-hub: packed {budget} "))
         drift = max(abs(a - b) for a, b in zip(rows[-1]["losses"], twin["losses"], strict=True))
         rows[-1]["loss_drift_vs_fa2"] = drift  # for scale: FA2's own backward is not bit-reproducible either

@@ -85,7 +85,7 @@ class TrainConfig:
     quantize: str = "none"  # "4bit" (QLoRA NF4) or "8bit": bitsandbytes on CUDA, or >= 0.48 on a CPU
 
     # speed knobs ("auto" = on where it helps: GPU)
-    attention: str = "auto"  # "auto" | "varlen" | "sdpa" | "eager" | any transformers attn_implementation
+    attention: str = "auto"  # "auto" | "varlen" | "fa4" | "sdpa" | "eager" | any transformers attn_implementation
     compile: str | bool = "auto"  # regional torch.compile of the decoder layers and the loss chunks
     fused_lora: str | bool = "auto"  # local_backend/lora_fused.py where it applies (dropout 0, no quantization)
     gradient_checkpointing: bool = False
@@ -140,7 +140,7 @@ class TrainConfig:
         need(self.tokens_per_batch is None or self.tokens_per_batch >= self.max_seq_length, "tokens_per_batch",
              "must be at least max_seq_length (one example must fit)")  # fmt: skip
         need(self.tokens_per_batch is None or self.packing, "tokens_per_batch", "needs packing = true")
-        need(self.attention != "varlen" or self.packing, "attention", "varlen needs packing = true")
+        need(self.attention not in ("varlen", "fa4") or self.packing, "attention", "needs packing = true")
         need(self.lora_rank >= 1, "lora_rank", "must be at least 1")
         need(0 <= self.lora_dropout < 1, "lora_dropout", "must be in [0, 1)")
         need(self.quantize in QUANTIZE, "quantize", f"one of {', '.join(QUANTIZE)}")

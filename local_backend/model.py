@@ -38,8 +38,12 @@ def pick_attention(cfg: TrainConfig, device: torch.device) -> str:
     scores, which SDPA cannot. The varlen kernel attends to the whole example, so a model with a sliding window
     shorter than an example does not get it."""
     limit = _varlen_limit(cfg)
-    if cfg.attention == "varlen" and limit:
-        raise ConfigError(f"train config: attention = 'varlen': {limit}; use attention: auto")
+    if cfg.attention in ("varlen", "fa4") and limit:
+        raise ConfigError(f"train config: attention = {cfg.attention!r}: {limit}; use attention: auto")
+    if cfg.attention == "fa4":  # opt-in: measured once (docs/local.md), from a package still in beta
+        if why := attention.fa4_unavailable():
+            raise ConfigError(f"train config: attention = 'fa4' (FlashAttention-4) {why}; or use attention: auto")
+        return attention.register(fa4=True)
     if cfg.attention == "varlen" or (cfg.attention == "auto" and cfg.packing and device.type == "cuda" and not limit):
         if cfg.attention == "auto" and not attention.kernel_available():
             return "sdpa"

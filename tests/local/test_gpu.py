@@ -47,6 +47,26 @@ def test_varlen_kernel_matches_per_sequence_sdpa(heads: int, kv_heads: int) -> N
         torch.testing.assert_close(mine.float(), theirs.float(), atol=3e-2, rtol=3e-2)
 
 
+@pytest.mark.parametrize(("heads", "kv_heads"), [(32, 8), (14, 2)])
+def test_flash_attention_4_matches_flash_attention_2(heads: int, kv_heads: int) -> None:
+    """attention: fa4 (opt-in) against the default kernel on one packed row: outputs and gradients."""
+    if why := attention.fa4_unavailable():
+        pytest.skip(f"FA4 {why}")
+    torch.manual_seed(0)
+    lengths = [37, 300, 5, 1024, 129]
+    total, dim = sum(lengths), 64
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device="cuda")
+    q, k, v = (torch.randn(total, h, dim, device="cuda", dtype=torch.bfloat16) for h in (heads, kv_heads, kv_heads))
+    results = []
+    for kernel in (attention._KERNEL, attention.fa4_kernel()):
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        out = attention._cuda_varlen(kernel, *leaves, cu, 1024, dim**-0.5)  # type: ignore[arg-type]
+        out.float().square().sum().backward()
+        results.append([out.detach(), *(t.grad for t in leaves)])
+    for fa2, fa4 in zip(*results, strict=True):
+        torch.testing.assert_close(fa4.float(), fa2.float(), atol=3e-2, rtol=3e-2)
+
+
 def test_varlen_kernel_takes_float32_inputs_under_autocast() -> None:
     """QLoRA keeps the norms in float32, so q/k/v arrive in float32 under bf16 autocast; the kernel takes only
     fp16/bf16, so the attention casts as autocast does for SDPA."""
@@ -68,6 +88,15 @@ def test_bf16_varlen_compiled_training_learns(any_model: Path, chat_data, tmp_pa
     )
     assert summary["device"].startswith("cuda")
     assert summary["attention"] == (attention.NAME if attention.kernel_available() else "sdpa")
+    assert summary["val_loss"] < 0.8 * summary["initial_val_loss"]
+
+
+def test_training_with_flash_attention_4_learns(llama_model: Path, chat_data, tmp_path: Path) -> None:
+    if why := attention.fa4_unavailable():
+        pytest.skip(f"FA4 {why}")
+    settings = {"epochs": 8, "tokens_per_batch": 2048, "max_seq_length": 1024, "attention": "fa4"}
+    summary = train(config(llama_model, chat_data, tmp_path / "run", **settings))
+    assert summary["attention"] == attention.FA4_NAME
     assert summary["val_loss"] < 0.8 * summary["initial_val_loss"]
 
 

@@ -111,6 +111,8 @@ def test_sliding_windows_and_soft_capped_scores_do_not_get_the_varlen_kernel(
     with pytest.raises(ConfigError, match="soft-caps its attention scores"):
         pick_attention(config(gemma2, chat_data, tmp_path / "r", attention="varlen"), cpu)
     assert pick_attention(config(gemma2, chat_data, tmp_path / "r"), cpu) == "eager"  # SDPA cannot soft-cap
+    with pytest.raises(ConfigError, match=r"'fa4' \(FlashAttention-4\) needs a CUDA GPU"):
+        pick_attention(config(llama_model, chat_data, tmp_path / "r", attention="fa4"), cpu)
     assert (
         pick_attention(config(mistral, chat_data, tmp_path / "r", max_seq_length=32, attention="varlen"), cpu)
         == "fth_varlen"

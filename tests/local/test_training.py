@@ -343,7 +343,7 @@ def test_merge_round_trip(qwen_model: Path, chat_data, tmp_path: Path) -> None:
 def test_bad_settings_fail_before_loading(llama_model: Path, chat_data, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="report_to"):
         config(llama_model, chat_data, tmp_path / "r", report_to=["neptune"])
-    with pytest.raises(ConfigError, match="varlen needs packing = true"):
+    with pytest.raises(ConfigError, match="'varlen': needs packing = true"):
         config(llama_model, chat_data, tmp_path / "r", attention="varlen", packing=False)
     with pytest.raises(ConfigError, match="fsdp = True: does not combine with quantize"):
         config(llama_model, chat_data, tmp_path / "r", fsdp=True, quantize="4bit")
