@@ -58,6 +58,10 @@ class OpenAIBinding(Binding):
     def inject(self, fault: str, count: int = 1, on: str | None = None) -> None:
         self.emulator.faults.plan(fault, count, on)
 
+    def served(self, model: str) -> str:
+        """The name to ask `model` by: OpenAI answers by model id."""
+        return model
+
     def remote_jobs(self) -> int:
         return len(self.emulator.jobs)
 
@@ -76,3 +80,9 @@ class AzureOpenAIBinding(OpenAIBinding):
 
     def settings(self) -> dict[str, object]:
         return {"request_timeout": 1.0, "training_type": "globalstandard"}
+
+    def served(self, model: str) -> str:
+        """Azure answers only through a deployment: one is made for `model`, as `az ... deployment create` would."""
+        name = f"deployment-{len(self.emulator.deployments) + 1}"
+        self.emulator.deployments[name] = model
+        return name

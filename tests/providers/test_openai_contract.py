@@ -164,8 +164,8 @@ def exercise(bound: OpenAIBinding, tmp_path: Path) -> None:
     bound.advance(job.remote_id, "succeeded")
     assert job.wait(sleep=lambda _: None).status is JobStatus.SUCCEEDED
     job.checkpoints()
-    model = job.result().model
-    job.predict(model or "", [{"role": "user", "content": "Capital of country number 1?"}])
+    model = bound.served(job.result().model or "")
+    job.predict(model, [{"role": "user", "content": "Capital of country number 1?"}])
 
     other = api.make_job(bound.provider, bound.spec(write_chat_jsonl(tmp_path / "big.jsonl", 40), None), store=store)
     other.large_file_bytes = 1024  # type: ignore[attr-defined]

@@ -35,7 +35,7 @@ def test_lifecycle_under_faults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         assert state.status is JobStatus.SUCCEEDED
         assert job.record is not None and job.record.result is not None and job.record.model
         question = [{"role": "user", "content": "Capital of country number 4?"}]
-        model = job.record.model
+        model = bound.served(job.record.model)
         assert job.retrying(lambda: job.predict(model, question)) == "City 4"
     finally:
         emulator.faults.rate = 0
