@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from finetune_hub.errors import ConfigError, FthError
-from finetune_hub.pricing import Catalog, PriceRow, retirement_problems
+from finetune_hub.pricing import Catalog, PriceRow, base_model, retirement_problems
 from finetune_hub.pricing import today as pricing_today
 from finetune_hub.records import CostEstimate, JobEvent, JobResult, JobStatus, utcnow
 
@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 TOKEN_UNIT = "1M tokens"
 #: LoRA training FLOPs per token per parameter: forward 2N + activation gradients 2N (local-training.md §4)
 LORA_FLOPS_PER_PARAMETER = 4.0
+#: the project trainer's default `max_seq_length` (local_backend/config.py TrainConfig, not imported here: the
+#: trainer package is an extra). Local and SageMaker training jobs cut longer examples to it.
+TRAINER_MAX_SEQ_LENGTH = 2048
+#: Azure `training_type` spellings ("globalstandard", "developerTier", ...) → the names catalog rows use
+AZURE_TRAINING_TYPES = {"standard": "Standard", "globalstandard": "GlobalStandard", "developer": "Developer"}
 
 
 @dataclass(frozen=True)
@@ -54,8 +59,14 @@ class PlatformEstimate:
     provider: str
     base_model: str | None
     estimate: CostEstimate | None
-    error: str | None = None
+    error: str | None = None  # why there is no estimate, or why it cannot be used (see `retired`)
     warnings: list[str] = field(default_factory=list)
+    retired: bool = False  # a cutoff or shutdown date has passed: `fth submit` refuses the job
+
+    @property
+    def usable(self) -> bool:
+        """Priced, and nothing (such as a passed shutdown date) stops the job being submitted."""
+        return self.estimate is not None and self.error is None
 
 
 # -- what a job is priced by ---------------------------------------------------------------------------
@@ -74,7 +85,24 @@ def priced_item(provider: str, spec: FineTuneSpec, catalog: Catalog) -> tuple[st
         return str(instance), int(settings.get("instance_count") or 1)
     if platform.priced_by == "gpu":  # your own GPUs: which kind is the catalog's `default` (override it there)
         return str(platform.default or "H100"), int(settings.get("gpus") or 1)
+    if (tiered := _tiered(provider, spec)) and catalog.price(provider, tiered):
+        return tiered, 1  # e.g. "Developer:gpt-4.1-2025-04-14", where the catalog prices that tier
     return spec.base_model_for(provider), 1
+
+
+def azure_training_type(provider: str, spec: FineTuneSpec) -> str | None:
+    """The spec's Azure `training_type`, spelt as catalog rows spell it; None elsewhere or where unset."""
+    value = spec.settings_for(provider).get("training_type") if provider == "azure_openai" else None
+    if not isinstance(value, str):
+        return None
+    key = value.replace("_", "").replace("-", "").lower().removesuffix("tier")  # as the adapter normalises it
+    return AZURE_TRAINING_TYPES.get(key, value)
+
+
+def _tiered(provider: str, spec: FineTuneSpec) -> str | None:
+    """The key of the training type's own rows ("Developer:<base model>"), where a type is set."""
+    tier = azure_training_type(provider, spec)
+    return f"{tier}:{base_model(spec.base_model_for(provider))}" if tier else None
 
 
 def _price_row(provider: str, item: str, catalog: Catalog) -> PriceRow:
@@ -105,14 +133,37 @@ def billed(provider: str, spec: FineTuneSpec, stats: DatasetStats, catalog: Cata
     from finetune_hub.data.billing import billed_tokens
 
     time_billed = catalog.platform(provider).priced_by != "model" and not _token_mode(provider, spec, catalog)
-    return billed_tokens(
+    cut = spec.hyperparameters.max_seq_length or TRAINER_MAX_SEQ_LENGTH
+    bill = billed_tokens(
         stats,
         provider,
         model=spec.base_model_for(provider),
         epochs=spec.hyperparameters.epochs,
-        max_tokens_per_example=spec.hyperparameters.max_seq_length if time_billed else None,
+        max_tokens_per_example=cut if time_billed else None,
         time_billed=time_billed,
     )
+    if not time_billed:
+        return bill
+    why = "the spec's max_seq_length" if spec.hyperparameters.max_seq_length else "the trainer's default max_seq_length"
+    note = f"examples over {cut:,} tokens are cut to {cut:,} ({why}): {bill.capped_examples:,} of them"
+    return replace(bill, assumptions=[note, *bill.assumptions])
+
+
+def _tier_notes(provider: str, spec: FineTuneSpec, item: str) -> list[str]:
+    """What the estimate assumes about Azure's training type where the catalog has no row of its own for it."""
+    if provider != "azure_openai":
+        return []
+    tier = azure_training_type(provider, spec)
+    if tier is None:
+        return ["training_type not set: priced at the Global Standard rate (the catalog's Azure rows)"]
+    if item.startswith(f"{tier}:") or tier == "GlobalStandard":
+        return []
+    if tier == "Standard":  # regional: Microsoft gives only Global's discount off it, no price
+        return [
+            "training_type Standard (regional) is priced at the Global Standard rate, a lower bound: Microsoft "
+            "puts Global Standard 10-30% below regional (add a 'Standard:<model>' row with your price)"
+        ]
+    return [f"training_type {tier}: no '{tier}:<model>' row in the catalog; priced at the Global Standard rate"]
 
 
 def _token_mode(provider: str, spec: FineTuneSpec, catalog: Catalog) -> bool:
@@ -207,10 +258,15 @@ def estimate(provider: str, spec: FineTuneSpec, stats: DatasetStats, *, catalog:
     row = _price_row(provider, item, catalog)
     bill = billed(provider, spec, stats, catalog)
     epochs, tokens = bill.epochs, bill.billed
-    hosting = catalog.price(provider, spec.base_model_for(provider), kind="hosting")
+    hosting = catalog.price(provider, _tiered(provider, spec) or spec.base_model_for(provider), kind="hosting")
     notes = [_counted(stats), *bill.assumptions, *([] if bill.epochs_auto else [f"{epochs} epochs (from the spec)"])]
-    if hosting:
+    notes += _tier_notes(provider, spec, item)
+    if hosting and hosting.usd:
         notes.append(f"keeping the model deployed costs ${hosting.usd:,.2f}/{hosting.unit} ({hosting.note or ''})")
+    elif hosting:
+        notes.append(f"keeping the model deployed: no hourly fee ({hosting.note or ''})")
+    whose = f"your {catalog.user_file}" if row.origin == "user" else "the shipped catalog"
+    notes.append(f"priced by the {provider} row '{row.model}' ({row.kind}, {whose})")
     notes += [row.note] if row.note else []
     notes += [] if row.verified else [f"price not verified against {row.source}"]
     runtime: float | None = None
@@ -288,11 +344,15 @@ def estimate_many(
                 from finetune_hub import registry
 
                 found = registry.load(provider)(spec).estimate(counted[model])
-            warnings = [msg for _, msg in retirement_problems(catalog, provider, model, today)]
-            rows.append(PlatformEstimate(provider, model, found, warnings=warnings))
+            problems = retirement_problems(catalog, provider, model, today)
+            errors = [msg for level, msg in problems if level == "error"]  # `fth submit` refuses these
+            warnings = [msg for level, msg in problems if level != "error"]
+            error = "\n".join(errors) or None
+            rows.append(PlatformEstimate(provider, model, found, error, warnings, retired=bool(errors)))
         except FthError as exc:
             rows.append(PlatformEstimate(provider, model, None, error=str(exc)))
-    return sorted(rows, key=lambda r: (r.estimate is None, r.estimate.total_usd if r.estimate else 0.0))
+    # usable estimates cheapest first, then those of retired models, then the platforms with none
+    return sorted(rows, key=lambda r: (not r.usable, r.estimate is None, r.estimate.total_usd if r.estimate else 0.0))
 
 
 def check_settings(provider: str, spec: FineTuneSpec) -> None:
@@ -318,10 +378,16 @@ def estimable_providers(catalog: Catalog | None = None) -> list[str]:
     return list(dict.fromkeys([*catalog.providers(), *sorted(registry.known())]))
 
 
+#: the smallest amount `money` shows (4 decimals under a cent); below it a nonzero cost reads "<$0.0001"
+_SMALLEST = 0.0001
+
+
 def money(value: float | None) -> str:
     """Dollars, to the cent, or to 4 decimals under a cent; "—" when unknown."""
     if value is None:
         return "—"
+    if 0 < abs(value) < _SMALLEST / 2:  # would print as $0.0000, which reads as free
+        return "-<$0.0001" if value < 0 else "<$0.0001"
     return f"${value:,.4f}" if 0 < abs(value) < 0.01 else f"${value:,.2f}"
 
 
@@ -359,7 +425,7 @@ def actual_cost(
 
 def difference(estimated: float | None, actual: float | None) -> str:
     """The actual cost against the estimate ("+$0.12, +8%"), or "" when either is unknown or they agree."""
-    if estimated is None or actual is None or actual == estimated:
+    if estimated is None or actual is None or abs(actual - estimated) < _SMALLEST / 2:  # agree as shown
         return ""
     delta = actual - estimated
     pct = f", {delta / estimated:+.0%}" if estimated else ""

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -53,6 +54,10 @@ class PriceRow:
     kind: str = "training"  # "training" | "hosting"
     origin: str = "shipped"  # "shipped" | "user" (from $FTH_HOME/catalog.yaml)
 
+    def __post_init__(self) -> None:
+        if isinstance(self.as_of, dt.date):  # YAML reads an unquoted 2026-11-27 as a date
+            object.__setattr__(self, "as_of", self.as_of.isoformat())
+
     def age_days(self, today: dt.date) -> int | None:
         return _age(self.as_of, today)
 
@@ -73,7 +78,10 @@ class LifecycleRow:
 
     def __post_init__(self) -> None:
         if not isinstance(self.date, dt.date):  # a quoted "2027-01-06" is text in YAML: compared, it would crash
-            date = dt.date.fromisoformat(str(self.date))  # a ValueError for anything but YYYY-MM-DD
+            try:
+                date = dt.date.fromisoformat(str(self.date))
+            except ValueError:
+                raise ValueError(f"date = {self.date!r} is not a date (YYYY-MM-DD)") from None
             object.__setattr__(self, "date", date)
 
 
@@ -121,32 +129,59 @@ class PlatformRow:
     note: str | None = None
 
 
+def base_model(model: str) -> str:
+    """The base of an OpenAI fine-tune ("ft:gpt-4o-mini-2024-07-18:my-org::abc123" → "gpt-4o-mini-2024-07-18"):
+    a job continuing from it is priced, capped and retired as its base is. Any other id is returned unchanged."""
+    return (model.split(":")[1] or model) if model.startswith("ft:") else model
+
+
 def _matches(pattern: str, model: str) -> int:
-    """Match length (higher is more specific), or -1."""
+    """Match length (higher is more specific), or -1. A fine-tune's id also matches its base model's rows."""
+    return max(_match_one(pattern, name) for name in {model, base_model(model)})
+
+
+def _match_one(pattern: str, model: str) -> int:
     if pattern.endswith("*"):
         return len(pattern) - 1 if model.startswith(pattern[:-1]) else -1
     return len(pattern) + 1 if model == pattern else -1
 
 
 _MAY_BE_ZERO = frozenset({"usd", "overhead_minutes"})  # a free platform, no start-up time; the rest divide
+_FRACTIONS = frozenset({"mfu", "multi_gpu_efficiency"})  # 0 < x <= 1: an `mfu: 20` meant 20%, not 2000%
+_CHOICES: dict[str, frozenset[str]] = {
+    "priced_by": frozenset({"model", "instance", "gpu"}),
+    "unit": frozenset({"1M tokens", "hour", "instance-hour"}),
+}
+_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "str | None": (str, type(None)), "bool": (bool,)}
 
 
-def _numbers(row: Any) -> Any:
-    """`row` after checking that its numeric fields hold numbers (a YAML `usd: $3.00` is text), none below 0,
-    and none 0 that a runtime divides by (mfu, peak_tflops, parameters, gpus)."""
+def _wrong(name: str, kind: str, value: Any) -> str | None:
+    """Why `value` does not fit a field of type `kind`, or None when it does."""
+    if kind in ("float", "int"):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            return "is not a number"  # .nan or .inf would pass every comparison (and every budget)
+        if value < 0 or (value == 0 and name not in _MAY_BE_ZERO):
+            return f"must be {'0 or more' if name in _MAY_BE_ZERO else 'above 0'}"
+        if name in _FRACTIONS and value > 1:
+            return "must be a fraction up to 1 (0.2 for 20%)"
+    elif kind == "list[str]":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return "must be a list of names"
+    elif kind in _TYPES and not isinstance(value, _TYPES[kind]):
+        return "must be true or false" if kind == "bool" else "must be text (quote it)"
+    if name in _CHOICES and value not in _CHOICES[name]:
+        return "must be one of " + ", ".join(sorted(_CHOICES[name]))
+    return None
+
+
+def _check(row: Any) -> None:
+    """A ValueError naming the first field of `row` whose value is wrong: text where text, finite numbers (none
+    below 0, none 0 that a runtime divides by), fractions up to 1, the known `priced_by` and `unit` values."""
     for f in dataclasses.fields(row):
         value = getattr(row, f.name)
-        if f.type not in ("float", "int"):
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            wrong = "is not a number"
-        elif value < 0 or (value == 0 and f.name not in _MAY_BE_ZERO):
-            wrong = f"must be {'0 or more' if f.name in _MAY_BE_ZERO else 'above 0'}"
-        else:
-            continue
-        named = ", ".join(str(getattr(row, k.name)) for k in dataclasses.fields(row)[:2])
-        raise ValueError(f"{f.name} = {value!r} {wrong} (row {named})")
-    return row
+        if wrong := _wrong(f.name, str(f.type), value):
+            named = ", ".join(str(getattr(row, k.name)) for k in dataclasses.fields(row)[:2])
+            raise ValueError(f"{f.name} = {value!r} {wrong} (row {named})")
 
 
 def _load_yaml(text: str) -> Any:
@@ -170,6 +205,54 @@ def _read_user(path: Path) -> dict[str, Any]:
     return data
 
 
+_Row = TypeVar("_Row")
+#: (the file's data, "user" | "shipped", the file named in errors), the user's first
+_Sources = tuple[tuple[dict[str, Any], str, str], ...]
+_HINT = "compare it with the shipped catalog (docs/cost.md, `fth prices`)"
+
+
+def _rows(sources: _Sources, section: str) -> list[tuple[str, Any, str]]:
+    """(where, row, origin) for each row of `section` (a list), the user's first."""
+    found = []
+    for data, origin, name in sources:
+        rows = data.get(section) or []
+        if not isinstance(rows, list):
+            raise ConfigError(f"{name}: `{section}:` must be a list of rows (each starting with '- ')", hint=_HINT)
+        found += [(f"{name}: {section} row {n}", row, origin) for n, row in enumerate(rows, 1)]
+    return found
+
+
+def _make(cls: type[_Row], where: str, row: Any, **extra: Any) -> _Row:
+    """One catalog row, checked; a ConfigError naming the file, the row and the field when it is wrong."""
+    if not isinstance(row, dict):
+        raise ConfigError(f"{where}: {row!r} is not a row of `key: value` pairs", hint=_HINT)
+    try:
+        made = cls(**{**row, **extra})
+    except (TypeError, ValueError) as exc:  # a missing or unknown key; a date that is not one
+        raise ConfigError(f"{where}: wrong or missing key: {exc}", hint=_HINT) from None
+    try:
+        _check(made)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}", hint=_HINT) from None
+    return made
+
+
+def _platforms(sources: _Sources) -> list[PlatformRow]:
+    """A platform's settings: the user's keys over the shipped ones (a user block that sets only `default`
+    keeps the shipped `token_modes` and `overhead_minutes`)."""
+    merged: dict[Any, tuple[str, dict[str, Any]]] = {}
+    for data, _, name in reversed(sources):  # shipped first, then the user's over it
+        block = data.get("platforms") or {}
+        if not isinstance(block, dict):
+            raise ConfigError(f"{name}: `platforms:` must map platform names to their settings", hint=_HINT)
+        for provider, row in block.items():
+            where = f"{name}: platforms.{provider}"
+            if not isinstance(row, dict):
+                raise ConfigError(f"{where}: {row!r} is not a mapping of settings", hint=_HINT)
+            merged[provider] = (where, {**merged.get(provider, ("", {}))[1], **row})
+    return [_make(PlatformRow, where, row, provider=provider) for provider, (where, row) in merged.items()]
+
+
 @dataclass(frozen=True)
 class Catalog:
     prices: list[PriceRow]
@@ -182,44 +265,41 @@ class Catalog:
 
     @classmethod
     def load(cls, override: Path | None = None) -> Catalog:
-        """The shipped catalog, with the user's rows ($FTH_HOME/catalog.yaml) taking precedence."""
+        """The shipped catalog with the user's rows ($FTH_HOME/catalog.yaml): see `price`, and docs/cost.md for
+        how each section combines; every row checked (a ConfigError naming the file, row and field)."""
         from finetune_hub.store import fth_home
 
         shipped = _load_yaml(resources.files("finetune_hub.catalog").joinpath("catalog.yaml").read_text())
         override = override or fth_home() / "catalog.yaml"
         user = _read_user(override)
-        sources = ((user, "user"), (shipped, "shipped"))
-        try:
-            prices = [
-                _numbers(PriceRow(**{**row, "as_of": str(row["as_of"])}, kind=kind, origin=origin))
-                for data, origin in sources
-                for kind in ("training", "hosting")
-                for row in data.get(kind) or []
-            ]
-            lifecycle = [LifecycleRow(**row) for data, _ in sources for row in data.get("lifecycle") or []]
-            gpus = [_numbers(GpuRow(**row)) for data, _ in sources for row in data.get("gpus") or []]
-            instances = [_numbers(InstanceRow(**row)) for data, _ in sources for row in data.get("instances") or []]
-            platforms = [
-                _numbers(PlatformRow(provider=name, **row))
-                for data, _ in sources
-                for name, row in (data.get("platforms") or {}).items()
-            ]
-            models = [_numbers(ModelRow(**row)) for data, _ in sources for row in data.get("models") or []]
-        except (TypeError, KeyError, ValueError, AttributeError) as exc:  # AttributeError: a list for a mapping
-            raise ConfigError(
-                f"catalog row has a wrong or missing key: {exc}",
-                hint=f"compare {override} with the shipped catalog (docs/cost.md)",
-            ) from None
-        return cls(prices, lifecycle, gpus, instances, platforms, models, override if user else None)
+        sources: _Sources = ((user, "user", str(override)), (shipped, "shipped", "the shipped catalog.yaml"))
+
+        prices = [
+            _make(PriceRow, where, row, kind=section, origin=origin)
+            for section in ("training", "hosting")
+            for where, row, origin in _rows(sources, section)
+        ]
+        lifecycle = [(_make(LifecycleRow, where, row), origin) for where, row, origin in _rows(sources, "lifecycle")]
+        yours = {(r.provider, r.model, r.event) for r, origin in lifecycle if origin == "user"}
+        return cls(
+            prices,
+            # a user row replaces the shipped one for the same provider, model and event (an extended cutoff)
+            [r for r, origin in lifecycle if origin == "user" or (r.provider, r.model, r.event) not in yours],
+            [_make(GpuRow, where, row) for where, row, _ in _rows(sources, "gpus")],
+            [_make(InstanceRow, where, row) for where, row, _ in _rows(sources, "instances")],
+            _platforms(sources),
+            [_make(ModelRow, where, row) for where, row, _ in _rows(sources, "models")],
+            override if user else None,
+        )
 
     def price(self, provider: str, model: str, kind: str = "training") -> PriceRow | None:
-        """The user's most specific row for `model`, else the shipped catalog's (a user's `gpt-4o*` wins over
-        a shipped `gpt-4o-mini*`: it is what the user says they pay)."""
-        best: tuple[bool, int, PriceRow] | None = None
+        """The most specific row for `model` (an exact id over a prefix, a longer prefix over a shorter one);
+        of two equally specific rows, the user's. A fine-tune's id is priced by its base model's rows."""
+        best: tuple[int, bool, PriceRow] | None = None
         for row in self.prices:
             if row.provider == provider and row.kind == kind:
-                score = (row.origin == "user", _matches(row.model, model))
-                if score[1] >= 0 and (best is None or score > best[:2]):
+                score = (_matches(row.model, model), row.origin == "user")
+                if score[0] >= 0 and (best is None or score > best[:2]):
                     best = (*score, row)
         return best[2] if best else None
 

@@ -153,11 +153,12 @@ def _estimate_table(rows: list[PlatformEstimate], verbose: bool) -> None:
             cells.append([row.provider, escape(row.base_model or "—"), "", "", "", "", "[red]—[/]", ""])
             continue
         verified = "" if e.verified else " [yellow]?[/]"
+        total = f"[bold]{money(e.total_usd)}[/]" if row.usable else f"[red strike]{money(e.total_usd)}[/]"
         cells.append([
             row.provider, escape(e.model), str(e.epochs or "—"),
             f"{e.billed_tokens:,}" if e.billed_tokens is not None else "—",
             "—" if e.runtime_hours is None else f"{e.runtime_hours:,.2f} h",
-            f"${e.unit_price_usd:,.2f}/{e.unit}{verified}", f"[bold]{money(e.total_usd)}[/]", e.as_of,
+            f"${e.unit_price_usd:,.2f}/{e.unit}{verified}", total, e.as_of,
         ])  # fmt: skip
     out = console()
     headers = ("platform", "priced by", "epochs", "billed tokens", "runtime", "price", "total", "as of")
@@ -194,7 +195,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         print_json(rows)
     else:
         _estimate_table(rows, args.verbose)
-    return EXIT_OK if any(r.estimate for r in rows) else EXIT_BAD_INPUT
+    return EXIT_OK if any(r.usable for r in rows) else EXIT_BAD_INPUT
 
 
 # -- compare -----------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from finetune_hub.data.dataset_stats import DatasetStats
+from finetune_hub.pricing import base_model
 
 # OpenAI's default-epoch rule, as the cookbook (examples/Chat_finetuning_data_prep.ipynb) states it:
 # aim for 3 epochs, but keep epochs × examples between 100 and 25,000 (and epochs between 1 and 25).
@@ -62,9 +63,10 @@ def openai_default_epochs(n_examples: int) -> int:
 def example_token_cap(provider: str, model: str | None) -> tuple[int | None, str | None]:
     """(tokens per example the platform trains on, where that number comes from); (None, None) if no cap."""
     rules = _SAME_RULES_AS.get(provider, provider)
+    model = base_model(model or "")  # a fine-tune ("ft:gpt-4o-mini-...:org::id") is capped as its base
     best: tuple[int, int, str] | None = None
     for name, prefix, cap, source in _EXAMPLE_CAPS:
-        if name == rules and (model or "").startswith(prefix) and (best is None or len(prefix) > best[0]):
+        if name == rules and model.startswith(prefix) and (best is None or len(prefix) > best[0]):
             best = (len(prefix), cap, source)
     return (best[1], best[2]) if best else (None, None)
 

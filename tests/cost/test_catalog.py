@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from finetune_hub.cli import main
 from finetune_hub.errors import ConfigError
-from finetune_hub.pricing import Catalog, raise_if_retired, today
+from finetune_hub.pricing import Catalog, base_model, raise_if_retired, retirement_problems, today
 
 
 def test_every_priced_platform_says_how_it_is_priced() -> None:
@@ -44,11 +45,10 @@ def test_user_rows_override_shipped_ones(fth_home: Path) -> None:
     row = catalog.price("openai", "gpt-4o-mini-2024-07-18")
     assert row is not None and (row.usd, row.origin) == (1.25, "user")
     assert catalog.price("openai", "gpt-4o-mini-2024-07-18-other").origin == "shipped"  # type: ignore[union-attr]
-    # a user's prefix row wins over a longer shipped one: it is what they say they pay
-    assert any(
-        r.origin == "shipped" and r.model.startswith("gemini-") for r in catalog.prices if r.provider == "vertex"
-    )
-    assert catalog.price("vertex", "gemini-2.0-flash-001").usd == 9  # type: ignore[union-attr]
+    # the most specific row wins: a shipped `gemini-2.0-flash*` over a user's broad `gemini*`, which
+    # prices what no more specific row does
+    assert catalog.price("vertex", "gemini-2.0-flash-001").origin == "shipped"  # type: ignore[union-attr]
+    assert catalog.price("vertex", "gemini-3.0-pro").usd == 9  # type: ignore[union-attr]
     assert catalog.gpu("h100").mfu == 0.4  # type: ignore[union-attr]
     assert catalog.user_file == fth_home / "catalog.yaml"
 
@@ -67,7 +67,7 @@ def test_user_rows_override_shipped_ones(fth_home: Path) -> None:
          r"mfu = 0 must be above 0 \(row H100, 989\)"),  # a runtime divides by it
         ("training:\n  - {provider: x, model: m, usd: -1, unit: 1M tokens, as_of: 2026-01-01, source: s,"
          " verified: true}\n", r"usd = -1 must be 0 or more"),
-        ("platforms: [openai]\n", "wrong or missing key"),
+        ("platforms: [openai]\n", "`platforms:` must map platform names"),
         ("lifecycle:\n  - {provider: x, model: m, event: model_shutdown, date: 2027-1-6, source: s, verified: true}\n",
          "wrong or missing key"),
     ],
@@ -172,3 +172,101 @@ def test_a_row_you_override_is_listed_once_as_yours(
     assert main(["prices", "--provider", "sagemaker"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if "ml.g5.2xlarge" in line]
     assert len(lines) == 1 and "yours" in lines[0]
+
+
+def _override(fth_home: Path, text: str) -> Path:
+    fth_home.mkdir(parents=True, exist_ok=True)
+    (fth_home / "catalog.yaml").write_text(text)
+    return fth_home / "catalog.yaml"
+
+
+def test_the_most_specific_price_row_wins_and_yours_win_ties(fth_home: Path) -> None:
+    _override(
+        fth_home,
+        "training:\n"
+        "  - {provider: sagemaker, model: 'ml.g5*', usd: 1.0, unit: instance-hour, as_of: 2026-11-27, source: mine,\n"
+        "     verified: true}\n"
+        "  - {provider: sagemaker, model: ml.g5.2xlarge, usd: 1.1, unit: instance-hour, as_of: 2026-11-27,\n"
+        "     source: mine, verified: true}\n",
+    )
+    catalog = Catalog.load()
+    big = catalog.price("sagemaker", "ml.g5.48xlarge")
+    assert big is not None and (big.usd, big.origin) == (20.36, "shipped")  # exact shipped row over your prefix
+    assert catalog.price("sagemaker", "ml.g5.4xlarge").usd == 1.0  # type: ignore[union-attr]  # only yours fits
+    assert catalog.price("sagemaker", "ml.g5.2xlarge").usd == 1.1  # type: ignore[union-attr]  # a tie: yours
+
+
+def test_a_user_platform_block_keeps_the_shipped_keys_it_does_not_set(fth_home: Path) -> None:
+    _override(fth_home, "platforms:\n  sagemaker: {overhead_minutes: 10}\n  local: {default: A100}\n")
+    catalog = Catalog.load()
+    sagemaker = catalog.platform("sagemaker")
+    assert (sagemaker.overhead_minutes, sagemaker.priced_by, sagemaker.token_modes) == (10, "instance", ["serverless"])
+    local = catalog.platform("local")
+    assert (local.default, local.priced_by, local.overhead_minutes) == ("A100", "gpu", 1)
+    _override(fth_home, "platforms:\n  mine: {default: A100}\n")  # a new platform must say how it is priced
+    with pytest.raises(ConfigError, match=r"platforms\.mine: wrong or missing key.*priced_by"):
+        Catalog.load()
+
+
+def test_a_user_lifecycle_row_replaces_the_shipped_one(fth_home: Path) -> None:
+    _override(
+        fth_home,
+        "lifecycle:\n"
+        "  - {provider: openai, model: '*', event: job_creation_cutoff, date: 2027-06-30, source: my account manager,\n"
+        "     verified: true, alternatives: [azure_openai]}\n",
+    )
+    events = Catalog.load().events("openai", "gpt-4.1-2025-04-14")
+    cutoffs = [e.date for e in events if e.event == "job_creation_cutoff"]
+    assert cutoffs == [dt.date(2027, 6, 30)]
+    assert [e.date for e in events if e.event == "model_shutdown"] == [dt.date(2027, 1, 14)]  # not yours: kept
+
+
+def test_a_fine_tune_is_priced_capped_and_retired_as_its_base() -> None:
+    from finetune_hub.data.billing import example_token_cap
+
+    tuned = "ft:gpt-4o-mini-2024-07-18:my-org::abc123"
+    assert base_model(tuned) == "gpt-4o-mini-2024-07-18"
+    assert base_model("ft:gpt-4.1-2025-04-14:my-org:custom:xyz") == "gpt-4.1-2025-04-14"
+    assert base_model("gpt-4o-mini") == "gpt-4o-mini" and base_model("ft:") == "ft:"
+    catalog = Catalog.load()
+    assert catalog.price("openai", tuned).usd == 3.0  # type: ignore[union-attr]
+    assert dt.date(2027, 1, 14) in [e.date for e in catalog.events("openai", tuned) if e.event == "model_shutdown"]
+    problems = retirement_problems(catalog, "openai", tuned, dt.date(2027, 1, 20))
+    assert any(level == "error" and "model shutdown was 2027-01-14" in msg for level, msg in problems)
+    assert example_token_cap("openai", "ft:gpt-3.5-turbo-0125:my-org::x")[0] == 16_385
+
+
+_PRICE = (
+    "training:\n  - {provider: openai, model: m, usd: 1, unit: 1M tokens, as_of: 2026-11-01, source: s,"
+    " verified: true}\n"
+)
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        (_PRICE.replace("model: m", "model: 123"), "training row 1: model = 123 must be text"),
+        (_PRICE.replace("provider: openai", "provider: 5"), "training row 1: provider = 5 must be text"),
+        (_PRICE.replace("usd: 1", "usd: .nan"), "training row 1: usd = nan is not a number"),
+        (_PRICE.replace("usd: 1", "usd: .inf"), "usd = inf is not a number"),
+        (_PRICE.replace("1M tokens", "1M Tokens"), "unit = '1M Tokens' must be one of 1M tokens, hour, instance-hour"),
+        (_PRICE.replace("verified: true", "verified: 'no'"), "verified = 'no' must be true or false"),
+        ("gpus:\n  - {gpu: H100, peak_tflops: 989, mfu: 20, source: mine, verified: true}\n",
+         "gpus row 1: mfu = 20 must be a fraction up to 1"),
+        ("platforms:\n  local: {priced_by: gpus}\n",
+         "platforms.local: priced_by = 'gpus' must be one of gpu, instance"),
+        ("lifecycle:\n  - {provider: x, model: m, event: e, date: 2027-01-06, source: s, verified: true,\n"
+         "     alternatives: vertex}\n", "lifecycle row 1: alternatives = 'vertex' must be a list"),
+        ("training:\n  - null\n", "training row 1: None is not a row"),
+        ("training: {provider: openai}\n", "`training:` must be a list of rows"),
+    ],
+)  # fmt: skip
+def test_a_wrong_value_names_the_file_row_and_field(
+    fth_home: Path, text: str, needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _override(fth_home, text)
+    with pytest.raises(ConfigError, match=re.escape(needle)) as err:
+        Catalog.load()
+    assert err.value.message.startswith(f"{path}: ")
+    assert main(["prices"]) == 2  # reported, not a traceback
+    assert needle in " ".join(capsys.readouterr().err.split())

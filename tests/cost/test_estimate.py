@@ -214,3 +214,92 @@ def test_a_budget_that_cannot_be_checked_stops_the_submit_unless_yes(
     assert not [p for p in plan.problems if "budget" in p.message]  # --yes: the user takes the risk
     local = api.plan(FineTuneSpec.load(spec_file), "local")  # own GPUs at $0: no budget to break
     assert local.estimate is None and not [p for p in local.problems if "budget" in p.message]
+
+
+def test_time_billed_estimates_cut_examples_at_the_trainer_default_length(spec_file: Path) -> None:
+    from local_backend.config import TrainConfig  # the constant copies it; the trainer's config needs no torch
+
+    assert TrainConfig.max_seq_length == cost.TRAINER_MAX_SEQ_LENGTH
+    long = spec_file.parent / "data" / "long.jsonl"
+    example = {"messages": [{"role": "user", "content": "word " * 20_000}, {"role": "assistant", "content": "ok"}]}
+    long.write_text((json.dumps(example) + "\n") * 10)
+    spec = FineTuneSpec.load(spec_file)
+    spec = spec.model_copy(update={"data": spec.data.model_copy(update={"train": long})})
+    assert spec.hyperparameters.max_seq_length is None
+    for provider in ("local", "sagemaker"):
+        stats = data.stats(long, model=BASE_MODELS[provider])
+        assert stats.max_tokens > 2048
+        found = cost.estimate(provider, spec, stats)
+        assert found.billed_tokens == 10 * 2048 * 2, provider  # 10 examples cut to 2,048 tokens, 2 epochs
+        assert any("trainer's default max_seq_length): 10 of them" in note for note in found.assumptions)
+    hyper = spec.hyperparameters.model_copy(update={"max_seq_length": 4096})
+    longer = spec.model_copy(update={"hyperparameters": hyper})
+    assert cost.estimate("local", longer, stats).billed_tokens == 10 * 4096 * 2
+
+
+@pytest.mark.parametrize(
+    "training_type, price, hosting, note",
+    [
+        ("Developer", 1.00, 0.0, "no hourly fee"),
+        ("developerTier", 1.00, 0.0, "no hourly fee"),  # Azure's REST spelling
+        ("GlobalStandard", 2.00, 1.70, "$1.70/hour"),
+        ("Standard", 2.00, 1.70, "a lower bound"),  # no sourced regional price: Global's, said so
+        (None, 2.00, 1.70, "training_type not set"),
+    ],
+)
+def test_azure_training_type_picks_the_price_and_the_hosting_fee(
+    spec_file: Path, training_type: str | None, price: float, hosting: float, note: str
+) -> None:
+    spec = FineTuneSpec.load(spec_file)
+    settings = {"training_type": training_type} if training_type else {}
+    spec = spec.model_copy(update={"providers": {"azure_openai": settings}})
+    stats = data.stats(spec.data.train, model=BASE_MODELS["azure_openai"])
+    found = cost.estimate("azure_openai", spec, stats)
+    assert (found.unit_price_usd, found.hosting_usd_per_hour) == (price, hosting)
+    assert any(note in n for n in found.assumptions), found.assumptions
+    if hosting == 0:
+        assert not any("$1.70" in n for n in found.assumptions)
+    # the actual cost uses the same row
+    assert cost.actual_cost("azure_openai", spec, JobResult(trained_tokens=1_000_000)) == pytest.approx(price)
+
+
+def test_a_retired_model_is_estimated_but_marked_unusable_and_ranked_last(
+    spec_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FTH_TODAY", "2026-11-27")  # gpt-4.1-nano shut down on 2026-10-23
+    spec = yaml.safe_load(spec_file.read_text())
+    spec["base_model"] |= {"openai": "gpt-4.1-nano-2025-04-14", "vertex": "gemini-2.5-pro"}  # nano is cheaper
+    spec_file.write_text(yaml.safe_dump(spec))
+    rows = cost.estimate_many(FineTuneSpec.load(spec_file), ["openai", "vertex"])
+    assert [r.provider for r in rows] == ["vertex", "openai"]
+    openai = rows[1]
+    assert openai.estimate is not None and openai.retired and not openai.usable
+    assert openai.error is not None and "model shutdown was 2026-10-23" in openai.error
+    assert not any("model shutdown" in w for w in openai.warnings)  # an error, not also a warning
+    assert rows[0].usable and not rows[0].retired
+    assert main(["estimate", str(spec_file), "-p", "openai", "--json"]) == 2  # nothing usable
+    (shown,) = json.loads(capsys.readouterr().out)
+    assert shown["retired"] is True and shown["estimate"]["total_usd"] > 0 and "shutdown" in shown["error"]
+
+
+def test_estimate_verbose_names_the_row_that_priced_each_platform(
+    spec_file: Path, fth_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fth_home.mkdir(parents=True)
+    (fth_home / "catalog.yaml").write_text(
+        "training:\n  - {provider: openai, model: 'gpt-4o-mini*', usd: 2.0, unit: 1M tokens, as_of: 2026-11-01,"
+        " source: mine, verified: true}\n"
+    )
+    monkeypatch.setenv("COLUMNS", "300")
+    assert main(["estimate", str(spec_file), "-p", "sagemaker", "-p", "openai", "-v"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "priced by the sagemaker row 'ml.g5.12xlarge' (training, the shipped catalog)" in out
+    assert f"priced by the openai row 'gpt-4o-mini*' (training, your {fth_home / 'catalog.yaml'})" in out
+
+
+def test_money_never_shows_a_nonzero_cost_as_zero() -> None:
+    assert cost.money(0.00001) == "<$0.0001"
+    assert cost.money(0.0) == "$0.00" and cost.money(0.00012) == "$0.0001" and cost.money(None) == "—"
+    assert cost.difference(0.00101, 0.00102) == ""  # agree to the shown precision: no "+$0.0000"
+    assert cost.difference(1.0, 1.000001) == ""
+    assert cost.difference(0.001, 0.0012) == "+$0.0002, +20%"
