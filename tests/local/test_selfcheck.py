@@ -14,16 +14,18 @@ from local_backend.runfiles import RunFiles
 from local_backend.train import train
 from tests.local.test_training import config
 
+SMALL = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
 
-def other_architecture(llama_model: Path, out: Path, make: Any) -> Path:
+
+def other_architecture(llama_model: Path, out: Path, make_config: Any, **fields: Any) -> Path:
     """A random tiny model of another architecture, with the demo model's tokenizer."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(llama_model)
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(make(len(tokenizer), tokenizer.pad_token_id))
-    model.save_pretrained(out)
+    made = make_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **SMALL, **fields)
+    AutoModelForCausalLM.from_config(made).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
 
@@ -34,20 +36,9 @@ def test_a_model_that_scales_its_logits_is_refused_before_any_step(
     from transformers import GraniteConfig
 
     granite = other_architecture(
-        llama_model,
-        tmp_path / "granite",
-        lambda vocab, pad: GraniteConfig(
-            vocab_size=vocab,
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            logits_scaling=8.0,
-            tie_word_embeddings=False,
-            pad_token_id=pad,
-        ),
-    )
+        llama_model, tmp_path / "granite", GraniteConfig, intermediate_size=128, num_key_value_heads=2,
+        logits_scaling=8.0, tie_word_embeddings=False,
+    )  # fmt: skip
     with pytest.raises(ConfigError, match=r"differs from granite's own .*logit scaling"):
         train(config(granite, chat_data, tmp_path / "run", max_steps=2))
     assert not RunFiles(tmp_path / "run").checkpoint_dirs()
@@ -62,19 +53,7 @@ def test_a_model_whose_mask_lets_packed_examples_see_each_other_must_train_unpac
 ) -> None:
     from transformers import OPTConfig
 
-    opt = other_architecture(
-        llama_model,
-        tmp_path / "opt",
-        lambda vocab, pad: OPTConfig(
-            vocab_size=vocab,
-            hidden_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            ffn_dim=128,
-            word_embed_proj_dim=64,
-            pad_token_id=pad,
-        ),
-    )
+    opt = other_architecture(llama_model, tmp_path / "opt", OPTConfig, ffn_dim=128, word_embed_proj_dim=64)
     with pytest.raises(ConfigError, match=r"packed in one row.*trainer.packing: false"):
         train(config(opt, chat_data, tmp_path / "packed", max_steps=1))
     unpacked = train(config(opt, chat_data, tmp_path / "unpacked", max_steps=1, packing=False))
@@ -95,16 +74,9 @@ def test_sliding_windows_and_soft_capped_scores_do_not_get_the_varlen_kernel(
 
     from local_backend.model import pick_attention
 
-    small = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-             "num_key_value_heads": 2, "head_dim": 16}  # fmt: skip
-    mistral = other_architecture(
-        llama_model, tmp_path / "mistral", lambda v, pad: MistralConfig(vocab_size=v, sliding_window=32, **small)
-    )
-    gemma2 = other_architecture(
-        llama_model,
-        tmp_path / "gemma2",
-        lambda v, pad: Gemma2Config(vocab_size=v, attn_logit_softcapping=50.0, **small),
-    )
+    small = {"intermediate_size": 128, "num_key_value_heads": 2, "head_dim": 16}
+    mistral = other_architecture(llama_model, tmp_path / "mistral", MistralConfig, sliding_window=32, **small)
+    gemma2 = other_architecture(llama_model, tmp_path / "gemma2", Gemma2Config, attn_logit_softcapping=50.0, **small)
     cpu = torch.device("cpu")
     with pytest.raises(ConfigError, match="sliding window of 32 tokens"):
         pick_attention(config(mistral, chat_data, tmp_path / "r", attention="varlen"), cpu)
