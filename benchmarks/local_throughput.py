@@ -231,7 +231,8 @@ def run_baseline(
     timer.times.clear()
     timer.tokens.clear()
     reset_memory(device)
-    trainer.train()  # the same seed: the same batches, now timed
+    trainer.train()  # the same batches again (the sampler's seed), now timed; the scheduler is made anew, the
+    # optimizer goes on (its state already allocated, the learning rate constant): the speed is the same
     timed_t, timed_tok = timer.times[args.warmup :], timer.tokens[args.warmup :]
     result = {
         "variant": f"plain Trainer + PEFT, padded bs{args.baseline_batch}, sdpa, full-vocab loss",

@@ -85,8 +85,10 @@ def priced_item(provider: str, spec: FineTuneSpec, catalog: Catalog) -> tuple[st
         return str(instance), int(settings.get("instance_count") or 1)
     if platform.priced_by == "gpu":  # your own GPUs: which kind is the catalog's `default` (override it there)
         return str(platform.default or "H100"), int(settings.get("gpus") or 1)
-    if (tiered := _tiered(provider, spec)) and catalog.price(provider, tiered):
-        return tiered, 1  # e.g. "Developer:gpt-4.1-2025-04-14", where the catalog prices that tier
+    if (tiered := _tiered(provider, spec)) and (row := catalog.price(provider, tiered)):
+        own = catalog.price(provider, spec.base_model_for(provider))
+        if row.origin == "user" or own is None or own.origin == "shipped":  # (your own price for the model wins
+            return tiered, 1  # over a shipped tier row derived from the shipped price) "Developer:gpt-4.1-..."
     return spec.base_model_for(provider), 1
 
 
@@ -158,6 +160,9 @@ def _tier_notes(provider: str, spec: FineTuneSpec, item: str) -> list[str]:
         return ["training_type not set: priced at the Global Standard rate (the catalog's Azure rows)"]
     if item.startswith(f"{tier}:") or tier == "GlobalStandard":
         return []
+    if tier == "Developer":
+        return ["training_type Developer: priced by the model's own row (the catalog has no Developer row for it,"
+                " or your row for the model is used as you set it); add a 'Developer:<model>' row"]  # fmt: skip
     if tier == "Standard":  # regional: Microsoft gives only Global's discount off it, no price
         return [
             "training_type Standard (regional) is priced at the Global Standard rate, a lower bound: Microsoft "
@@ -386,9 +391,10 @@ def money(value: float | None) -> str:
     """Dollars, to the cent, or to 4 decimals under a cent; "—" when unknown."""
     if value is None:
         return "—"
-    if 0 < abs(value) < _SMALLEST / 2:  # would print as $0.0000, which reads as free
-        return "-<$0.0001" if value < 0 else "<$0.0001"
-    return f"${value:,.4f}" if 0 < abs(value) < 0.01 else f"${value:,.2f}"
+    sign, size = "-" if value < 0 else "", abs(value)
+    if 0 < size < _SMALLEST / 2:  # would print as $0.0000, which reads as free
+        return f"{sign}<$0.0001"
+    return f"{sign}${size:,.4f}" if 0 < size < 0.01 else f"{sign}${size:,.2f}"
 
 
 def describe(est: CostEstimate) -> str:

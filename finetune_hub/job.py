@@ -453,7 +453,10 @@ class FineTuneJob(ABC):
         and the price catalog; None where it cannot be known."""
         from finetune_hub import cost
 
-        return cost.actual_cost(self.provider, self.spec, result)
+        try:
+            return cost.actual_cost(self.provider, self.spec, result)
+        except ConfigError:  # a catalog.yaml to fix must not keep a finished job's result from being recorded
+            return None
 
     def wait(
         self,

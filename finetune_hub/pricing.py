@@ -222,12 +222,28 @@ def _rows(sources: _Sources, section: str) -> list[tuple[str, Any, str]]:
     return found
 
 
+_UNITS = {"1mtokens": "1M tokens", "1mtok": "1M tokens", "1m": "1M tokens", "hour": "hour", "hours": "hour",
+          "instance-hour": "instance-hour", "instance-hours": "instance-hour", "instancehour": "instance-hour",
+          "instancehours": "instance-hour"}  # fmt: skip
+
+
+def _lenient(cls: Any, row: dict[str, Any]) -> dict[str, Any]:
+    """What a hand-written row means, where it is plain: an unquoted `gpu: 4090` is the text "4090", and a
+    unit in another spelling ("1M tok", "instance-hours") is the unit (files that loaded before stay loading)."""
+    text = {f.name for f in dataclasses.fields(cls) if str(f.type) in ("str", "str | None")}
+    fixed = {k: str(v) if k in text and isinstance(v, int | float) and not isinstance(v, bool) else v
+             for k, v in row.items()}  # fmt: skip
+    if isinstance(unit := fixed.get("unit"), str):
+        fixed["unit"] = _UNITS.get(unit.lower().replace(" ", ""), unit)
+    return fixed
+
+
 def _make(cls: type[_Row], where: str, row: Any, **extra: Any) -> _Row:
     """One catalog row, checked; a ConfigError naming the file, the row and the field when it is wrong."""
     if not isinstance(row, dict):
         raise ConfigError(f"{where}: {row!r} is not a row of `key: value` pairs", hint=_HINT)
     try:
-        made = cls(**{**row, **extra})
+        made = cls(**_lenient(cls, {**row, **extra}))
     except (TypeError, ValueError) as exc:  # a missing or unknown key; a date that is not one
         raise ConfigError(f"{where}: wrong or missing key: {exc}", hint=_HINT) from None
     try:
@@ -293,13 +309,14 @@ class Catalog:
         )
 
     def price(self, provider: str, model: str, kind: str = "training") -> PriceRow | None:
-        """The most specific row for `model` (an exact id over a prefix, a longer prefix over a shorter one);
-        of two equally specific rows, the user's. A fine-tune's id is priced by its base model's rows."""
-        best: tuple[int, bool, PriceRow] | None = None
+        """The user's most specific row for `model` (an exact id over a prefix, a longer prefix over a shorter
+        one), else the shipped catalog's: a user's `gpt-4o*` wins over a shipped `gpt-4o-mini*`, since it is what
+        the user says they pay. A fine-tune's id is priced by its base model's rows too."""
+        best: tuple[bool, int, PriceRow] | None = None
         for row in self.prices:
             if row.provider == provider and row.kind == kind:
-                score = (_matches(row.model, model), row.origin == "user")
-                if score[0] >= 0 and (best is None or score > best[:2]):
+                score = (row.origin == "user", _matches(row.model, model))
+                if score[1] >= 0 and (best is None or score > best[:2]):
                     best = (*score, row)
         return best[2] if best else None
 

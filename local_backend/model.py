@@ -41,6 +41,8 @@ def pick_attention(cfg: TrainConfig, device: torch.device) -> str:
     if cfg.attention in ("varlen", "fa4") and limit:
         raise ConfigError(f"train config: attention = {cfg.attention!r}: {limit}; use attention: auto")
     if cfg.attention == "fa4":  # opt-in: measured once (docs/local.md), from a package still in beta
+        if cfg.dtype == "fp32":  # its kernels take fp16/bf16: the call would fall back to per-example SDPA
+            raise ConfigError("train config: attention = 'fa4' needs bf16 (dtype: auto or bf16), not fp32")
         if why := attention.fa4_unavailable():
             raise ConfigError(f"train config: attention = 'fa4' (FlashAttention-4) {why}; or use attention: auto")
         return attention.register(fa4=True)

@@ -6,9 +6,9 @@ divides by `logits_scaling`, Falcon-H1 multiplies by `lm_head_multiplier`, ...),
 examples see each other (OPT builds its mask without `position_ids`). So on a few short examples, each token's
 loss is computed three ways, all with the attention the run trains with: the model's own forward, one example
 at a time; the trainer's path one example at a time; and the trainer's path packed (or padded) as it trains.
-The first two differ by rounding only (measured on an H200 in bf16: ~1e-7), so a difference there stops the run.
+The first two differ by rounding only (measured on an H200 in bf16: 6e-8), so a difference there stops the run.
 Packing changes the shapes of every matrix product, and under bf16 that alone moves deep random models by
-0.02-0.4 per token, so there a packed difference is only a warning; in float32 it stops the run. (Attention the
+0.01-0.4 per token, so there a packed difference is only a warning; in float32 it stops the run. (Attention the
 varlen kernel cannot do, sliding windows and soft-capped scores, is kept from it when the attention is picked:
 model.pick_attention.)
 """

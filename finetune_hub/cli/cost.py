@@ -153,7 +153,7 @@ def _estimate_table(rows: list[PlatformEstimate], verbose: bool) -> None:
             cells.append([row.provider, escape(row.base_model or "—"), "", "", "", "", "[red]—[/]", ""])
             continue
         verified = "" if e.verified else " [yellow]?[/]"
-        total = f"[bold]{money(e.total_usd)}[/]" if row.usable else f"[red strike]{money(e.total_usd)}[/]"
+        total = f"[bold]{money(e.total_usd)}[/]" if row.usable else f"[red strike]{money(e.total_usd)}[/] (retired)"
         cells.append([
             row.provider, escape(e.model), str(e.epochs or "—"),
             f"{e.billed_tokens:,}" if e.billed_tokens is not None else "—",

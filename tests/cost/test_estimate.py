@@ -263,6 +263,19 @@ def test_azure_training_type_picks_the_price_and_the_hosting_fee(
     assert cost.actual_cost("azure_openai", spec, JobResult(trained_tokens=1_000_000)) == pytest.approx(price)
 
 
+def test_your_own_price_for_the_model_is_not_replaced_by_a_shipped_tier_row(spec_file: Path, fth_home: Path) -> None:
+    fth_home.mkdir(parents=True)
+    (fth_home / "catalog.yaml").write_text(
+        "training:\n  - {provider: azure_openai, model: 'gpt-4.1*', usd: 1.6, unit: 1M tokens, as_of: 2026-11-01,"
+        " source: my invoice, verified: true}\n"
+    )
+    spec = FineTuneSpec.load(spec_file)
+    spec = spec.model_copy(update={"providers": {"azure_openai": {"training_type": "Developer"}}})
+    found = cost.estimate("azure_openai", spec, data.stats(spec.data.train, model=BASE_MODELS["azure_openai"]))
+    assert found.unit_price_usd == 1.6  # not the shipped Developer row, made from the shipped $2.00
+    assert any("add a 'Developer:<model>' row" in n for n in found.assumptions)
+
+
 def test_a_retired_model_is_estimated_but_marked_unusable_and_ranked_last(
     spec_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -300,6 +313,7 @@ def test_estimate_verbose_names_the_row_that_priced_each_platform(
 def test_money_never_shows_a_nonzero_cost_as_zero() -> None:
     assert cost.money(0.00001) == "<$0.0001"
     assert cost.money(0.0) == "$0.00" and cost.money(0.00012) == "$0.0001" and cost.money(None) == "—"
+    assert (cost.money(-0.005), cost.money(-0.0), cost.money(-0.00003)) == ("-$0.0050", "$0.00", "-<$0.0001")
     assert cost.difference(0.00101, 0.00102) == ""  # agree to the shown precision: no "+$0.0000"
     assert cost.difference(1.0, 1.000001) == ""
     assert cost.difference(0.001, 0.0012) == "+$0.0002, +20%"
