@@ -24,6 +24,7 @@ class ProviderInfo:
     target: str  # "module:Class"
     extra: str | None  # the pip extra that brings the SDK
     summary: str
+    offline: bool = False  # its jobs are read from this machine's files: `fth list` refreshes them
 
 
 _BUILTIN: tuple[ProviderInfo, ...] = (
@@ -32,7 +33,9 @@ _BUILTIN: tuple[ProviderInfo, ...] = (
     ProviderInfo("openai", "providers.openai:OpenAIJob", "openai", "OpenAI fine-tuning API"),
     ProviderInfo("azure_openai", "providers.azure_openai:AzureOpenAIJob", "azure", "Azure OpenAI (Foundry) v1 API"),
     ProviderInfo("sagemaker", "providers.sagemaker:SageMakerJob", "aws", "Amazon SageMaker training jobs"),
-    ProviderInfo("local", "providers.local:LocalJob", "local", "LoRA/QLoRA on this machine (transformers + PEFT)"),
+    ProviderInfo(
+        "local", "providers.local:LocalJob", "local", "LoRA/QLoRA on this machine (transformers + PEFT)", True
+    ),
 )
 BUILTIN: dict[str, ProviderInfo] = {p.name: p for p in _BUILTIN}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from finetune_hub.cli import (
@@ -18,7 +19,7 @@ from finetune_hub.cli import (
 
 if TYPE_CHECKING:
     from finetune_hub.job import FineTuneJob
-    from finetune_hub.store import JobRecord
+    from finetune_hub.store import JobRecord, JobStore
 
 _H = "finetune_hub.cli.jobs:"
 
@@ -42,7 +43,7 @@ def register(sub: Any) -> None:
     add_json_flag(p)
     p.set_defaults(handler=_H + "cmd_status")
 
-    p = sub.add_parser("list", help="list the jobs in the local store (no network)")
+    p = sub.add_parser("list", help="list the jobs in the local store (no network; local runs read afresh from their files)")
     p.add_argument("--provider", help="only this platform")
     p.add_argument("--status", help="only this status")
     p.add_argument("--limit", type=positive_int, default=50)
@@ -179,6 +180,19 @@ def _actual(record: JobRecord) -> str:
     return money(record.actual_usd) + (f" ({delta})" if delta else "")
 
 
+def _refresh_offline(store: JobStore) -> None:
+    """Unfinished jobs whose platform is this machine (local runs) are read afresh: a look at files, no
+    network, so the list shows where they are now, not where the last `fth status` saw them."""
+    from finetune_hub import api, registry
+    from finetune_hub.errors import FthError
+
+    for record in store.list_jobs(limit=1000):
+        info = registry.BUILTIN.get(record.provider)
+        if info is not None and info.offline and not record.status.terminal:
+            with contextlib.suppress(FthError):
+                api.open_job(record.id, store=store).sync()
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from finetune_hub import registry
     from finetune_hub.errors import ConfigError
@@ -190,7 +204,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         raise ConfigError(f"no status '{args.status}'", hint="one of " + ", ".join(statuses))
     if args.provider is not None:
         registry.check_name(args.provider)  # a typo; a retired platform's jobs can still be listed
-    records = JobStore().list_jobs(provider=args.provider, status=args.status, limit=args.limit)
+    store = JobStore()
+    _refresh_offline(store)
+    records = store.list_jobs(provider=args.provider, status=args.status, limit=args.limit)
     if args.json:
         from finetune_hub.cli.output import print_json
 

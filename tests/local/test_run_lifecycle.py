@@ -276,3 +276,21 @@ def test_events_written_after_the_clock_stepped_back_still_reach_the_store(
         fh.write(json.dumps(line) + "\n")
     job.sync()
     assert {"step 1", "step 2"} <= {e.message for _, e in job.store.events(job.local_id)}
+
+
+def test_fth_list_shows_where_local_jobs_are_now_without_importing_the_training_stack(
+    llama_model: Path, chat_data: tuple[Path, Path], tmp_path: Path, stand_in: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from finetune_hub.cli import main
+    from tests.core.test_cli import HEAVY, imported_modules
+
+    job = submit(llama_model, chat_data, JobStore(), python=str(stand_in))
+    kill(job)  # the trainer is gone; nothing has asked since
+    assert main(["list", "--json"]) == 0
+    (shown,) = json.loads(capsys.readouterr().out)
+    assert shown["status"] == "failed"  # read from the run's files, not the stale "queued"
+    job.resume()
+    job.sync()  # unfinished again: the next list refreshes it, and imports no SDK, torch or transformers
+    modules = imported_modules("list")
+    heavy = {m for m in modules for h in HEAVY if h != "pydantic" and (m == h or m.startswith(h + "."))}  # as list
+    assert "providers.local_runs" in modules and not heavy
