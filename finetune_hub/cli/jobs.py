@@ -43,7 +43,7 @@ def register(sub: Any) -> None:
     add_json_flag(p)
     p.set_defaults(handler=_H + "cmd_status")
 
-    p = sub.add_parser("list", help="list the jobs in the local store (no network; local runs read afresh from their files)")
+    p = sub.add_parser("list", help="list the jobs in the local store (no network; local runs read afresh)")
     p.add_argument("--provider", help="only this platform")
     p.add_argument("--status", help="only this status")
     p.add_argument("--limit", type=positive_int, default=50)
