@@ -292,6 +292,18 @@ class JobStore:
             ).fetchone()
         return JobRecord._from_row(row) if row else None
 
+    def unfinished_twins(self, provider: str, spec_hash: str, data_hash: str) -> list[JobRecord]:
+        """Jobs sent for the same request (spec and data) that have not finished: a second submit is most
+        likely a mistake, and trains (and bills) twice."""
+        active = [s.value for s in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED, JobStatus.CANCELLING)]
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT * FROM jobs WHERE provider=? AND spec_hash=? AND data_hash=? AND remote_id IS NOT NULL "
+                f"AND status IN ({', '.join('?' * len(active))}) ORDER BY created_at",
+                (provider, spec_hash, data_hash, *active),
+            ).fetchall()
+        return [JobRecord._from_row(row) for row in rows]
+
     def get(self, ref: str) -> JobRecord:
         """A job by local id, remote id, or a unique prefix of the local id."""
         with self._connect() as conn:

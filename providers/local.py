@@ -163,11 +163,14 @@ class LocalJob(FineTuneJob):
         }  # fmt: skip
         values.update(s.trainer)
         if (template := values.get("chat_template")) and isinstance(template, str):  # the trainer runs in its run
-            try:  # folder, where a relative path means nothing: it gets the template's text
+            beside = spec.source_file.parent / template if spec.source_file else None  # folder, where a relative
+            if beside is not None and "{" not in template and beside.is_file():  # path means nothing: it gets
+                template = str(beside)  # the template's text (a path is the spec's folder's, as every path there)
+            try:
                 values["chat_template"] = template_text(template)
             except TrainDataError as exc:
                 raise ConfigError(
-                    f"providers.local.trainer.{exc}", hint="a path is relative to where fth runs"
+                    f"providers.local.trainer.{exc}", hint="a path is relative to the spec's folder"
                 ) from None
         try:
             return train_config.TrainConfig.from_dict(values)
@@ -195,6 +198,8 @@ class LocalJob(FineTuneJob):
             else:
                 hub = f"base model '{model}' is not a local directory: it will be downloaded from the Hugging Face Hub"
                 problems.append(Problem("warning", hub + " (needs network, and a login for gated models)"))
+        if cfg.attention == "fa4" and importlib.util.find_spec("flash_attn") is None:
+            problems.append(Problem("error", "trainer.attention 'fa4' needs flash-attn-4", "pip install flash-attn-4"))
         if cfg.quantize != "none" and importlib.util.find_spec("bitsandbytes") is None:
             need = f"lora.quantize '{cfg.quantize}' (QLoRA) needs bitsandbytes (on a CPU: bitsandbytes >= 0.48)"
             problems.append(Problem("error", need, "pip install 'finetune-hub[qlora]', or set lora.quantize: none"))

@@ -125,7 +125,8 @@ class LocalRunner:
                 tail = " | ".join(lines)[-800:]
                 error = (
                     f"the trainer process stopped without a final status at step {status.get('step', 0)} (killed, "
-                    f"out of memory, or crashed); resume() continues from the newest checkpoint. Last log lines: {tail}"
+                    f"out of memory, or crashed); `fth resume` goes on from the newest checkpoint. Last log lines: "
+                    f"{tail}"
                 )
                 status = {**status, "state": DIED, "error": error}
         elif status.get("state") in (runfiles.QUEUED, runfiles.RUNNING) and (asked := run.request()):

@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_error(exc, as_json=getattr(args, "json", False))
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted (a job already submitted goes on: `fth status`, `fth wait JOB`)", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader stopped (`fth logs | head`): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes

@@ -19,6 +19,8 @@ from finetune_hub.cli import (
 
 if TYPE_CHECKING:
     from finetune_hub.job import FineTuneJob
+    from finetune_hub.records import Problem
+    from finetune_hub.spec import FineTuneSpec
     from finetune_hub.store import JobRecord, JobStore
 
 _H = "finetune_hub.cli.jobs:"
@@ -126,7 +128,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         if args.json:
             print_json(planned)
         else:
-            print_problems(planned.problems)
+            print_problems(planned.problems + _twins(spec, args.provider))
             out = console()
             if planned.estimate:
                 from finetune_hub.cost import describe
@@ -135,7 +137,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             out.print("dry run: nothing was uploaded or created")
         return EXIT_BAD_INPUT if planned.errors else EXIT_OK
     # on stderr, as errors are: the warnings too (a retirement date near, a setting the platform ignores)
-    print_problems(planned.problems, stderr=True)
+    print_problems(planned.problems + _twins(spec, args.provider), stderr=True)
     if planned.errors:
         console(stderr=True).print("nothing was uploaded; fix these and submit again")
         return EXIT_BAD_INPUT
@@ -147,6 +149,22 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.json:
         print_json(job.to_record())
     return EXIT_OK
+
+
+def _twins(spec: FineTuneSpec, provider: str) -> list[Problem]:
+    """A warning when the same spec and data already run there (submitted twice by mistake, it trains twice)."""
+    from finetune_hub import data
+    from finetune_hub.records import Problem
+    from finetune_hub.store import JobStore
+
+    found = JobStore().unfinished_twins(
+        provider, spec.content_hash(), data.content_hash(spec.data.train, spec.data.validation)
+    )
+    shown = ", ".join(f"{r.id} ({r.status.value})" for r in found)
+    why = f"the same spec and data are already on {provider}: {shown}; this submits another, trained and billed again"
+    return (
+        [Problem("warning", why, "if it is a mistake, `fth cancel` the new one (its id comes next)")] if found else []
+    )
 
 
 def _records_table(records: list[JobRecord], empty: str = "no jobs") -> None:

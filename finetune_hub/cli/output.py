@@ -23,7 +23,12 @@ def console(stderr: bool = False) -> Console:
     line each for grep (a terminal folds them at words)."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=not (sys.stderr if stderr else sys.stdout).isatty())
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:  # the reader stopped (`fth prices | head`): main() ends with 0, as it does
+            self.quiet = True  # for plain prints (rich's own default exits 1)
+            raise BrokenPipeError
+
+    return _Console(stderr=stderr, highlight=False, soft_wrap=not (sys.stderr if stderr else sys.stdout).isatty())
 
 
 def too_wide(out: Console, table: Table) -> bool:

@@ -172,3 +172,14 @@ def test_the_cli_offers_every_conversion_target() -> None:
     from finetune_hub.data.exporters import TARGETS
 
     assert _TARGETS == TARGETS  # the CLI keeps its own copy so that `fth --help` imports no data code
+
+
+def test_a_reader_that_stops_early_is_not_an_error(tmp_path: Path) -> None:
+    """`fth prices | head -1`: the pipe closes before fth writes; rich's own handling would exit 1."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "finetune_hub", "prices"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "FTH_HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before it has written anything
+    assert proc.wait(timeout=120) == 0, proc.stderr.read()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -143,7 +144,9 @@ def test_a_failed_submit_neither_blocks_status_nor_stays_forever(
     assert record.id not in fth("status", home=fth_home).stdout
 
 
-def test_spec_maps_onto_the_trainer_config(llama_model: Path, chat_data, tmp_path: Path) -> None:
+def test_spec_maps_onto_the_trainer_config(
+    llama_model: Path, chat_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     raw = spec_dict(llama_model, chat_data, packed_length=4096, trainer={"loss_chunk_size": 512})
     raw["hyperparameters"] = {"epochs": 2, "learning_rate_multiplier": 0.5, "batch_size": 3, "max_seq_length": 1024}
     raw["lora"] = {"rank": 32, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj"], "quantize": "none"}
@@ -165,6 +168,13 @@ def test_spec_maps_onto_the_trainer_config(llama_model: Path, chat_data, tmp_pat
     with pytest.raises(ConfigError, match="no template file"):
         missing = spec_dict(llama_model, chat_data, trainer={"chat_template": str(tmp_path / "nope.jinja")})
         LocalJob(FineTuneSpec.model_validate(missing)).train_config({"train": "t"})
+    # written relative in a spec file, it is found beside the spec, from any working directory
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(spec_dict(llama_model, chat_data, trainer={"chat_template": "chat.jinja"})))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert LocalJob(FineTuneSpec.load(spec_file)).train_config({"train": "t"}).chat_template == template.read_text()
 
 
 def test_check_reports_what_cannot_run(llama_model: Path, chat_data) -> None:
@@ -180,6 +190,9 @@ def test_check_reports_what_cannot_run(llama_model: Path, chat_data) -> None:
     ] == [("error", True)]  # a path, not a Hub id: it would fail in the trainer, after the submit said all was well
     bad = spec_dict(llama_model, chat_data, trainer={"lr_scheduler": "triangle"})
     assert any("lr_scheduler" in p.message for p in LocalJob(FineTuneSpec.model_validate(bad)).check())
+    if importlib.util.find_spec("flash_attn") is None:  # said at submit, not when the trainer starts
+        fa4 = spec_dict(llama_model, chat_data, trainer={"attention": "fa4"})
+        assert any("needs flash-attn-4" in p.message for p in LocalJob(FineTuneSpec.model_validate(fa4)).check())
 
 
 def test_preference_pairs_under_sft_are_refused_before_anything_starts(

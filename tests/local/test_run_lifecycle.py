@@ -294,3 +294,22 @@ def test_fth_list_shows_where_local_jobs_are_now_without_importing_the_training_
     modules = imported_modules("list")
     heavy = {m for m in modules for h in HEAVY if h != "pydantic" and (m == h or m.startswith(h + "."))}  # as list
     assert "providers.local_runs" in modules and not heavy
+
+
+def test_a_second_submit_of_a_running_job_says_so(
+    llama_model: Path, chat_data: tuple[Path, Path], tmp_path: Path, stand_in: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    from finetune_hub.cli import main
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(spec_dict(llama_model, chat_data, python=str(stand_in))))
+    assert main(["submit", "-p", "local", str(spec)]) == 0
+    (first,) = JobStore().list_jobs()
+    assert "already on local" not in capsys.readouterr().err
+    assert main(["submit", "-p", "local", str(spec)]) == 0  # a warning, not a refusal: it may be meant
+    assert f"the same spec and data are already on local: {first.id} (queued)" in " ".join(
+        capsys.readouterr().err.split()
+    )
+    assert len(JobStore().list_jobs()) == 2
