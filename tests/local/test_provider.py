@@ -98,7 +98,7 @@ def test_pause_kill_and_resume(llama_model: Path, chat_data, tmp_path: Path) -> 
         time.sleep(0.02)
     job.client.kill(job.remote_id)  # what the OOM killer does
     died = wait_for(job, {JobStatus.FAILED, JobStatus.SUCCEEDED})
-    assert died.status is JobStatus.FAILED and died.error and "resume()" in died.error
+    assert died.status is JobStatus.FAILED and died.error and "fth resume" in died.error
     job.resume()
     assert wait_for(job, {JobStatus.SUCCEEDED, JobStatus.FAILED}).status is JobStatus.SUCCEEDED
     resumed = [e.message for e in job.events() if e.message.startswith("resumed from")]
