@@ -22,6 +22,7 @@ class SubmitPlan:
     base_model: str
     problems: list[Problem]
     estimate: CostEstimate | None
+    hashes: tuple[str, str] | None = None  # (spec, data) content hashes, worked out once when a store was given
 
     @property
     def errors(self) -> list[Problem]:
@@ -51,15 +52,23 @@ def stored_spec(record: JobRecord) -> FineTuneSpec:
 
 
 def plan(
-    spec: FineTuneSpec, provider: str, *, job: FineTuneJob | None = None, over_budget_ok: bool = False
+    spec: FineTuneSpec,
+    provider: str,
+    *,
+    job: FineTuneJob | None = None,
+    over_budget_ok: bool = False,
+    store: JobStore | None = None,
 ) -> SubmitPlan:
     """Check the spec and data for `provider` and estimate the cost, offline; an estimate over `budget.max_usd`
-    is an error unless `over_budget_ok` (`--yes`), so a dry run says what the submit will do."""
+    is an error unless `over_budget_ok` (`--yes`), so a dry run says what the submit will do. With `store`, a
+    job of the same spec and data still unfinished there is a warning (a second submit trains and bills twice)."""
     from finetune_hub import data
     from finetune_hub.cost import free, money
+    from finetune_hub.pricing import Catalog
 
     job = job or make_job(provider, spec)
-    problems = job.check() + job.lifecycle_problems()  # every platform: the catalog's cutoffs, near or passed
+    catalog = Catalog.load()  # once: the cutoffs, the estimate and the budget all read it
+    problems = job.check() + job.lifecycle_problems(catalog)  # every platform: the catalog's cutoffs
     if spec.method == "sft" or job.supports(Capability.DPO):  # else check() has said the method is unsupported
         problems += job.data_kind_problems()
     findings, stats = data.validate_for(
@@ -75,12 +84,12 @@ def plan(
         try:
             if spec.data.validation_split is not None:  # the job trains on the rest
                 stats = training_stats(spec, job.base_model())
-            estimate = job.estimate(stats)
+            estimate = job.estimate(stats, catalog)
         except FthError as exc:
             problems.append(Problem("warning", f"no cost estimate: {exc.message}", exc.hint))
     limit = spec.budget.max_usd
     unchecked = limit is not None and estimate is None and not over_budget_ok
-    if unchecked and all(p.severity != "error" for p in problems) and not free(provider, spec):
+    if unchecked and all(p.severity != "error" for p in problems) and not free(provider, spec, catalog):
         problems.append(
             Problem(
                 "error",
@@ -96,7 +105,14 @@ def plan(
                 "raise budget.max_usd in the spec, or pass --yes to submit anyway",
             )
         )
-    return SubmitPlan(provider, job.base_model(), problems, estimate)
+    hashes = None
+    if store is not None:
+        hashes = (spec.content_hash(), data.content_hash(spec.data.train, spec.data.validation))
+        if twins := store.unfinished_twins(provider, *hashes):
+            shown = ", ".join(f"{r.id} ({r.status.value})" for r in twins)
+            why = f"the same spec and data are already on {provider}: {shown}; this submits another, billed again"
+            problems.append(Problem("warning", why, "if it is a mistake, `fth cancel` the new one (its id comes next)"))
+    return SubmitPlan(provider, job.base_model(), problems, estimate, hashes)
 
 
 def submit(
@@ -115,7 +131,7 @@ def submit(
 
     store = store or JobStore()
     job = make_job(provider, spec, store=store, client=client)
-    checked = checked or plan(spec, provider, job=job, over_budget_ok=over_budget_ok)
+    checked = checked or plan(spec, provider, job=job, over_budget_ok=over_budget_ok, store=store)
     if errors := checked.errors:
         lines = [p.message + (f" ({p.hint})" if p.hint else "") for p in errors]
         raise ConfigError(
@@ -123,8 +139,10 @@ def submit(
             hint="nothing was uploaded; fix these and submit again",
         )
     cost = checked.estimate
-    spec_hash = spec.content_hash()
-    data_hash = data.content_hash(spec.data.train, spec.data.validation)
+    spec_hash, data_hash = checked.hashes or (
+        spec.content_hash(),
+        data.content_hash(spec.data.train, spec.data.validation),
+    )
     account, estimated = job.account_id(), cost.total_usd if cost else None
     # The same request on the same account, whose earlier submit got no answer, keeps its idempotency key: a job
     # the platform did create is found, never made twice (also after `fth cancel` cleared the record).

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from finetune_hub.data import DatasetStats
+    from finetune_hub.pricing import Catalog
     from finetune_hub.spec import FineTuneSpec
     from finetune_hub.store import JobRecord, JobStore
 
@@ -148,11 +149,11 @@ class FineTuneJob(ABC):
     def check(self) -> list[Problem]:
         """Problems with the spec for this platform, found without any network call."""
 
-    def estimate(self, stats: DatasetStats) -> CostEstimate:
+    def estimate(self, stats: DatasetStats, catalog: Catalog | None = None) -> CostEstimate:
         """What the job would cost, from the dataset's token counts and the price catalog."""
         from finetune_hub import cost
 
-        return cost.estimate(self.provider, self.spec, stats)
+        return cost.estimate(self.provider, self.spec, stats, catalog=catalog)
 
     @abstractmethod
     def prepare(self) -> PreparedData:
@@ -353,11 +354,11 @@ class FineTuneJob(ABC):
                 )
         return problems
 
-    def lifecycle_problems(self) -> list[Problem]:
+    def lifecycle_problems(self, catalog: Catalog | None = None) -> list[Problem]:
         """Warnings before a platform's or base model's cutoff, errors after it (from the catalog's dated rows)."""
         from finetune_hub.pricing import Catalog, retirement_problems, today
 
-        found = retirement_problems(Catalog.load(), self.provider, self.base_model(), today())
+        found = retirement_problems(catalog or Catalog.load(), self.provider, self.base_model(), today())
         return [Problem(level, message) for level, message in found]
 
     def upload_once(

@@ -295,7 +295,7 @@ class JobStore:
     def unfinished_twins(self, provider: str, spec_hash: str, data_hash: str) -> list[JobRecord]:
         """Jobs sent for the same request (spec and data) that have not finished: a second submit is most
         likely a mistake, and trains (and bills) twice."""
-        active = [s.value for s in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED, JobStatus.CANCELLING)]
+        active = [s.value for s in JobStatus if not s.terminal]  # (sent: remote_id is set)
         with self._connect() as conn:
             rows = conn.execute(
                 "SELECT * FROM jobs WHERE provider=? AND spec_hash=? AND data_hash=? AND remote_id IS NOT NULL "

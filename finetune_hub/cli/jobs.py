@@ -19,8 +19,6 @@ from finetune_hub.cli import (
 
 if TYPE_CHECKING:
     from finetune_hub.job import FineTuneJob
-    from finetune_hub.records import Problem
-    from finetune_hub.spec import FineTuneSpec
     from finetune_hub.store import JobRecord, JobStore
 
 _H = "finetune_hub.cli.jobs:"
@@ -121,14 +119,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from finetune_hub import api
     from finetune_hub.cli.output import console, print_json, print_problems
     from finetune_hub.spec import FineTuneSpec
+    from finetune_hub.store import JobStore
 
     spec = FineTuneSpec.load(args.spec)
-    planned = api.plan(spec, args.provider, over_budget_ok=args.yes)
+    store = JobStore()
+    planned = api.plan(spec, args.provider, over_budget_ok=args.yes, store=store)
     if args.dry_run:
         if args.json:
             print_json(planned)
         else:
-            print_problems(planned.problems + _twins(spec, args.provider))
+            print_problems(planned.problems)
             out = console()
             if planned.estimate:
                 from finetune_hub.cost import describe
@@ -137,11 +137,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
             out.print("dry run: nothing was uploaded or created")
         return EXIT_BAD_INPUT if planned.errors else EXIT_OK
     # on stderr, as errors are: the warnings too (a retirement date near, a setting the platform ignores)
-    print_problems(planned.problems + _twins(spec, args.provider), stderr=True)
+    print_problems(planned.problems, stderr=True)
     if planned.errors:
         console(stderr=True).print("nothing was uploaded; fix these and submit again")
         return EXIT_BAD_INPUT
-    job = api.submit(spec, args.provider, over_budget_ok=args.yes, checked=planned)
+    job = api.submit(spec, args.provider, store=store, over_budget_ok=args.yes, checked=planned)
     if not args.json:
         console().print(f"submitted [bold]{job.local_id}[/] to {args.provider} (remote id {job.remote_id})")
     if args.wait:
@@ -149,22 +149,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.json:
         print_json(job.to_record())
     return EXIT_OK
-
-
-def _twins(spec: FineTuneSpec, provider: str) -> list[Problem]:
-    """A warning when the same spec and data already run there (submitted twice by mistake, it trains twice)."""
-    from finetune_hub import data
-    from finetune_hub.records import Problem
-    from finetune_hub.store import JobStore
-
-    found = JobStore().unfinished_twins(
-        provider, spec.content_hash(), data.content_hash(spec.data.train, spec.data.validation)
-    )
-    shown = ", ".join(f"{r.id} ({r.status.value})" for r in found)
-    why = f"the same spec and data are already on {provider}: {shown}; this submits another, trained and billed again"
-    return (
-        [Problem("warning", why, "if it is a mistake, `fth cancel` the new one (its id comes next)")] if found else []
-    )
 
 
 def _records_table(records: list[JobRecord], empty: str = "no jobs") -> None:
@@ -204,11 +188,11 @@ def _refresh_offline(store: JobStore) -> None:
     from finetune_hub import api, registry
     from finetune_hub.errors import FthError
 
-    for record in store.list_jobs(limit=1000):
-        info = registry.BUILTIN.get(record.provider)
-        if info is not None and info.offline and not record.status.terminal:
-            with contextlib.suppress(FthError):
-                api.open_job(record.id, store=store).sync()
+    for name in (name for name, info in registry.BUILTIN.items() if info.offline):
+        for record in store.list_jobs(provider=name, limit=1000):
+            if not record.status.terminal:
+                with contextlib.suppress(FthError):
+                    api.open_job(record.id, store=store).sync()
 
 
 def cmd_list(args: argparse.Namespace) -> int:
