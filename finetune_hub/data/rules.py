@@ -35,17 +35,25 @@ def _check_parts(content: list[Any], where: str) -> Problem | None:
     return None if content else ("missing_content", f"{where}.content is an empty list")
 
 
-def _check_function_call(call: Any, where: str) -> list[Problem]:
-    """The legacy single `function_call` of an assistant turn (before `tool_calls`)."""
-    if not isinstance(call, dict) or not all(isinstance(call.get(key), str) for key in ("name", "arguments")):
-        return [("tool_call_malformed", f"{where}.function_call needs a name and arguments, both strings")]
+def _check_function(fn: dict[str, Any], at: str, declared: set[str] | None) -> list[Problem]:
+    """A call's `{name, arguments}` (both strings): arguments a JSON object, the name one `tools` declares."""
+    problems: list[Problem] = []
     try:
-        parsed = json.loads(call["arguments"])
+        parsed = json.loads(fn["arguments"])
     except json.JSONDecodeError:
         parsed = None
     if not isinstance(parsed, dict):
-        return [("tool_call_arguments_json", f"{where}.function_call.arguments is not a JSON object string")]
-    return []
+        problems.append(("tool_call_arguments_json", f"{at}.arguments is not a JSON object string"))
+    if declared is not None and fn["name"] not in declared:
+        problems.append(("tool_undeclared", f"{at} calls {fn['name']!r}, which 'tools' does not declare"))
+    return problems
+
+
+def _check_function_call(call: Any, where: str, declared: set[str] | None) -> list[Problem]:
+    """The legacy single `function_call` of an assistant turn (before `tool_calls`)."""
+    if not isinstance(call, dict) or not all(isinstance(call.get(key), str) for key in ("name", "arguments")):
+        return [("tool_call_malformed", f"{where}.function_call needs a name and arguments, both strings")]
+    return _check_function(call, f"{where}.function_call", declared)
 
 
 def _check_tool_calls(calls: Any, where: str, seen: dict[str, bool], declared: set[str] | None) -> list[Problem]:
@@ -64,17 +72,10 @@ def _check_tool_calls(calls: Any, where: str, seen: dict[str, bool], declared: s
         ):
             problems.append(("tool_call_malformed", f"{at} needs id, type 'function', function.name and arguments"))
             continue
-        try:
-            parsed = json.loads(fn["arguments"])
-        except json.JSONDecodeError:
-            parsed = None
-        if not isinstance(parsed, dict):
-            problems.append(("tool_call_arguments_json", f"{at}.function.arguments is not a JSON object string"))
+        problems += _check_function(fn, f"{at}.function", declared)
         if call["id"] in seen:
             problems.append(("tool_call_duplicate_id", f"{at}: id {call['id']!r} is used twice"))
         seen[call["id"]] = False
-        if declared is not None and fn["name"] not in declared:
-            problems.append(("tool_undeclared", f"{at} calls {fn['name']!r}, which 'tools' does not declare"))
     return problems
 
 
@@ -174,7 +175,7 @@ def check_messages(
             has_assistant = True
             trained = trained or m.get("weight", 1) != 0
             if "function_call" in m:
-                problems += _check_function_call(m["function_call"], f"{where}[{i}]")
+                problems += _check_function_call(m["function_call"], f"{where}[{i}]", declared)
             if "tool_calls" in m:
                 before = set(calls)
                 problems += _check_tool_calls(m["tool_calls"], f"{where}[{i}]", calls, declared)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, BinaryIO
 
 from xxhash import xxh3_64_intdigest
@@ -33,8 +34,10 @@ from finetune_hub.data.sources import BOM, data_size, decode_json_line, jsonl_li
 from finetune_hub.data.tokens import TokenCounter, counter_for
 
 PARALLEL_MIN_BYTES = 16 << 20  # below this, starting workers costs more than it saves
-UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
-GZIP_MAGIC = b"\x1f\x8b"
+#: first bytes of a file that holds no UTF-8 lines: one finding at line 1, and the rest is not scanned
+NOT_TEXT = MappingProxyType(
+    {b"\xff\xfe": "encoding.utf16", b"\xfe\xff": "encoding.utf16", b"\x1f\x8b": "file.compressed"}
+)
 _RANGE_BYTES = 32 << 20  # a worker's JSONL range is at most about this big (progress moves every range)
 Progress = Callable[[int], None]  # called with the bytes just scanned
 _CHANGE_LINES = 5  # lines remembered per kind of change, for the report
@@ -269,8 +272,8 @@ def scan_range(
                     progress(here - reported)
                     reported = here
                 if number == 1 and start == 0:
-                    if raw[:2] in UTF16_BOMS or raw[:2] == GZIP_MAGIC:
-                        scanner.flag(1, "encoding.utf16" if raw[:2] in UTF16_BOMS else "file.compressed")
+                    if rule := NOT_TEXT.get(raw[:2]):
+                        scanner.flag(1, rule)
                         result.records += 1
                         break
                     if raw.startswith(BOM):
@@ -344,9 +347,9 @@ def _ignore(scanned: int) -> None:
     pass
 
 
-def _starts_utf16(path: Path) -> bool:
+def _not_text(path: Path) -> bool:
     with open(path, "rb") as fh:
-        return fh.read(2) in UTF16_BOMS
+        return fh.read(2) in NOT_TEXT
 
 
 def _scan(plan: ScanPlan, out_dir: Path | None, workers: int | None, progress: Progress) -> ScanResult:
@@ -356,7 +359,7 @@ def _scan(plan: ScanPlan, out_dir: Path | None, workers: int | None, progress: P
         return result
     size = plan.path.stat().st_size
     workers = workers or default_workers(size)
-    if workers <= 1 or _starts_utf16(plan.path):  # UTF-16: reported at line 1, the rest is not UTF-8 lines
+    if workers <= 1 or _not_text(plan.path):  # UTF-16, gzip: reported at line 1, the rest is not UTF-8 lines
         return scan_range(plan, 0, size, out_dir, 0, progress)
     # more ranges than workers evens out uneven lines; ranges of at most 32 MB let progress move
     ranges = split_ranges(plan.path, max(workers * 4, size // _RANGE_BYTES))

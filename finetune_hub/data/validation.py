@@ -3,8 +3,8 @@ token limits, platform packs). Every finding has a rule id, severity, file, line
 
 from __future__ import annotations
 
+import sys
 from array import array
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,13 +219,15 @@ def validate(
         overlap_findings(result, val_result, str(validation), val_result.findings)
         files.append(val_report)
         scans["validation"] = val_result
-    each = [scan.findings for scan in scans.values()]  # each file keeps its own first findings of a rule
+    total = Findings(keep=sys.maxsize)  # each file keeps its own first findings of a rule: none dropped here
+    for scanned in scans.values():
+        total.extend(scanned.findings)
     return ValidationReport(
         files=files,
-        findings=sorted((f for one in each for f in one.kept), key=lambda f: (f.file, f.line or 0, f.rule)),
-        counts=dict(sum((one.counts for one in each), Counter())),
-        errors=sum(one.errors for one in each),
-        warnings=sum(one.warnings for one in each),
+        findings=total.sorted(),
+        counts=dict(total.counts),
+        errors=total.errors,
+        warnings=total.warnings,
         targets=[packs.normalize(t) for t in targets],
         counter=result.counter,
         exact=result.exact,

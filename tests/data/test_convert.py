@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
 import sys
 from array import array
 from pathlib import Path
@@ -314,7 +316,7 @@ def test_stats_progress_covers_a_table_in_one_step(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_a_utf16_file_is_one_finding_however_it_is_split(
+def test_a_utf16_or_gzip_file_is_one_finding_however_it_is_split(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
 ) -> None:
     monkeypatch.setattr("finetune_hub.data.scan._RANGE_BYTES", 50_000)
@@ -322,6 +324,10 @@ def test_a_utf16_file_is_one_finding_however_it_is_split(
     source.write_text("".join(json.dumps(chat(i)) + "\n" for i in range(2000)), encoding="utf-16")
     report = validate(source, workers=workers)
     assert report.counts == {"encoding.utf16": 1} and report.errors == 1
+    packed = tmp_path / "d.jsonl.gz"
+    packed.write_bytes(gzip.compress(os.urandom(300_000)))  # incompressible: several ranges of bytes
+    report = validate(packed, workers=workers)
+    assert report.counts == {"file.compressed": 1} and report.errors == 1
 
 
 def test_change_kinds_are_capped_per_file_not_per_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -124,3 +124,20 @@ def test_csv_rows_after_a_blank_line_or_a_quoted_newline_have_their_own_line_num
     found = json.loads(capsys.readouterr().out)["findings"]
     assert ("missing_content", 6) in [(f["rule"], f["line"]) for f in found]  # "d" with no completion
     assert {f["line"] for f in found if f["rule"] == "example_missing_system_message"} == {2, 3, 6}
+
+
+def test_a_legacy_function_call_is_checked_as_a_tool_call_is() -> None:
+    from finetune_hub.data import rules
+
+    record = {
+        "functions": [{"name": "add", "parameters": {"type": "object"}}],
+        "messages": [
+            {"role": "user", "content": "2 - 1?"},
+            {"role": "assistant", "content": None, "function_call": {"name": "sub", "arguments": '{"a": 2}'}},
+            {"role": "function", "name": "sub", "content": "1"},
+            {"role": "assistant", "content": "1"},
+        ],
+    }
+    assert ("tool_undeclared", "messages[1].function_call calls 'sub', which 'tools' does not declare") in rules.check(
+        record, "chat"
+    )
