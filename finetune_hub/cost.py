@@ -18,12 +18,14 @@ import re
 import struct
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from finetune_hub.errors import ConfigError, FthError
 from finetune_hub.pricing import Catalog, PriceRow, base_model, retirement_problems
 from finetune_hub.pricing import today as pricing_today
 from finetune_hub.records import CostEstimate, JobEvent, JobResult, JobStatus, utcnow
+from local_backend.config import TrainConfig  # stdlib only: the trainer's defaults, no torch
 
 if TYPE_CHECKING:
     from finetune_hub.data import DatasetStats
@@ -34,11 +36,16 @@ if TYPE_CHECKING:
 TOKEN_UNIT = "1M tokens"
 #: LoRA training FLOPs per token per parameter: forward 2N + activation gradients 2N (local-training.md §4)
 LORA_FLOPS_PER_PARAMETER = 4.0
-#: the project trainer's default `max_seq_length` (local_backend/config.py TrainConfig, not imported here: the
-#: trainer package is an extra). Local and SageMaker training jobs cut longer examples to it.
-TRAINER_MAX_SEQ_LENGTH = 2048
-#: Azure `training_type` spellings ("globalstandard", "developerTier", ...) → the names catalog rows use
-AZURE_TRAINING_TYPES = {"standard": "Standard", "globalstandard": "GlobalStandard", "developer": "Developer"}
+#: Azure `training_type` spellings ("globalstandard", "developerTier", ...) → the names Azure and catalog rows use
+AZURE_TRAINING_TYPES = MappingProxyType(
+    {"standard": "Standard", "globalstandard": "GlobalStandard", "developer": "Developer"}
+)
+
+
+def azure_training_type_name(value: str) -> str:
+    """Azure's docs spell it "globalstandard", "developerTier", "GlobalStandard": any of them, as Azure names it."""
+    key = value.replace("_", "").replace("-", "").lower().removesuffix("tier")
+    return AZURE_TRAINING_TYPES.get(key, value)
 
 
 @dataclass(frozen=True)
@@ -95,10 +102,7 @@ def priced_item(provider: str, spec: FineTuneSpec, catalog: Catalog) -> tuple[st
 def azure_training_type(provider: str, spec: FineTuneSpec) -> str | None:
     """The spec's Azure `training_type`, spelt as catalog rows spell it; None elsewhere or where unset."""
     value = spec.settings_for(provider).get("training_type") if provider == "azure_openai" else None
-    if not isinstance(value, str):
-        return None
-    key = value.replace("_", "").replace("-", "").lower().removesuffix("tier")  # as the adapter normalises it
-    return AZURE_TRAINING_TYPES.get(key, value)
+    return azure_training_type_name(value) if isinstance(value, str) else None
 
 
 def _tiered(provider: str, spec: FineTuneSpec) -> str | None:
@@ -135,7 +139,7 @@ def billed(provider: str, spec: FineTuneSpec, stats: DatasetStats, catalog: Cata
     from finetune_hub.data.billing import billed_tokens
 
     time_billed = catalog.platform(provider).priced_by != "model" and not _token_mode(provider, spec, catalog)
-    cut = spec.hyperparameters.max_seq_length or TRAINER_MAX_SEQ_LENGTH
+    cut = spec.hyperparameters.max_seq_length or TrainConfig.max_seq_length  # (the trainer's default)
     bill = billed_tokens(
         stats,
         provider,

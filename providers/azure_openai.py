@@ -17,12 +17,12 @@ from typing import Any, ClassVar, Literal
 import openai
 from pydantic import BaseModel, field_validator
 
+from finetune_hub.cost import azure_training_type_name
 from finetune_hub.errors import AuthError, ConfigError, ProviderError
 from finetune_hub.job import Backoff
 from finetune_hub.records import Problem
 from providers.openai import OpenAIJob, OpenAISettings, public_url
 
-TRAINING_TYPES = {"standard": "Standard", "globalstandard": "GlobalStandard", "developer": "Developer"}
 #: the deployment SKU that matches each training type
 DEPLOYMENT_SKUS = {"Standard": "standard", "GlobalStandard": "globalstandard", "Developer": "developertier"}
 ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
@@ -39,10 +39,7 @@ class AzureOpenAISettings(OpenAISettings):
     @classmethod
     def _normalise(cls, value: Any) -> Any:
         """Azure's docs spell it "globalstandard", "developerTier", "GlobalStandard": accept any case."""
-        if not isinstance(value, str):
-            return value
-        key = value.replace("_", "").replace("-", "").lower().removesuffix("tier")
-        return TRAINING_TYPES.get(key, value)
+        return azure_training_type_name(value) if isinstance(value, str) else value
 
 
 class AzureOpenAIJob(OpenAIJob):
