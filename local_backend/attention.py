@@ -35,6 +35,7 @@ def kernel_available() -> bool:
     return torch.cuda.is_available() and _KERNEL is not None
 
 
+@functools.cache  # one kernel function per process: fa4_unavailable() and register() ask for it
 def fa4_kernel() -> Kernel:
     """FlashAttention-4's varlen kernel (flash-attn-4, CuTe; Hopper and Blackwell), in varlen_attn's shape. Called
     directly: torch 2.11's own FA4 hook expects a 2-tuple from 4.0.0b36's forward, and refuses the backward of a

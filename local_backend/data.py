@@ -119,11 +119,14 @@ def _numbered_lines(fh: Any, path: Path) -> Iterator[tuple[int, str]]:
 # -- rendering and labels -------------------------------------------------------------------------------------
 
 
-def template_text(override: str) -> str:
-    """A chat template given as Jinja text, or as the path of a file holding it."""
+def template_text(override: str, base: Path | None = None) -> str:
+    """A chat template given as Jinja text, or as the path of a file holding it (a relative one found in `base`
+    first, where it is there: the spec's folder)."""
     if "{{" in override or "{%" in override:
         return override
     path = Path(override).expanduser()
+    if base is not None and not path.is_absolute() and (base / path).is_file():
+        path = base / path
     if not path.is_file():
         raise DataError(f"chat_template: no template file {path} (give a path to a Jinja file, or the template)")
     return path.read_text(encoding="utf-8")

@@ -37,9 +37,9 @@ def pick_attention(cfg: TrainConfig, device: torch.device) -> str:
     attention mask, builds a block-diagonal mask: correct, dense); eager for a model whose attention soft-caps its
     scores, which SDPA cannot. The varlen kernel attends to the whole example, so a model with a sliding window
     shorter than an example does not get it."""
-    limit = _varlen_limit(cfg)
+    limit = _varlen_limit(cfg) if cfg.attention in ("auto", "varlen", "fa4") else None  # (else: the user's pick)
     if cfg.attention in ("varlen", "fa4") and limit:
-        raise ConfigError(f"train config: attention = {cfg.attention!r}: {limit}; use attention: auto")
+        raise ConfigError(f"train config: attention = {cfg.attention!r}: {limit.why}; use attention: auto")
     if cfg.attention == "fa4":  # opt-in: measured once (docs/local.md), from a package still in beta
         if cfg.dtype == "fp32":  # its kernels take fp16/bf16: the call would fall back to per-example SDPA
             raise ConfigError("train config: attention = 'fa4' needs bf16 (dtype: auto or bf16), not fp32")
@@ -51,11 +51,19 @@ def pick_attention(cfg: TrainConfig, device: torch.device) -> str:
             return "sdpa"
         return attention.register()
     if cfg.attention == "auto":
-        return "eager" if limit and "soft-caps" in limit else "sdpa"
+        return "eager" if limit and limit.softcap else "sdpa"
     return cfg.attention
 
 
-def _varlen_limit(cfg: TrainConfig) -> str | None:
+@dataclass(frozen=True)
+class VarlenLimit:
+    """Why a model's attention is not what the varlen kernel computes."""
+
+    why: str
+    softcap: bool  # soft-capped scores, which SDPA cannot do either (a sliding window, SDPA's mask can)
+
+
+def _varlen_limit(cfg: TrainConfig) -> VarlenLimit | None:
     """Why the model's attention is not what the varlen kernel computes, if it is not."""
     from transformers import AutoConfig
 
@@ -65,13 +73,12 @@ def _varlen_limit(cfg: TrainConfig) -> str | None:
         return None
     text = config.get_text_config()
     if getattr(text, "attn_logit_softcapping", None):
-        return f"{text.model_type} soft-caps its attention scores, which the varlen kernel does not"
+        return VarlenLimit(f"{text.model_type} soft-caps its attention scores, which the varlen kernel does not", True)
     window = getattr(text, "sliding_window", None)
     if getattr(text, "use_sliding_window", True) and isinstance(window, int) and 0 < window < cfg.max_seq_length:
-        return (
-            f"{text.model_type} attends within a sliding window of {window} tokens, shorter than max_seq_length "
-            f"{cfg.max_seq_length}, which the varlen kernel does not"
-        )
+        why = (f"{text.model_type} attends within a sliding window of {window} tokens, shorter than max_seq_length "
+               f"{cfg.max_seq_length}, which the varlen kernel does not")  # fmt: skip
+        return VarlenLimit(why, False)
     return None
 
 

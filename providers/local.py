@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import importlib.metadata
 import importlib.util
 import tempfile
 import time
@@ -95,6 +96,14 @@ def _translate() -> Iterator[None]:
         raise ProviderError(f"local runs: {exc.strerror or exc}", retryable=retryable) from None
 
 
+def _installed(distribution: str) -> bool:
+    try:
+        importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 def _time(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
@@ -163,11 +172,8 @@ class LocalJob(FineTuneJob):
         }  # fmt: skip
         values.update(s.trainer)
         if (template := values.get("chat_template")) and isinstance(template, str):  # the trainer runs in its run
-            beside = spec.source_file.parent / template if spec.source_file else None  # folder, where a relative
-            if beside is not None and "{" not in template and beside.is_file():  # path means nothing: it gets
-                template = str(beside)  # the template's text (a path is the spec's folder's, as every path there)
-            try:
-                values["chat_template"] = template_text(template)
+            try:  # folder, where a relative path means nothing: it gets the text (a path is the spec folder's)
+                values["chat_template"] = template_text(template, spec.source_file.parent if spec.source_file else None)
             except TrainDataError as exc:
                 raise ConfigError(
                     f"providers.local.trainer.{exc}", hint="a path is relative to the spec's folder"
@@ -198,7 +204,7 @@ class LocalJob(FineTuneJob):
             else:
                 hub = f"base model '{model}' is not a local directory: it will be downloaded from the Hugging Face Hub"
                 problems.append(Problem("warning", hub + " (needs network, and a login for gated models)"))
-        if cfg.attention == "fa4" and importlib.util.find_spec("flash_attn") is None:
+        if cfg.attention == "fa4" and not _installed("flash-attn-4"):  # (FA2 has the same top-level package)
             problems.append(Problem("error", "trainer.attention 'fa4' needs flash-attn-4", "pip install flash-attn-4"))
         if cfg.quantize != "none" and importlib.util.find_spec("bitsandbytes") is None:
             need = f"lora.quantize '{cfg.quantize}' (QLoRA) needs bitsandbytes (on a CPU: bitsandbytes >= 0.48)"

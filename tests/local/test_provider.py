@@ -190,7 +190,7 @@ def test_check_reports_what_cannot_run(llama_model: Path, chat_data) -> None:
     ] == [("error", True)]  # a path, not a Hub id: it would fail in the trainer, after the submit said all was well
     bad = spec_dict(llama_model, chat_data, trainer={"lr_scheduler": "triangle"})
     assert any("lr_scheduler" in p.message for p in LocalJob(FineTuneSpec.model_validate(bad)).check())
-    if importlib.util.find_spec("flash_attn") is None:  # said at submit, not when the trainer starts
+    if not importlib.util.find_spec("flash_attn"):  # (no flash-attn-4 then) said at submit, not at the trainer's start
         fa4 = spec_dict(llama_model, chat_data, trainer={"attention": "fa4"})
         assert any("needs flash-attn-4" in p.message for p in LocalJob(FineTuneSpec.model_validate(fa4)).check())
 
