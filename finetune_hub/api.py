@@ -212,13 +212,15 @@ def control(job: FineTuneJob, verb: str) -> JobState:
         job.record = job.store.get(job.record.id)
         if cleared:
             return job.sync()
-    try:
-        now = None if job.unsent else job.sync()  # the stored status may be stale
+    try:  # the stored status may be stale: the platform's, now (its status is all this needs)
+        now = None if job.unsent else job.retrying(job.refresh)
     except FthError:
         now = None  # the platform's answer to the request decides
-    if now is not None and now.status is JobStatus.SUCCEEDED and verb == "resume":
-        raise ConfigError(f"{job.local_id or job.remote_id} already succeeded: there is nothing to resume")
-    if now is not None and now.status.terminal and verb != "resume":
+    if now is not None and now.status.terminal and (verb != "resume" or now.status is JobStatus.SUCCEEDED):
+        with contextlib.suppress(FthError):  # left alone: the store catches up (status, result, cost)
+            now = job.sync()
+        if verb == "resume":
+            raise ConfigError(f"{job.local_id or job.remote_id} already succeeded: there is nothing to resume")
         return replace(now, detail=LEFT_ALONE)
     state: JobState = job.retrying(getattr(job, verb))
     if job.store is not None and job.record is not None:  # the platform's own answer, even if a later read fails
