@@ -164,14 +164,29 @@ def summarize(record: JobRecord, store: JobStore) -> JobSummary:
 
 
 def evaluate(
-    job: FineTuneJob, model: str, prompts: Sequence[Prompt], scorers: Mapping[str, Scorer], *, is_base: bool = False
+    job: FineTuneJob,
+    model: str,
+    prompts: Sequence[Prompt],
+    scorers: Mapping[str, Scorer],
+    *,
+    is_base: bool = False,
+    deployment: str | None = None,
 ) -> Evaluation:
-    """Ask `model` every prompt through the job's adapter and score each answer against its reference."""
+    """Ask `model` (through `deployment`, where the platform answers only through one) every prompt through the
+    job's adapter and score each answer against its reference."""
     job_id = job.local_id or "?"
     label = f"base {model}" if is_base else job_id
+    reason = None
     if not job.supports(Capability.PREDICT):
         reason = str(job.unsupported(Capability.PREDICT))
+    elif job.answers_through_deployments and deployment is None:  # every prompt would be a 404
+        reason = f"not asked: {job.provider} answers through deployments, " + (
+            "and base models take none here" if is_base
+            else f"deploy {model} (`fth status {job_id}` says how), then --model {job_id}=<deployment>"
+        )  # fmt: skip
+    if reason is not None:
         return Evaluation(label, job_id, job.provider, model, is_base, {}, 0, len(prompts), error=reason)
+    model = deployment or model
     answers: list[Answer] = []
     stopped: str | None = None  # why the rest are not asked
     for prompt in prompts:
@@ -249,21 +264,10 @@ def compare(
         if not (tuned or base):
             continue
         job = api.open_job(record.id, store=store, client=(clients or {}).get(record.provider))
-        deployed = not job.answers_through_deployments  # else a model answers only through a deployment
-        if tuned and (deployed or record.id in asked):
-            evaluations.append(evaluate(job, asked.get(record.id, str(record.model)), prompts, scorers))
-        elif tuned:
-            why = (f"not asked: {record.provider} answers through a deployment; deploy {record.model} (`fth status "
-                   f"{record.id}` says how), then --model {record.id}=<deployment>")  # fmt: skip
-            evaluations.append(Evaluation(record.id, record.id, record.provider, str(record.model), False, {}, 0,
-                                          len(prompts), error=why))  # fmt: skip
+        if tuned:
+            evaluations.append(evaluate(job, str(record.model), prompts, scorers, deployment=asked.get(record.id)))
         if base:
             bases_done.add((record.provider, summary.base_model))
-            if deployed:
-                evaluations.append(evaluate(job, summary.base_model, prompts, scorers, is_base=True))
-            else:
-                why = f"not asked: {record.provider} answers through deployments, and base models take none here"
-                evaluations.append(Evaluation(f"base {summary.base_model}", record.id, record.provider,
-                                              summary.base_model, True, {}, 0, len(prompts), error=why))  # fmt: skip
+            evaluations.append(evaluate(job, summary.base_model, prompts, scorers, is_base=True))
     shown = [{"line": p.line, "prompt": _prompt_text(p), "reference": p.reference} for p in prompts]
     return Comparison(utcnow().isoformat(), summaries, list(metrics), str(eval_file), shown, evaluations)

@@ -51,16 +51,19 @@ class AzureOpenAIJob(OpenAIJob):
     processing_poll_s: float = 2.0  # first wait between file-status checks; it grows to 30 s
     processing_timeout_s: float = 1800.0
 
-    def connect(self) -> Any:
-        # the resource URL; Azure's v1 samples give the API's base URL (…/openai/v1/), which means the same
-        endpoint = (
-            os.environ.get("AZURE_OPENAI_ENDPOINT", "").rstrip("/").removesuffix("/openai/v1").removesuffix("/openai")
-        )
-        if not endpoint:
+    @staticmethod
+    def _endpoint() -> str:
+        """The resource URL; Azure's v1 samples give the API's base URL (…/openai/v1/), which means the same."""
+        endpoint = os.environ.get("AZURE_OPENAI_ENDPOINT", "").rstrip("/")
+        if not (endpoint := endpoint.removesuffix("/openai/v1").removesuffix("/openai")):
             raise ConfigError(
-                "AZURE_OPENAI_ENDPOINT is not set",
+                "AZURE_OPENAI_ENDPOINT is not set: no Azure OpenAI resource to send the job to",
                 hint="export AZURE_OPENAI_ENDPOINT=https://<resource>.openai.azure.com",
             )
+        return endpoint
+
+    def connect(self) -> Any:
+        endpoint = self._endpoint()
         key = os.environ.get("AZURE_OPENAI_API_KEY")
         token = os.environ.get("AZURE_OPENAI_AD_TOKEN")
         provider = None if key or token else _entra_token_provider()
@@ -84,16 +87,13 @@ class AzureOpenAIJob(OpenAIJob):
 
     def check(self) -> list[Problem]:
         problems = super().check()
-        if self._client is None and not os.environ.get("AZURE_OPENAI_ENDPOINT"):  # a dry run says what submit will
-            problems.append(
-                Problem(
-                    "error",
-                    "AZURE_OPENAI_ENDPOINT is not set: no Azure OpenAI resource to send the job to",
-                    hint="export AZURE_OPENAI_ENDPOINT=https://<resource>.openai.azure.com",
-                )
-            )
+        if self._client is None:  # a dry run says what submit will
+            try:
+                self._endpoint()
+            except ConfigError as exc:
+                problems.append(Problem("error", exc.message, exc.hint))
         suffix = self.spec.suffix
-        if suffix and ("." in suffix or len(suffix) > SUFFIX_MAX):
+        if suffix and self.fitted_suffix(suffix) != suffix:
             problems.append(
                 Problem(
                     "error",

@@ -240,7 +240,6 @@ def validate_for(
     provider: str,
     *,
     validation: Path | None = None,
-    suffix: str | None = None,
     model: str | None = None,
     fmt: str = "auto",
 ) -> tuple[list[Finding], DatasetStats | None]:
@@ -249,7 +248,7 @@ def validate_for(
     Problems (errors block submit, warnings do not) and estimates the cost from the stats."""
     target = packs.normalize(provider)
     targets = [target] if target in packs.PACKS else []
-    report = validate(path, validation=validation, targets=targets, model=model, suffix=suffix, fmt=fmt)
+    report = validate(path, validation=validation, targets=targets, model=model, fmt=fmt)
     found = [f for f in report.summary() if f.severity != "info"]
     train = report.files[0]
     if train.detection is None or not train.detection.format:
