@@ -292,6 +292,7 @@ def run_ours(
         "peak_gib": peak_memory(device),
         "warmup_s": wall - sum(seconds),
         "losses": [round(h["loss"], 4) for h in outcome["history"]],
+        "budget": tokens_per_step,
     }
     del trainer, peft_model, model
     reset_memory(device)
@@ -424,7 +425,7 @@ def fa4_rows(
         except Exception as exc:  # the rows already measured still get printed and saved
             print(f"ours with FA4 ({budget} tokens/step) failed: {exc!r}", flush=True)
             return rows
-        twin = next(r for r in done if r["variant"].startswith(f"finetune-hub: packed {budget} "))
+        twin = next(r for r in done if r.get("budget") == budget)  # (done: the FA2 rows)
         drift = max(abs(a - b) for a, b in zip(rows[-1]["losses"], twin["losses"], strict=True))
         rows[-1]["loss_drift_vs_fa2"] = drift  # for scale: FA2's own backward is not bit-reproducible either
         print(f"ours FA4 ({budget} tokens/step): {rows[-1]['tokens_per_s']:,.0f} tok/s; "

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from finetune_hub.errors import ConfigError
+from local_backend.config import written_as_path  # stdlib only: the trainer checks paths the same way
 
 # A settings key is a credential when one of its words is one of these ("tokens_per_batch" is not).
 _SECRET_WORDS = frozenset({"apikey", "key", "token", "secret", "password", "passwd", "credential", "credentials"})
@@ -212,11 +213,6 @@ class FineTuneSpec(_Strict):
             else {k: model(v) for k, v in self.base_model.items()}
         )
         return self.model_copy(update={"data": data, "base_model": models})
-
-
-def written_as_path(model: str) -> bool:
-    """A base model written as a filesystem path, never a Hub or platform id: /…, ./…, ../…, ~…"""
-    return model.startswith(("/", "./", "../", "~"))
 
 
 def _named(text: str, path: Path) -> io.StringIO:

@@ -26,6 +26,11 @@ _FREE_ON_RESUME = frozenset({
 })  # fmt: skip
 
 
+def written_as_path(model: str) -> bool:
+    """A base model written as a filesystem path, never a Hub or platform id: /…, ./…, ../…, ~…"""
+    return model.startswith(("/", "./", "../", "~"))
+
+
 class ConfigError(ValueError):
     """A TrainConfig value is wrong; the message names the field and the fix."""
 

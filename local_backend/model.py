@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from local_backend import attention
-from local_backend.config import ConfigError, TrainConfig
+from local_backend.config import ConfigError, TrainConfig, written_as_path
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def load_tokenizer(cfg: TrainConfig) -> Any:
 
     from transformers import AutoTokenizer
 
-    if cfg.model.startswith(("/", "./", "../", "~")) and not Path(cfg.model).expanduser().is_dir():
+    if written_as_path(cfg.model) and not Path(cfg.model).expanduser().is_dir():
         raise ConfigError(f"train config: model = {cfg.model!r}: no such folder (a path, not a Hub id)")
     tokenizer = AutoTokenizer.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code)
     if tokenizer.pad_token_id is None:

@@ -38,9 +38,9 @@ from finetune_hub.errors import (
 )
 from finetune_hub.job import FineTuneJob, JobState, PreparedData
 from finetune_hub.records import Capability, Checkpoint, JobEvent, JobResult, JobStatus, Problem
-from finetune_hub.spec import written_as_path
 from local_backend import config as train_config
 from local_backend import runfiles
+from local_backend.config import written_as_path
 from local_backend.data import DataError as TrainDataError
 from local_backend.data import read_chat_jsonl, template_text
 from providers.local_runs import DIED, LaunchFailed, LocalRunner, RunNotFound
