@@ -7,7 +7,7 @@ from pathlib import Path
 
 from finetune_hub.data.findings import RecordError
 from finetune_hub.data.formats import FORMATS, Detection, classify, container_of
-from finetune_hub.data.sources import table_rows
+from finetune_hub.data.sources import not_text, table_rows
 
 _PEEK_LINES = 1000  # blank or broken lines skipped while looking for the first record
 
@@ -21,6 +21,8 @@ def detect(path: Path, fmt: str = "auto", mapping: dict[str, str] | None = None)
 
             raise DataError(f"unknown format {fmt!r}", hint=f"use one of: auto, {', '.join(FORMATS)}")
         return Detection(container, fmt, f"{why}; format given as {fmt}")
+    if container == "jsonl" and (rule := not_text(path)):  # gzip bytes may hold a line that parses as JSON
+        return Detection(container, "openai_chat", f"{why}; not text ({rule}), assuming OpenAI chat", assumed=True)
     rows = iter(table_rows(path, container, mapping or {}))
     first = next(rows, None)
     while container == "jsonl" and first and isinstance(first[1], RecordError) and first[0] < _PEEK_LINES:

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, BinaryIO
 
 from xxhash import xxh3_64_intdigest
@@ -30,14 +29,19 @@ from finetune_hub.data.exporters import FILE_PREFIX, exporter_for, is_passthroug
 from finetune_hub.data.findings import ERROR, Findings, RecordError, finding
 from finetune_hub.data.formats import FORMATS, classify, mapped
 from finetune_hub.data.importers import DROPPED, importer_for, kind_of
-from finetune_hub.data.sources import BOM, data_size, decode_json_line, jsonl_lines, split_ranges, table_rows
+from finetune_hub.data.sources import (
+    BOM,
+    NOT_TEXT,
+    data_size,
+    decode_json_line,
+    jsonl_lines,
+    not_text,
+    split_ranges,
+    table_rows,
+)
 from finetune_hub.data.tokens import TokenCounter, counter_for
 
 PARALLEL_MIN_BYTES = 16 << 20  # below this, starting workers costs more than it saves
-#: first bytes of a file that holds no UTF-8 lines: one finding at line 1, and the rest is not scanned
-NOT_TEXT = MappingProxyType(
-    {b"\xff\xfe": "encoding.utf16", b"\xfe\xff": "encoding.utf16", b"\x1f\x8b": "file.compressed"}
-)
 _RANGE_BYTES = 32 << 20  # a worker's JSONL range is at most about this big (progress moves every range)
 Progress = Callable[[int], None]  # called with the bytes just scanned
 _CHANGE_LINES = 5  # lines remembered per kind of change, for the report
@@ -347,11 +351,6 @@ def _ignore(scanned: int) -> None:
     pass
 
 
-def _not_text(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(2) in NOT_TEXT
-
-
 def _scan(plan: ScanPlan, out_dir: Path | None, workers: int | None, progress: Progress) -> ScanResult:
     if plan.container != "jsonl":
         result = scan_rows(plan, table_rows(plan.path, plan.container, plan.mapping), out_dir)
@@ -359,7 +358,7 @@ def _scan(plan: ScanPlan, out_dir: Path | None, workers: int | None, progress: P
         return result
     size = plan.path.stat().st_size
     workers = workers or default_workers(size)
-    if workers <= 1 or _not_text(plan.path):  # UTF-16, gzip: reported at line 1, the rest is not UTF-8 lines
+    if workers <= 1 or not_text(plan.path):  # UTF-16, gzip: reported at line 1, the rest is not UTF-8 lines
         return scan_range(plan, 0, size, out_dir, 0, progress)
     # more ranges than workers evens out uneven lines; ranges of at most 32 MB let progress move
     ranges = split_ranges(plan.path, max(workers * 4, size // _RANGE_BYTES))

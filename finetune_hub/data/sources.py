@@ -13,6 +13,7 @@ import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, BinaryIO
 
 import msgspec
@@ -60,6 +61,18 @@ def jsonl_lines(fh: BinaryIO, start: int, end: int) -> Iterator[tuple[int, bytes
         pos += len(raw)
         if pos >= end:
             return
+
+
+#: first bytes of a file that holds no UTF-8 lines: one finding at line 1 (the rule), and the rest is not read
+NOT_TEXT = MappingProxyType(
+    {b"\xff\xfe": "encoding.utf16", b"\xfe\xff": "encoding.utf16", b"\x1f\x8b": "file.compressed"}
+)
+
+
+def not_text(path: Path) -> str | None:
+    """The rule for a file whose first bytes say it holds no UTF-8 lines (UTF-16, gzip), else None."""
+    with open(path, "rb") as fh:
+        return NOT_TEXT.get(fh.read(2))
 
 
 def decode_json_line(raw: bytes) -> Any:
